@@ -1,0 +1,140 @@
+// Package snapshot is the data model every other package shares: one scan of
+// one target (Snapshot), its hosts, ports and services, and the typed changes
+// between two snapshots. Its JSON shape is a contract (see DESIGN.md); it
+// imports nothing of ours.
+package snapshot
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Port states.
+const (
+	StateOpen     = "open"
+	StateClosed   = "closed"
+	StateFiltered = "filtered"
+)
+
+// Host states.
+const (
+	HostUp   = "up"
+	HostDown = "down"
+)
+
+// Snapshot is one scan of one target.
+type Snapshot struct {
+	Target     string    `json:"target"`
+	ID         string    `json:"id"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	// Complete is false when the scan was cut short. An incomplete snapshot
+	// is stored but never diffed as "everything closed".
+	Complete bool    `json:"complete"`
+	Quality  Quality `json:"quality"`
+	Hosts    []Host  `json:"hosts"`
+}
+
+// Quality holds the engine's figures for one scan. Closed ports are counted
+// here rather than listed.
+type Quality struct {
+	ProbesSent  uint64 `json:"probes_sent"`
+	Replies     uint64 `json:"replies"`
+	Retransmits uint64 `json:"retransmits"`
+	Closed      uint64 `json:"closed,omitempty"`
+	Filtered    uint64 `json:"filtered,omitempty"`
+}
+
+// Host is one address of a target.
+type Host struct {
+	Address  string `json:"address"`
+	Hostname string `json:"hostname,omitempty"`
+	State    string `json:"state"`
+	Ports    []Port `json:"ports"`
+}
+
+// Port is one (port, protocol) of a host.
+type Port struct {
+	Port     uint16   `json:"port"`
+	Protocol string   `json:"protocol"`
+	State    string   `json:"state"`
+	Service  *Service `json:"service,omitempty"`
+}
+
+// Service is what service and version detection found on a port.
+type Service struct {
+	Name    string   `json:"name"`
+	Product string   `json:"product"`
+	Version string   `json:"version"`
+	Info    string   `json:"info"`
+	Tunnel  string   `json:"tunnel"`
+	CPE     []string `json:"cpe"`
+	// Cert is set when the service spoke TLS.
+	Cert *Cert `json:"cert,omitempty"`
+}
+
+// Cert holds the facts of a TLS leaf certificate that users track as drift.
+type Cert struct {
+	Subject     string    `json:"subject"`
+	Issuer      string    `json:"issuer"`
+	SANs        []string  `json:"sans,omitempty"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	Fingerprint string    `json:"sha256"`
+}
+
+// NewID returns the snapshot id of DESIGN.md: target/unix-nanos.
+func NewID(target string, started time.Time) string {
+	return fmt.Sprintf("%s/%d", target, started.UnixNano())
+}
+
+// Sort puts hosts in address order and ports in port order, so that two
+// snapshots of the same network compare and serialise identically.
+func (s *Snapshot) Sort() {
+	sort.Slice(s.Hosts, func(i, j int) bool { return addrLess(s.Hosts[i].Address, s.Hosts[j].Address) })
+	for i := range s.Hosts {
+		p := s.Hosts[i].Ports
+		sort.Slice(p, func(a, b int) bool {
+			if p[a].Port != p[b].Port {
+				return p[a].Port < p[b].Port
+			}
+			return p[a].Protocol < p[b].Protocol
+		})
+	}
+}
+
+func addrLess(a, b string) bool {
+	x, errx := netip.ParseAddr(a)
+	y, erry := netip.ParseAddr(b)
+	if errx == nil && erry == nil {
+		return x.Less(y)
+	}
+	return strings.Compare(a, b) < 0
+}
+
+// OpenPorts counts the open ports across all hosts.
+func (s *Snapshot) OpenPorts() int {
+	n := 0
+	for _, h := range s.Hosts {
+		for _, p := range h.Ports {
+			if p.State == StateOpen {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// HostsUp counts the hosts in state up.
+func (s *Snapshot) HostsUp() int {
+	n := 0
+	for _, h := range s.Hosts {
+		if h.State == HostUp {
+			n++
+		}
+	}
+	return n
+}
