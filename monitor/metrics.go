@@ -1,0 +1,116 @@
+package monitor
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const namespace = "exposure"
+
+// Scan results, the values of the result label of exposure_scans_total.
+const (
+	resultSuccess    = "success"
+	resultIncomplete = "incomplete"
+	resultFailed     = "failed"
+)
+
+// metrics are the daemon's own instruments. The per-port series come from
+// portCollector instead, so that closed ports vanish at the next scrape.
+type metrics struct {
+	scanDuration     *prometheus.HistogramVec
+	scans            *prometheus.CounterVec
+	skipped          *prometheus.CounterVec
+	running          prometheus.Gauge
+	lastSuccess      *prometheus.GaugeVec
+	openPorts        *prometheus.GaugeVec
+	hostsUp          *prometheus.GaugeVec
+	changes          *prometheus.CounterVec
+	probesSent       *prometheus.CounterVec
+	retransmits      *prometheus.CounterVec
+	reloadSuccessful prometheus.Gauge
+	reloadTimestamp  prometheus.Gauge
+	targets          prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		scanDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "scan_duration_seconds",
+			Help:    "Duration of one scan of a target: sweep, service detection, diff and commit.",
+			Buckets: []float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600},
+		}, []string{"target"}),
+		scans: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "scans_total",
+			Help: "Scans by result: success, incomplete (cut short, stored but not diffed), failed.",
+		}, []string{"target", "result"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "scans_skipped_total",
+			Help: "Scheduled runs skipped because the previous scan of the target was still running.",
+		}, []string{"target"}),
+		running: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "scans_running",
+			Help: "Scans holding a slot of the concurrency limit.",
+		}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "last_scan_success_timestamp_seconds",
+			Help: "Unix time the last complete scan of the target finished.",
+		}, []string{"target"}),
+		openPorts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "open_ports",
+			Help: "Open ports found by the last complete scan of the target.",
+		}, []string{"target"}),
+		hostsUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "hosts_up",
+			Help: "Hosts up in the last complete scan of the target.",
+		}, []string{"target"}),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "changes_total",
+			Help: "Changes and policy verdicts committed, by kind.",
+		}, []string{"target", "kind"}),
+		probesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "probes_sent_total",
+			Help: "Probes sent by the scan engine.",
+		}, []string{"target"}),
+		retransmits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "probe_retransmits_total",
+			Help: "Probes the scan engine sent again because no reply came.",
+		}, []string{"target"}),
+		reloadSuccessful: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "config_last_reload_successful",
+			Help: "Whether the last configuration reload attempt was successful.",
+		}),
+		reloadTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "config_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the last successful configuration reload.",
+		}),
+		targets: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "targets",
+			Help: "Targets scheduled.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{
+		m.scanDuration, m.scans, m.skipped, m.running, m.lastSuccess, m.openPorts, m.hostsUp,
+		m.changes, m.probesSent, m.retransmits, m.reloadSuccessful, m.reloadTimestamp, m.targets,
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// forget drops the per-target series of a target that left the
+// configuration, so dashboards do not show it as stale forever.
+func (m *metrics) forget(target string) {
+	l := prometheus.Labels{"target": target}
+	m.scanDuration.DeletePartialMatch(l)
+	m.scans.DeletePartialMatch(l)
+	m.skipped.DeletePartialMatch(l)
+	m.lastSuccess.DeletePartialMatch(l)
+	m.openPorts.DeletePartialMatch(l)
+	m.hostsUp.DeletePartialMatch(l)
+	m.changes.DeletePartialMatch(l)
+	m.probesSent.DeletePartialMatch(l)
+	m.retransmits.DeletePartialMatch(l)
+}
