@@ -1,0 +1,139 @@
+package monitor
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+func testSnapshot(target string, complete bool, ports ...snapshot.Port) *snapshot.Snapshot {
+	return &snapshot.Snapshot{
+		Target: target, ID: target + "/1", Complete: complete,
+		Hosts: []snapshot.Host{{Address: "127.0.0.1", State: snapshot.HostUp, Ports: ports}},
+	}
+}
+
+func openPort(port uint16, svc *snapshot.Service) snapshot.Port {
+	return snapshot.Port{Port: port, Protocol: "tcp", State: snapshot.StateOpen, Service: svc}
+}
+
+func TestPortCollector(t *testing.T) {
+	notAfter := time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)
+	ssh := &snapshot.Service{Name: "ssh", Product: "OpenSSH", Version: "9.2p1\x1b[31m"}
+	https := &snapshot.Service{Name: "http", Product: "nginx", Tunnel: "ssl", Cert: &snapshot.Cert{NotAfter: notAfter}}
+	names := []string{"exposure_port_open", "exposure_service_info", "exposure_tls_cert_not_after_timestamp_seconds", "exposure_series_dropped"}
+	tests := []struct {
+		name   string
+		budget int
+		snaps  []*snapshot.Snapshot
+		want   string
+	}{
+		{
+			name: "all series", budget: 100,
+			snaps: []*snapshot.Snapshot{
+				testSnapshot("dmz", true, openPort(22, ssh), openPort(443, https),
+					snapshot.Port{Port: 25, Protocol: "tcp", State: snapshot.StateFiltered}),
+			},
+			want: `
+# HELP exposure_port_open An open port in the latest complete scan of the target.
+# TYPE exposure_port_open gauge
+exposure_port_open{address="127.0.0.1",port="22",protocol="tcp",service="ssh",target="dmz"} 1
+exposure_port_open{address="127.0.0.1",port="443",protocol="tcp",service="ssl/http",target="dmz"} 1
+# HELP exposure_service_info Product and version detected on an open port (value always 1).
+# TYPE exposure_service_info gauge
+exposure_service_info{address="127.0.0.1",port="22",product="OpenSSH",target="dmz",version="9.2p1?[31m"} 1
+exposure_service_info{address="127.0.0.1",port="443",product="nginx",target="dmz",version=""} 1
+# HELP exposure_tls_cert_not_after_timestamp_seconds NotAfter of the TLS leaf certificate served on an open port.
+# TYPE exposure_tls_cert_not_after_timestamp_seconds gauge
+exposure_tls_cert_not_after_timestamp_seconds{address="127.0.0.1",port="443",target="dmz"} 1.798859045e+09
+# HELP exposure_series_dropped Per-port series left out of this scrape because global.series_budget was reached.
+# TYPE exposure_series_dropped gauge
+exposure_series_dropped 0
+`,
+		},
+		{
+			name: "budget keeps open ports first", budget: 3,
+			snaps: []*snapshot.Snapshot{
+				testSnapshot("b", true, openPort(80, nil)),
+				testSnapshot("a", true, openPort(22, ssh), openPort(443, https)),
+			},
+			want: `
+# HELP exposure_port_open An open port in the latest complete scan of the target.
+# TYPE exposure_port_open gauge
+exposure_port_open{address="127.0.0.1",port="22",protocol="tcp",service="ssh",target="a"} 1
+exposure_port_open{address="127.0.0.1",port="443",protocol="tcp",service="ssl/http",target="a"} 1
+exposure_port_open{address="127.0.0.1",port="80",protocol="tcp",service="",target="b"} 1
+# HELP exposure_series_dropped Per-port series left out of this scrape because global.series_budget was reached.
+# TYPE exposure_series_dropped gauge
+exposure_series_dropped 3
+`,
+		},
+		{
+			name: "incomplete snapshot ignored", budget: 100,
+			snaps: []*snapshot.Snapshot{
+				testSnapshot("a", true, openPort(22, nil)),
+				testSnapshot("a", false),
+			},
+			want: `
+# HELP exposure_port_open An open port in the latest complete scan of the target.
+# TYPE exposure_port_open gauge
+exposure_port_open{address="127.0.0.1",port="22",protocol="tcp",service="",target="a"} 1
+# HELP exposure_series_dropped Per-port series left out of this scrape because global.series_budget was reached.
+# TYPE exposure_series_dropped gauge
+exposure_series_dropped 0
+`,
+		},
+		{
+			name: "closed port vanishes", budget: 100,
+			snaps: []*snapshot.Snapshot{
+				testSnapshot("a", true, openPort(22, nil), openPort(8080, nil)),
+				testSnapshot("a", true, openPort(22, nil)),
+			},
+			want: `
+# HELP exposure_port_open An open port in the latest complete scan of the target.
+# TYPE exposure_port_open gauge
+exposure_port_open{address="127.0.0.1",port="22",protocol="tcp",service="",target="a"} 1
+# HELP exposure_series_dropped Per-port series left out of this scrape because global.series_budget was reached.
+# TYPE exposure_series_dropped gauge
+exposure_series_dropped 0
+`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newPortCollector(tt.budget)
+			for _, s := range tt.snaps {
+				c.set(s)
+			}
+			reg := prometheus.NewRegistry()
+			require.NoError(t, reg.Register(c))
+			require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(tt.want), names...))
+		})
+	}
+}
+
+func TestPortCollectorRetain(t *testing.T) {
+	c := newPortCollector(0)
+	c.set(testSnapshot("a", true, openPort(22, nil)))
+	c.set(testSnapshot("b", true, openPort(22, nil)))
+	c.retain(map[string]bool{"b": true})
+	require.Equal(t, 2, testutil.CollectAndCount(c, "exposure_port_open", "exposure_series_dropped"))
+}
+
+func TestCleanLabel(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"OpenSSH", "OpenSSH"},
+		{"a\nb\x00c", "a?b?c"},
+		{strings.Repeat("x", 200), strings.Repeat("x", maxLabelLen) + "..."},
+		{"\xff", "?"},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, cleanLabel(tt.in))
+	}
+}
