@@ -1,0 +1,297 @@
+package alert
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outbox is the part of the store the dispatcher uses. *store.Store
+// implements it (through a conversion of its entry type, see Entry).
+type Outbox interface {
+	// OutboxPending returns up to limit entries of receiver; the dispatcher
+	// orders them by Created, then Key.
+	OutboxPending(receiver string, limit int) ([]Entry, error)
+	// OutboxAck deletes an entry.
+	OutboxAck(receiver, key string) error
+	// OutboxRetry stores an entry's new Attempts and NextAttempt.
+	OutboxRetry(e Entry) error
+	// OutboxLen counts all entries of all receivers.
+	OutboxLen() (int, error)
+}
+
+// Results of exposure_notifications_total.
+const (
+	ResultDelivered = "delivered" // the receiver accepted the entry
+	ResultFailed    = "failed"    // a retryable failure; the entry stays queued
+	ResultDropped   = "dropped"   // refused for good (e.g. 400); deleted and logged
+)
+
+// DispatcherOptions configures a Dispatcher.
+type DispatcherOptions struct {
+	Outbox Outbox
+	// Notifiers maps receiver names (Entry.Receiver) to their notifiers; one
+	// worker runs per receiver.
+	Notifiers  map[string]Notifier
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// PollInterval is how often an idle worker looks at the outbox even
+	// without Wake; default 30s.
+	PollInterval time.Duration
+	// MinBackoff and MaxBackoff bound the retry delay, which doubles per
+	// attempt with jitter; defaults 1s and 5m.
+	MinBackoff, MaxBackoff time.Duration
+	// BatchSize is how many pending entries a worker reads at once;
+	// default 32.
+	BatchSize int
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+func (o *DispatcherOptions) validate() error {
+	if o.Outbox == nil {
+		return errors.New("no outbox")
+	}
+	if o.Registerer == nil {
+		return errors.New("no registerer")
+	}
+	for name, n := range o.Notifiers {
+		if name == "" || n == nil {
+			return fmt.Errorf("receiver %q: empty name or nil notifier", name)
+		}
+	}
+	if o.PollInterval < 0 || o.MinBackoff < 0 || o.MaxBackoff < 0 || o.BatchSize < 0 {
+		return errors.New("negative interval, backoff or batch size")
+	}
+	if o.MaxBackoff != 0 && o.MinBackoff > o.MaxBackoff {
+		return fmt.Errorf("min backoff %s above max backoff %s", o.MinBackoff, o.MaxBackoff)
+	}
+	return nil
+}
+
+// Dispatcher delivers the outbox: one worker per receiver sends that
+// receiver's entries strictly in order (a resolution never overtakes the
+// alert it resolves), deleting each only after the receiver accepted it.
+type Dispatcher struct {
+	opts          DispatcherOptions
+	logger        *slog.Logger
+	wake          map[string]chan struct{}
+	notifications *prometheus.CounterVec
+	lastPending   atomic.Int64
+}
+
+// NewDispatcher registers exposure_notifications_total and
+// exposure_outbox_pending on o.Registerer.
+func NewDispatcher(o DispatcherOptions) (*Dispatcher, error) {
+	if err := o.validate(); err != nil {
+		return nil, fmt.Errorf("alert dispatcher: %w", err)
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = 30 * time.Second
+	}
+	if o.MinBackoff == 0 {
+		o.MinBackoff = time.Second
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = max(5*time.Minute, o.MinBackoff)
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = 32
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	d := &Dispatcher{opts: o, logger: o.Logger, wake: map[string]chan struct{}{}}
+	if d.logger == nil {
+		d.logger = slog.New(slog.DiscardHandler)
+	}
+	d.notifications = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: prometheus.BuildFQName("exposure", "", "notifications_total"),
+		Help: "Outbox entries handed to receivers, by receiver and result (delivered, failed: will be retried, dropped: refused for good).",
+	}, []string{"receiver", "result"})
+	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: prometheus.BuildFQName("exposure", "outbox", "pending"),
+		Help: "Notifications waiting in the outbox for delivery.",
+	}, d.pending)
+	for _, c := range []prometheus.Collector{d.notifications, pending} {
+		if err := o.Registerer.Register(c); err != nil {
+			return nil, fmt.Errorf("alert dispatcher: register metrics: %w", err)
+		}
+	}
+	for name := range o.Notifiers {
+		d.wake[name] = make(chan struct{}, 1)
+		for _, r := range []string{ResultDelivered, ResultFailed, ResultDropped} {
+			d.notifications.WithLabelValues(name, r)
+		}
+	}
+	return d, nil
+}
+
+// pending reads the outbox size at scrape time; on a store error it keeps
+// the last good value rather than report a false zero.
+func (d *Dispatcher) pending() float64 {
+	n, err := d.opts.Outbox.OutboxLen()
+	if err == nil {
+		d.lastPending.Store(int64(n))
+	}
+	return float64(d.lastPending.Load())
+}
+
+// Wake tells every worker to look at the outbox now. Call it after a store
+// commit that added entries. It never blocks.
+func (d *Dispatcher) Wake() {
+	for _, ch := range d.wake {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run delivers until ctx is done, then waits for the workers and returns
+// nil. An entry being sent when ctx ends stays in the outbox.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for name, n := range d.opts.Notifiers {
+		w := &worker{d: d, name: name, notifier: n, wake: d.wake[name], logger: d.logger.With("receiver", name)}
+		wg.Go(func() { w.run(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+type worker struct {
+	d        *Dispatcher
+	name     string
+	notifier Notifier
+	wake     chan struct{}
+	logger   *slog.Logger
+	lastErr  string
+}
+
+func (w *worker) run(ctx context.Context) {
+	for {
+		wait := w.deliver(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-w.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// deliver sends the due entries in order and returns how long to wait before
+// looking again.
+func (w *worker) deliver(ctx context.Context) time.Duration {
+	o := &w.d.opts
+	// Bounded: a store that never shrinks cannot pin the worker here.
+	for range 1000 {
+		entries, err := o.Outbox.OutboxPending(w.name, o.BatchSize)
+		if err != nil {
+			w.failed(fmt.Errorf("read outbox: %w", err))
+			return o.PollInterval
+		}
+		if len(entries) == 0 {
+			return o.PollInterval
+		}
+		slices.SortFunc(entries, func(a, b Entry) int {
+			if c := a.Created.Compare(b.Created); c != 0 {
+				return c
+			}
+			return strings.Compare(a.Key, b.Key)
+		})
+		for _, e := range entries {
+			if ctx.Err() != nil {
+				return 0
+			}
+			if due := e.NextAttempt.Sub(o.Now()); due > 0 {
+				// Head of line: later entries wait for this one.
+				return min(due, o.PollInterval)
+			}
+			if wait, ok := w.send(ctx, e); !ok {
+				return wait
+			}
+		}
+		// The whole batch went through; there may be more.
+	}
+	return 0
+}
+
+// send delivers one entry. It returns ok when the worker can go on with the
+// next entry, or the delay before the next look.
+func (w *worker) send(ctx context.Context, e Entry) (time.Duration, bool) {
+	o := &w.d.opts
+	retry, err := w.notifier.Notify(ctx, e)
+	if ctx.Err() != nil {
+		// Shutting down: whatever happened, the entry stays as it was.
+		return 0, false
+	}
+	switch {
+	case err == nil:
+		w.d.notifications.WithLabelValues(w.name, ResultDelivered).Inc()
+		if w.lastErr != "" {
+			w.logger.Info("receiver recovered", "key", e.Key, "attempts", e.Attempts+1)
+			w.lastErr = ""
+		}
+	case !retry:
+		w.d.notifications.WithLabelValues(w.name, ResultDropped).Inc()
+		w.logger.Error("receiver refused notification, dropping it", "key", e.Key, "attempts", e.Attempts+1, "err", err)
+	default:
+		w.d.notifications.WithLabelValues(w.name, ResultFailed).Inc()
+		e.Attempts++
+		delay := backoff(e.Attempts, o.MinBackoff, o.MaxBackoff)
+		if ra := retryAfter(err); ra > delay {
+			delay = min(ra, o.MaxBackoff)
+		}
+		e.NextAttempt = o.Now().Add(delay)
+		w.failed(err, "key", e.Key, "attempts", e.Attempts, "retry_in", delay.Round(time.Millisecond).String())
+		if err := o.Outbox.OutboxRetry(e); err != nil {
+			w.failed(fmt.Errorf("record retry of %s: %w", e.Key, err))
+		}
+		return delay, false
+	}
+	if err := o.Outbox.OutboxAck(w.name, e.Key); err != nil {
+		// It will be sent again: receivers dedup by key or labels.
+		w.failed(fmt.Errorf("delete delivered entry %s: %w", e.Key, err))
+		return o.PollInterval, false
+	}
+	return 0, true
+}
+
+// failed logs err only when its text differs from the previous failure, so
+// a receiver down for a day makes one line, not thousands.
+func (w *worker) failed(err error, attrs ...any) {
+	if s := err.Error(); s != w.lastErr {
+		w.lastErr = s
+		w.logger.Warn("notification failed, will retry", append(attrs, "err", err)...)
+	}
+}
+
+// backoff returns the delay before attempt n+1 after n failures: min·2^(n-1)
+// capped at max, with "equal jitter" (between half and all of it) so that
+// receivers coming back are not hit by every worker at once.
+func backoff(attempts int, lo, hi time.Duration) time.Duration {
+	d := lo
+	for i := 1; i < attempts && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	half := d / 2
+	return half + rand.N(d-half+1)
+}

@@ -1,0 +1,55 @@
+package alert
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+)
+
+// Log writes every change of an entry as one log line: a receiver for
+// setups without Alertmanager, and a record of what was sent.
+type Log struct {
+	logger *slog.Logger
+}
+
+var _ Notifier = (*Log)(nil)
+
+// NewLog returns a log receiver writing to logger.
+func NewLog(logger *slog.Logger) *Log {
+	return &Log{logger: logger}
+}
+
+// Notify logs the changes and resolutions of each entry at a level that
+// follows their severity. It never asks for a retry.
+func (l *Log) Notify(ctx context.Context, entries ...Entry) (bool, error) {
+	for _, e := range entries {
+		var p WebhookPayload
+		if err := json.Unmarshal(e.Body, &p); err != nil {
+			return false, fmt.Errorf("decode outbox entry %s: %w", e.Key, err)
+		}
+		for _, c := range p.Changes {
+			l.logger.Log(ctx, level(SeverityOf(c.Kind)), "exposure change",
+				"kind", string(c.Kind), "severity", SeverityOf(c.Kind).String(),
+				"target", sanitize(c.Target, maxLabelLen), "address", sanitize(c.Address, maxLabelLen),
+				"port", c.Port, "summary", sanitize(Summary(c), maxAnnotationLen), "key", e.Key)
+		}
+		for _, c := range p.Resolved {
+			l.logger.Log(ctx, slog.LevelInfo, "exposure condition resolved",
+				"kind", string(c.Kind), "severity", SeverityOf(c.Kind).String(),
+				"target", sanitize(c.Target, maxLabelLen), "address", sanitize(c.Address, maxLabelLen),
+				"port", c.Port, "summary", sanitize(Summary(c), maxAnnotationLen), "key", e.Key)
+		}
+	}
+	return false, nil
+}
+
+func level(s Severity) slog.Level {
+	switch s {
+	case SeverityCritical:
+		return slog.LevelError
+	case SeverityWarning:
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
+}

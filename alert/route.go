@@ -1,0 +1,42 @@
+package alert
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+// Route selects what a receiver gets. Empty lists match everything.
+type Route struct {
+	// Targets are target names.
+	Targets []string
+	// Kinds are change kinds (snapshot.Kind values and ScanFailing).
+	Kinds []snapshot.Kind
+	// MinSeverity drops anything less severe.
+	MinSeverity Severity
+}
+
+// Validate checks the kinds and the severity.
+func (r Route) Validate() error {
+	for _, k := range r.Kinds {
+		if !KnownKind(k) {
+			return fmt.Errorf("route kinds: unknown kind %q", k)
+		}
+	}
+	if r.MinSeverity < SeverityInfo || r.MinSeverity > SeverityCritical {
+		return fmt.Errorf("route min_severity: invalid severity %d", int(r.MinSeverity))
+	}
+	return nil
+}
+
+// Match reports whether a change of kind k on target goes to the receiver.
+func (r Route) Match(target string, k snapshot.Kind) bool {
+	if len(r.Targets) > 0 && !slices.Contains(r.Targets, target) {
+		return false
+	}
+	if len(r.Kinds) > 0 && !slices.Contains(r.Kinds, k) {
+		return false
+	}
+	return SeverityOf(k) >= r.MinSeverity
+}

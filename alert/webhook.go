@@ -1,0 +1,103 @@
+package alert
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Webhook signature and idempotency headers.
+const (
+	SignatureHeader   = "X-Exposure-Signature"
+	IdempotencyHeader = "Idempotency-Key"
+)
+
+// WebhookOptions configures a webhook receiver.
+type WebhookOptions struct {
+	URL string
+	// SecretFile holds the HMAC-SHA256 key; without it requests are not
+	// signed.
+	SecretFile string
+	// Timeout bounds each POST; default 10s.
+	Timeout time.Duration
+	Client  *http.Client
+}
+
+// Webhook posts the changes of each entry as
+// {"version": 1, "target": ..., "changes": [...], "resolved": [...]}, signed
+// with X-Exposure-Signature: sha256=<hex HMAC-SHA256(body, secret)>, with the
+// entry key as Idempotency-Key so a receiver can drop the duplicates that
+// at-least-once delivery produces.
+type Webhook struct {
+	url      string
+	redacted string
+	secret   string // file path
+	timeout  time.Duration
+	client   *http.Client
+}
+
+var _ Notifier = (*Webhook)(nil)
+
+// NewWebhook checks the options.
+func NewWebhook(o WebhookOptions) (*Webhook, error) {
+	u, err := url.Parse(o.URL)
+	if err != nil {
+		return nil, errors.New("webhook receiver: invalid url")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("webhook receiver: url %s: want http(s)://host/...", redactHostURL(u))
+	}
+	if o.Timeout < 0 {
+		return nil, fmt.Errorf("webhook receiver: negative timeout %s", o.Timeout)
+	}
+	w := &Webhook{url: o.URL, redacted: redactHostURL(u), secret: o.SecretFile, timeout: o.Timeout, client: o.Client}
+	if w.timeout == 0 {
+		w.timeout = defaultTimeout
+	}
+	if w.client == nil {
+		w.client = &http.Client{}
+	}
+	return w, nil
+}
+
+// Sign returns the X-Exposure-Signature value for body.
+func Sign(body []byte, secret Secret) string {
+	m := hmac.New(sha256.New, []byte(secret.Reveal()))
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// VerifySignature checks an X-Exposure-Signature value in constant time; a
+// receiver written in Go can use it.
+func VerifySignature(body []byte, secret Secret, header string) bool {
+	return hmac.Equal([]byte(Sign(body, secret)), []byte(header))
+}
+
+// Notify posts each entry on its own, in order, and stops at the first
+// failure: the entries after it are not attempted.
+func (w *Webhook) Notify(ctx context.Context, entries ...Entry) (bool, error) {
+	var secret Secret
+	if w.secret != "" {
+		var err error
+		if secret, err = readSecretFile(w.secret); err != nil {
+			return true, fmt.Errorf("webhook signature: %w", err)
+		}
+	}
+	for _, e := range entries {
+		h := http.Header{}
+		h.Set(IdempotencyHeader, e.Key)
+		if secret != "" {
+			h.Set(SignatureHeader, Sign(e.Body, secret))
+		}
+		if retry, err := post(ctx, w.client, w.timeout, w.url, w.redacted, e.Body, h, secret); err != nil {
+			return retry, err
+		}
+	}
+	return false, nil
+}
