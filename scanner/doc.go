@@ -1,0 +1,24 @@
+// Package scanner holds the port-scanning engines and the sweep that turns
+// their results into a snapshot.
+//
+// Two engines implement Engine:
+//
+//   - SYN sends TCP SYN probes on raw sockets (no cgo, no libpcap). Packets
+//     are built and decoded with gopacket/layers. Every probe carries a keyed
+//     SipHash cookie of its 4-tuple in the sequence number and a reply counts
+//     only when it acknowledges cookie+1 (or, for ICMP, quotes the cookie), so
+//     forged and stray packets cannot invent ports. Only a window of
+//     outstanding probes is held in memory; unanswered probes are
+//     retransmitted individually with an RTT-adaptive timeout, and the send
+//     rate comes from a token bucket shared by every scan of the process, so
+//     random loss costs retransmissions, never rate.
+//   - Connect uses ordinary connect(2) calls with bounded concurrency for
+//     processes without CAP_NET_RAW. Its results have the same shape.
+//
+// Sweep resolves a target specification, runs an engine over the
+// pseudo-random order of all (address, port) pairs and builds the
+// snapshot.Snapshot. Closed ports are counted in Quality.Closed; filtered
+// ports are listed only when the scan has at most SmallScanPairs pairs
+// (nmap lists the minority state too) and counted otherwise; hosts that
+// answered nothing are left out of the snapshot.
+package scanner

@@ -1,0 +1,95 @@
+package scanner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/exposure-monitor/exposure/scanner/spec"
+)
+
+// Result is the verdict on one (address, port) pair.
+type Result struct {
+	Addr netip.Addr
+	Port uint16
+	// State is snapshot.StateOpen, StateClosed or StateFiltered.
+	State string
+	// Reason says why, nmap style: "syn-ack", "reset", "no-response",
+	// "icmp-unreach type 3 code 13", "conn-refused", ...
+	Reason string
+	// RTT is the round-trip time of the answer, zero without one.
+	RTT time.Duration
+}
+
+// Stats are an engine's counters for one Scan.
+type Stats struct {
+	ProbesSent  uint64
+	Replies     uint64
+	Retransmits uint64
+}
+
+// Job is one scan: the pairs to probe, in the order to probe them, and how
+// often an unanswered probe is retransmitted.
+type Job struct {
+	Pairs   spec.Pairs
+	Retries int
+}
+
+// Engine scans pairs and streams one Result per pair to emit as verdicts
+// are reached; emit is called from a single goroutine. Scan returns when
+// every pair has a verdict or ctx is done (then with ctx's error, and some
+// pairs without a Result).
+type Engine interface {
+	Name() string
+	Scan(ctx context.Context, job Job, emit func(Result)) (Stats, error)
+}
+
+// Engine kinds for NewEngine.
+const (
+	KindSYN     = "syn"
+	KindConnect = "connect"
+	KindAuto    = "auto"
+)
+
+var (
+	_ Engine = (*SYN)(nil)
+	_ Engine = (*Connect)(nil)
+)
+
+// NewEngine builds the engine of the given kind. limiter is the process-wide
+// packet budget shared by all scans. "auto" picks SYN when a raw socket can
+// be opened and connect otherwise, and logs one line saying which and why.
+func NewEngine(kind string, limiter *rate.Limiter, logger *slog.Logger) (Engine, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	switch kind {
+	case KindSYN:
+		return NewSYN(SYNOptions{Limiter: limiter, Logger: logger})
+	case KindConnect:
+		return NewConnect(ConnectOptions{Limiter: limiter, Logger: logger}), nil
+	case KindAuto, "":
+		s, err := NewSYN(SYNOptions{Limiter: limiter, Logger: logger})
+		if err == nil {
+			logger.Info("using the SYN engine: raw sockets are available")
+			return s, nil
+		}
+		logger.Info("using the connect engine: raw sockets are not available", "err", err)
+		return NewConnect(ConnectOptions{Limiter: limiter, Logger: logger}), nil
+	}
+	return nil, fmt.Errorf("unknown engine %q (want syn, connect or auto)", kind)
+}
+
+// errNoLimiter is returned by option validation when no limiter is set.
+var errNoLimiter = errors.New("a rate limiter is required")
+
+// pairKey identifies a probe in an engine's window.
+type pairKey struct {
+	addr netip.Addr
+	port uint16
+}

@@ -1,0 +1,132 @@
+package scanner
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
+
+	"github.com/exposure-monitor/exposure/scanner/spec"
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+// listenLoopback opens n listeners on addr (127.0.0.1 or ::1) and returns
+// their ports; t.Skip when the address family is unavailable.
+func listenLoopback(t *testing.T, addr string, n int) []uint16 {
+	t.Helper()
+	var ports []uint16
+	for range n {
+		l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+		if err != nil {
+			t.Skipf("cannot listen on %s: %v", addr, err)
+		}
+		t.Cleanup(func() { l.Close() })
+		ports = append(ports, uint16(l.Addr().(*net.TCPAddr).Port))
+	}
+	return ports
+}
+
+// closedPort returns a port on addr that nothing listens on.
+func closedPort(t *testing.T, addr string) uint16 {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	require.NoError(t, err)
+	p := uint16(l.Addr().(*net.TCPAddr).Port)
+	require.NoError(t, l.Close())
+	return p
+}
+
+func newSYNForTest(t *testing.T) *SYN {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SYN engine needs CAP_NET_RAW (run as root)")
+	}
+	s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(20000, 200)})
+	require.NoError(t, err)
+	return s
+}
+
+func scanAll(t *testing.T, e Engine, pairs []spec.Pair, retries int) (map[spec.Pair]Result, Stats) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got := map[spec.Pair]Result{}
+	st, err := e.Scan(ctx, Job{Pairs: spec.NewPairList(pairs), Retries: retries}, func(r Result) {
+		k := spec.Pair{Addr: r.Addr, Port: r.Port}
+		_, dup := got[k]
+		require.False(t, dup, "two results for %v", k)
+		got[k] = r
+	})
+	require.NoError(t, err)
+	return got, st
+}
+
+func TestLoopbackEngines(t *testing.T) {
+	engines := []struct {
+		name string
+		new  func(t *testing.T) Engine
+	}{
+		{"syn", func(t *testing.T) Engine { return newSYNForTest(t) }},
+		{"connect", func(t *testing.T) Engine { return NewConnect(ConnectOptions{Timeout: time.Second}) }},
+	}
+	for _, fam := range []string{"127.0.0.1", "::1"} {
+		for _, eng := range engines {
+			t.Run(eng.name+"/"+fam, func(t *testing.T) {
+				open := listenLoopback(t, fam, 3)
+				closed := []uint16{closedPort(t, fam), closedPort(t, fam)}
+				e := eng.new(t)
+				addr := netip.MustParseAddr(fam)
+				var pairs []spec.Pair
+				for _, p := range append(append([]uint16{}, open...), closed...) {
+					pairs = append(pairs, spec.Pair{Addr: addr, Port: p})
+				}
+				got, st := scanAll(t, e, pairs, 1)
+				require.Len(t, got, len(pairs))
+				for _, p := range open {
+					require.Equal(t, snapshot.StateOpen, got[spec.Pair{Addr: addr, Port: p}].State, "port %d", p)
+				}
+				for _, p := range closed {
+					require.Equal(t, snapshot.StateClosed, got[spec.Pair{Addr: addr, Port: p}].State, "port %d", p)
+				}
+				require.GreaterOrEqual(t, st.ProbesSent, uint64(len(pairs)))
+				require.Equal(t, uint64(len(pairs)), st.Replies)
+			})
+		}
+	}
+}
+
+func TestLoopbackSYNAllPorts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("65,535-port loopback sweep skipped in -short mode")
+	}
+	s := newSYNForTest(t)
+	open := listenLoopback(t, "127.0.0.1", 5)
+	targets, err := spec.ParseTargets([]string{"127.0.0.1"}, nil)
+	require.NoError(t, err)
+	ports, err := spec.ParsePorts("-")
+	require.NoError(t, err)
+	snap, err := Sweep(context.Background(), s, targets, SweepOptions{Target: "lo", Ports: ports, Retries: 2})
+	require.NoError(t, err)
+	require.True(t, snap.Complete)
+	require.Len(t, snap.Hosts, 1)
+	var got []uint16
+	for _, p := range snap.Hosts[0].Ports {
+		got = append(got, p.Port)
+	}
+	// Other processes may listen on loopback too: ours must all be there,
+	// and every listed port must really accept connections.
+	require.Subset(t, got, open)
+	for _, p := range got {
+		c, err := net.DialTimeout("tcp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p).String(), time.Second)
+		require.NoError(t, err, "port %d reported open", p)
+		c.Close()
+	}
+	require.Equal(t, uint64(65535-len(got)), snap.Quality.Closed)
+	sort.Slice(got, func(i, j int) bool { return got[i] < got[j] })
+}

@@ -1,0 +1,208 @@
+package scanner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/exposure-monitor/exposure/scanner/spec"
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+// SmallScanPairs is the largest scan (addresses x ports) whose filtered
+// ports are listed in the snapshot, and whose silent hosts are listed as
+// down. Larger scans only count them: in a big sweep "filtered" is the
+// overwhelming, uninteresting majority.
+const SmallScanPairs = 100
+
+// Reverse DNS is best effort and must not hold a scan up.
+const (
+	reverseDNSBudget      = 3 * time.Second
+	reverseDNSConcurrency = 16
+	maxHostnameLen        = 253
+)
+
+// SweepOptions describe one sweep of a target.
+type SweepOptions struct {
+	// Target names the snapshot (the config target, or the command line).
+	Target     string
+	Ports      spec.Ports
+	Retries    int
+	Sequential bool
+	// ReverseDNS looks up names of hosts that are up and did not come from
+	// a hostname, within a bounded time.
+	ReverseDNS bool
+	// Lookup resolves hostnames of the target spec; nil means the system
+	// resolver.
+	Lookup spec.LookupFunc
+	// Progress, if set, is called now and then with the pairs done so far.
+	Progress func(done, total uint64)
+}
+
+// hostAcc accumulates one host's results.
+type hostAcc struct {
+	up    bool
+	ports []snapshot.Port
+}
+
+// Sweep resolves t, scans every (address, port) pair with e and builds the
+// snapshot. If ctx ends the scan early, the snapshot has Complete false and
+// the error is nil; if the engine fails, the partial snapshot (Complete
+// false) is returned together with the error.
+func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*snapshot.Snapshot, error) {
+	started := time.Now().UTC()
+	lookup := o.Lookup
+	if lookup == nil {
+		lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}
+	}
+	addrs, err := t.Resolve(ctx, lookup)
+	if err != nil {
+		return nil, fmt.Errorf("resolve targets: %w", err)
+	}
+	order := spec.NewOrder(addrs, o.Ports, spec.OrderOptions{Sequential: o.Sequential})
+	total := order.Len()
+	small := total <= SmallScanPairs
+
+	var (
+		hosts            = map[netip.Addr]*hostAcc{}
+		done             uint64
+		closed, filtered uint64
+	)
+	acc := func(a netip.Addr) *hostAcc {
+		h := hosts[a]
+		if h == nil {
+			h = &hostAcc{}
+			hosts[a] = h
+		}
+		return h
+	}
+	emit := func(r Result) {
+		done++
+		switch r.State {
+		case snapshot.StateOpen:
+			h := acc(r.Addr)
+			h.up = true
+			h.ports = append(h.ports, snapshot.Port{Port: r.Port, Protocol: "tcp", State: snapshot.StateOpen})
+		case snapshot.StateClosed:
+			acc(r.Addr).up = true
+			closed++
+		default:
+			filtered++
+			if small {
+				h := acc(r.Addr)
+				h.ports = append(h.ports, snapshot.Port{Port: r.Port, Protocol: "tcp", State: snapshot.StateFiltered})
+			}
+		}
+		if o.Progress != nil && done%1024 == 0 {
+			o.Progress(done, total)
+		}
+	}
+	stats, scanErr := e.Scan(ctx, Job{Pairs: order, Retries: o.Retries}, emit)
+	if o.Progress != nil {
+		o.Progress(done, total)
+	}
+
+	snap := &snapshot.Snapshot{
+		Target:    o.Target,
+		ID:        snapshot.NewID(o.Target, started),
+		StartedAt: started,
+		Complete:  scanErr == nil && done == total,
+		Quality: snapshot.Quality{
+			ProbesSent: stats.ProbesSent, Replies: stats.Replies, Retransmits: stats.Retransmits,
+			Closed: closed, Filtered: filtered,
+		},
+		Hosts: []snapshot.Host{},
+	}
+	var needName []netip.Addr
+	for a, h := range hosts {
+		if !h.up && !small {
+			continue
+		}
+		host := snapshot.Host{Address: a.String(), Hostname: addrs.Name(a), State: snapshot.HostDown, Ports: h.ports}
+		if h.up {
+			host.State = snapshot.HostUp
+		}
+		if host.Ports == nil {
+			host.Ports = []snapshot.Port{}
+		}
+		if host.Hostname == "" && h.up && o.ReverseDNS {
+			needName = append(needName, a)
+		}
+		snap.Hosts = append(snap.Hosts, host)
+	}
+	if len(needName) > 0 && ctx.Err() == nil {
+		names := reverseNames(ctx, needName)
+		for i := range snap.Hosts {
+			if n, ok := names[snap.Hosts[i].Address]; ok {
+				snap.Hosts[i].Hostname = n
+			}
+		}
+	}
+	snap.Sort()
+	snap.FinishedAt = time.Now().UTC()
+	if scanErr != nil && !errors.Is(scanErr, context.Canceled) && !errors.Is(scanErr, context.DeadlineExceeded) {
+		return snap, fmt.Errorf("sweep %s: %w", o.Target, scanErr)
+	}
+	return snap, nil
+}
+
+// reverseNames looks up PTR names with bounded concurrency and a bounded
+// total time; addresses without an answer in time get none.
+func reverseNames(ctx context.Context, addrs []netip.Addr) map[string]string {
+	ctx, cancel := context.WithTimeout(ctx, reverseDNSBudget)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		names = map[string]string{}
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, reverseDNSConcurrency)
+	)
+	for _, a := range addrs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ns, err := net.DefaultResolver.LookupAddr(ctx, a.String())
+			if err != nil || len(ns) == 0 {
+				return
+			}
+			if n := cleanHostname(ns[0]); n != "" {
+				mu.Lock()
+				names[a.String()] = n
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return names
+}
+
+// cleanHostname keeps a PTR answer printable and bounded: it comes from
+// the network and ends up in logs, labels and alerts.
+func cleanHostname(s string) string {
+	s = strings.TrimSuffix(s, ".")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > maxHostnameLen {
+		s = s[:maxHostnameLen]
+	}
+	return s
+}
