@@ -1,0 +1,213 @@
+package store
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+const sep = 0x00
+
+func checkName(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("store: empty %s", what)
+	}
+	if strings.IndexByte(s, sep) >= 0 {
+		return fmt.Errorf("store: %s %q contains a NUL byte", what, s)
+	}
+	return nil
+}
+
+// prefix is name + 0x00, the start of every key of one target or receiver.
+func prefix(name string) []byte {
+	b := make([]byte, 0, len(name)+1)
+	b = append(b, name...)
+	return append(b, sep)
+}
+
+func putTime(b []byte, t int64) []byte {
+	return binary.BigEndian.AppendUint64(b, uint64(t))
+}
+
+// scanKey is target 0x00 started-nanos.
+func scanKey(target string, started int64) []byte {
+	return putTime(prefix(target), started)
+}
+
+func splitScanKey(k []byte) (target string, started int64, ok bool) {
+	if len(k) < 10 || k[len(k)-9] != sep {
+		return "", 0, false
+	}
+	return string(k[:len(k)-9]), int64(binary.BigEndian.Uint64(k[len(k)-8:])), true
+}
+
+// hostKey is target 0x00 address.
+func hostKey(target, addr string) []byte {
+	return append(prefix(target), addr...)
+}
+
+// portKey is target 0x00 address 0x00 port protocol.
+func portKey(target, addr string, port uint16, proto string) []byte {
+	b := append(prefix(target), addr...)
+	b = append(b, sep)
+	b = binary.BigEndian.AppendUint16(b, port)
+	return append(b, proto...)
+}
+
+func splitPortKey(target string, k []byte) (addr string, port uint16, proto string, ok bool) {
+	rest := k[len(target)+1:]
+	i := bytes.IndexByte(rest, sep)
+	if i < 0 || len(rest) < i+3 {
+		return "", 0, "", false
+	}
+	return string(rest[:i]), binary.BigEndian.Uint16(rest[i+1:]), string(rest[i+3:]), true
+}
+
+// changeKey is target 0x00 at-nanos seq.
+func changeKey(target string, at int64, seq uint64) []byte {
+	b := putTime(prefix(target), at)
+	return binary.BigEndian.AppendUint64(b, seq)
+}
+
+func outboxKey(receiver, key string) []byte {
+	return append(prefix(receiver), key...)
+}
+
+// encode prepends the value version byte to the JSON of v.
+func encode(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteByte(valueV1)
+	if err := json.NewEncoder(&buf).Encode(v); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	return b[:len(b)-1], nil // drop the encoder's newline
+}
+
+// decode checks the version byte and unmarshals the rest. The caller's v
+// owns its memory afterwards, so decoding inside a transaction copies.
+func decode(b []byte, v any) error {
+	if len(b) == 0 {
+		return fmt.Errorf("empty value")
+	}
+	if b[0] != valueV1 {
+		return fmt.Errorf("value format version %d, want %d", b[0], valueV1)
+	}
+	return json.Unmarshal(b[1:], v)
+}
+
+func encodeBlob(s *snapshot.Snapshot) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteByte(valueV1)
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err := json.NewEncoder(zw).Encode(s); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func decodeBlob(b []byte) (*snapshot.Snapshot, error) {
+	if len(b) == 0 || b[0] != valueV1 {
+		return nil, fmt.Errorf("bad blob header")
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(b[1:]))
+	if err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(zr, 1<<30))
+	if err != nil {
+		return nil, err
+	}
+	var s snapshot.Snapshot
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// scanRecord is the per-scan value: everything a snapshot has except its
+// hosts, which come from the runs (or the blob).
+type scanRecord struct {
+	ID       string           `json:"i"`
+	Finished int64            `json:"f"`
+	Complete bool             `json:"c,omitempty"`
+	Quality  snapshot.Quality `json:"q"`
+	HostsUp  int              `json:"h,omitempty"`
+	Open     int              `json:"o,omitempty"`
+	// Blob is set when the hosts are in the blobs bucket rather than the runs.
+	Blob bool `json:"b,omitempty"`
+}
+
+// head is the per-target value: the scans the runs are current for.
+type head struct {
+	Last         int64 `json:"l"`
+	LastComplete int64 `json:"c,omitempty"`
+}
+
+// run is one interval of one host or port in one state. End zero means the
+// run is still current. Last is the time of the last scan that saw it,
+// written when the run ends (for a current run it is the head's
+// LastComplete).
+type run struct {
+	First int64   `json:"f"`
+	Last  int64   `json:"l,omitempty"`
+	End   int64   `json:"e,omitempty"`
+	State string  `json:"s"`
+	Hist  []value `json:"h,omitempty"`
+}
+
+// value is one hostname (hosts) or service (ports) seen from At on.
+type value struct {
+	At int64           `json:"t"`
+	V  json.RawMessage `json:"v,omitempty"`
+}
+
+func (r *run) contains(t int64) bool {
+	return r.First <= t && (r.End == 0 || t < r.End)
+}
+
+func (r *run) valueAt(t int64) json.RawMessage {
+	var v json.RawMessage
+	for _, h := range r.Hist {
+		if h.At > t {
+			break
+		}
+		v = h.V
+	}
+	return v
+}
+
+func (r *run) current() json.RawMessage {
+	if len(r.Hist) == 0 {
+		return nil
+	}
+	return r.Hist[len(r.Hist)-1].V
+}
+
+func nanos(t time.Time) int64 { return t.UnixNano() }
+
+func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+// parseID splits a snapshot id of the form target/nanos (snapshot.NewID).
+func parseID(id string) (string, int64, bool) {
+	i := strings.LastIndexByte(id, '/')
+	if i <= 0 {
+		return "", 0, false
+	}
+	n, err := strconv.ParseInt(id[i+1:], 10, 64)
+	if err != nil {
+		return "", 0, false
+	}
+	return id[:i], n, true
+}

@@ -1,0 +1,336 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+// Commit is everything one scan produces, written in one transaction so a
+// crash leaves either all of it or none.
+type Commit struct {
+	// Snapshot is the scan; nil when only changes, outbox entries or diff
+	// state are written.
+	Snapshot *snapshot.Snapshot
+	// Changes go to the change log. A zero At becomes the snapshot's start;
+	// a zero FirstSeen is filled from the observation runs.
+	Changes []snapshot.Change
+	// Outbox entries are added unless an entry with the same receiver and
+	// key exists (the key is the idempotency key).
+	Outbox []OutboxEntry
+	// DiffState, when non-nil, replaces the target's diff state.
+	DiffState []byte
+	// Target names the target of DiffState when Snapshot is nil.
+	Target string
+}
+
+// Commit writes c atomically. It returns after the data is on disk.
+func (s *Store) Commit(ctx context.Context, c Commit) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	target := c.Target
+	if c.Snapshot != nil {
+		if err := validSnapshot(c.Snapshot); err != nil {
+			return err
+		}
+		target = c.Snapshot.Target
+	}
+	if c.DiffState != nil {
+		if err := checkName("target", target); err != nil {
+			return err
+		}
+	}
+	// Encode outside the transaction: it holds the only writer lock.
+	var blob []byte
+	if c.Snapshot != nil {
+		var err error
+		if blob, err = encodeBlob(c.Snapshot); err != nil {
+			return fmt.Errorf("store: encode snapshot %s: %w", c.Snapshot.ID, err)
+		}
+	}
+	err := s.update(func(tx *bolt.Tx) error {
+		var runs *targetRuns
+		if c.Snapshot != nil {
+			var err error
+			if runs, err = commitSnapshot(tx, c.Snapshot, blob); err != nil {
+				return err
+			}
+		}
+		if err := putChanges(tx, c, runs); err != nil {
+			return err
+		}
+		if err := putOutbox(tx, c.Outbox); err != nil {
+			return err
+		}
+		if c.DiffState != nil {
+			v := append([]byte{valueV1}, c.DiffState...)
+			if err := tx.Bucket(bucketDiffState).Put([]byte(target), v); err != nil {
+				return fmt.Errorf("store: put diff state: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if c.Snapshot != nil {
+			return fmt.Errorf("store: commit %s: %w", c.Snapshot.ID, err)
+		}
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+func validSnapshot(sn *snapshot.Snapshot) error {
+	if err := checkName("target", sn.Target); err != nil {
+		return err
+	}
+	if sn.ID == "" {
+		return fmt.Errorf("store: snapshot of %s has no id", sn.Target)
+	}
+	if sn.StartedAt.UnixNano() <= 0 {
+		return fmt.Errorf("store: snapshot %s: started_at %s is not after 1970", sn.ID, sn.StartedAt)
+	}
+	for _, h := range sn.Hosts {
+		if err := checkName("address", h.Address); err != nil {
+			return fmt.Errorf("store: snapshot %s: %w", sn.ID, err)
+		}
+	}
+	return nil
+}
+
+// targetRuns is every host and port key of one target with its runs,
+// as read at the start of a commit.
+type targetRuns struct {
+	hosts map[string][]run
+	ports map[string][]run // by string(portKey)
+}
+
+func loadRuns(tx *bolt.Tx, target string) (*targetRuns, error) {
+	tr := &targetRuns{hosts: map[string][]run{}, ports: map[string][]run{}}
+	for _, b := range []struct {
+		name []byte
+		into map[string][]run
+	}{{bucketHosts, tr.hosts}, {bucketPorts, tr.ports}} {
+		p := prefix(target)
+		c := tx.Bucket(b.name).Cursor()
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			var rs []run
+			if err := decode(v, &rs); err != nil {
+				return nil, fmt.Errorf("decode %s key %q: %w", b.name, k, err)
+			}
+			b.into[string(k)] = rs
+		}
+	}
+	return tr, nil
+}
+
+func currentRun(rs []run) *run {
+	if n := len(rs); n > 0 && rs[n-1].End == 0 {
+		return &rs[n-1]
+	}
+	return nil
+}
+
+func commitSnapshot(tx *bolt.Tx, sn *snapshot.Snapshot, blob []byte) (*targetRuns, error) {
+	ts := nanos(sn.StartedAt)
+	key := scanKey(sn.Target, ts)
+	scans := tx.Bucket(bucketScans)
+	if scans.Get(key) != nil {
+		return nil, fmt.Errorf("a scan of %s started at %s is already stored", sn.Target, sn.StartedAt)
+	}
+	var hd head
+	if v := tx.Bucket(bucketTargets).Get([]byte(sn.Target)); v != nil {
+		if err := decode(v, &hd); err != nil {
+			return nil, fmt.Errorf("decode head of %s: %w", sn.Target, err)
+		}
+	}
+	runs, err := loadRuns(tx, sn.Target)
+	if err != nil {
+		return nil, err
+	}
+	rec := scanRecord{
+		ID:       sn.ID,
+		Finished: nanos(sn.FinishedAt),
+		Complete: sn.Complete,
+		Quality:  sn.Quality,
+		HostsUp:  sn.HostsUp(),
+		Open:     sn.OpenPorts(),
+	}
+	if sn.Complete && ts > hd.LastComplete {
+		if err := advanceRuns(tx, sn, runs, hd.LastComplete); err != nil {
+			return nil, err
+		}
+		hd.LastComplete = ts
+	} else {
+		// Incomplete scans prove no closure, and a scan older than the head
+		// cannot rewrite history: keep them whole.
+		rec.Blob = true
+		if err := tx.Bucket(bucketBlobs).Put(key, blob); err != nil {
+			return nil, fmt.Errorf("put blob: %w", err)
+		}
+	}
+	hd.Last = max(hd.Last, ts)
+	v, err := encode(rec)
+	if err != nil {
+		return nil, err
+	}
+	if err := scans.Put(key, v); err != nil {
+		return nil, fmt.Errorf("put scan: %w", err)
+	}
+	if sn.ID != snapshot.NewID(sn.Target, sn.StartedAt) {
+		if err := tx.Bucket(bucketIDs).Put([]byte(sn.ID), key); err != nil {
+			return nil, fmt.Errorf("put id: %w", err)
+		}
+	}
+	if v, err = encode(hd); err != nil {
+		return nil, err
+	}
+	if err := tx.Bucket(bucketTargets).Put([]byte(sn.Target), v); err != nil {
+		return nil, fmt.Errorf("put head: %w", err)
+	}
+	return runs, nil
+}
+
+type observation struct {
+	state string
+	value json.RawMessage
+}
+
+// advanceRuns moves the runs of sn.Target to the complete scan sn. Only keys
+// whose state or value differs from their current run are rewritten.
+func advanceRuns(tx *bolt.Tx, sn *snapshot.Snapshot, tr *targetRuns, prevComplete int64) error {
+	ts := nanos(sn.StartedAt)
+	hosts := map[string]observation{}
+	ports := map[string]observation{}
+	for _, h := range sn.Hosts {
+		var name json.RawMessage
+		if h.Hostname != "" {
+			name, _ = json.Marshal(h.Hostname)
+		}
+		hosts[string(hostKey(sn.Target, h.Address))] = observation{h.State, name}
+		for _, p := range h.Ports {
+			var svc json.RawMessage
+			if p.Service != nil {
+				var err error
+				if svc, err = json.Marshal(p.Service); err != nil {
+					return fmt.Errorf("encode service: %w", err)
+				}
+			}
+			ports[string(portKey(sn.Target, h.Address, p.Port, p.Protocol))] = observation{p.State, svc}
+		}
+	}
+	for _, b := range []struct {
+		name     []byte
+		existing map[string][]run
+		seen     map[string]observation
+	}{{bucketHosts, tr.hosts, hosts}, {bucketPorts, tr.ports, ports}} {
+		bk := tx.Bucket(b.name)
+		put := func(k string, rs []run) error {
+			v, err := encode(rs)
+			if err != nil {
+				return err
+			}
+			if err := bk.Put([]byte(k), v); err != nil {
+				return fmt.Errorf("put %s: %w", b.name, err)
+			}
+			return nil
+		}
+		for k, rs := range b.existing {
+			cur := currentRun(rs)
+			if cur == nil {
+				continue
+			}
+			o, ok := b.seen[k]
+			switch {
+			case ok && o.state == cur.State:
+				if !bytes.Equal(o.value, cur.current()) {
+					cur.Hist = append(cur.Hist, value{At: ts, V: o.value})
+					if err := put(k, rs); err != nil {
+						return err
+					}
+				}
+				delete(b.seen, k)
+				continue
+			default:
+				cur.Last, cur.End = prevComplete, ts
+			}
+			if err := put(k, rs); err != nil {
+				return err
+			}
+		}
+		for k, o := range b.seen {
+			nr := run{First: ts, State: o.state}
+			if o.value != nil {
+				nr.Hist = []value{{At: ts, V: o.value}}
+			}
+			rs := append(b.existing[k], nr)
+			if err := put(k, rs); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func putChanges(tx *bolt.Tx, c Commit, tr *targetRuns) error {
+	b := tx.Bucket(bucketChanges)
+	for _, ch := range c.Changes {
+		if ch.Target == "" && c.Snapshot != nil {
+			ch.Target = c.Snapshot.Target
+		}
+		if err := checkName("change target", ch.Target); err != nil {
+			return err
+		}
+		if ch.At.IsZero() {
+			if c.Snapshot == nil {
+				return fmt.Errorf("change %s of %s has no time", ch.Kind, ch.Target)
+			}
+			ch.At = c.Snapshot.StartedAt
+		}
+		if ch.Snapshot == "" && c.Snapshot != nil {
+			ch.Snapshot = c.Snapshot.ID
+		}
+		if ch.FirstSeen.IsZero() && tr != nil && ch.Address != "" {
+			ch.FirstSeen = firstSeen(tr, ch, c.Snapshot)
+		}
+		seq, err := b.NextSequence()
+		if err != nil {
+			return fmt.Errorf("change sequence: %w", err)
+		}
+		v, err := encode(ch)
+		if err != nil {
+			return fmt.Errorf("encode change: %w", err)
+		}
+		if err := b.Put(changeKey(ch.Target, nanos(ch.At), seq), v); err != nil {
+			return fmt.Errorf("put change: %w", err)
+		}
+	}
+	return nil
+}
+
+// firstSeen is when the host or port of ch entered the state it was in
+// before this scan (for closures), or this scan's start (for openings).
+func firstSeen(tr *targetRuns, ch snapshot.Change, sn *snapshot.Snapshot) time.Time {
+	var rs []run
+	if ch.Port != 0 {
+		rs = tr.ports[string(portKey(ch.Target, ch.Address, ch.Port, ch.Protocol))]
+	} else {
+		rs = tr.hosts[string(hostKey(ch.Target, ch.Address))]
+	}
+	// tr was read before the scan was applied, but advanceRuns updated the
+	// runs in place: a run that this scan ended has End == this scan.
+	ts := nanos(sn.StartedAt)
+	for i := len(rs) - 1; i >= 0; i-- {
+		r := rs[i]
+		if r.First < ts && (r.End == 0 || r.End == ts) {
+			return fromNanos(r.First)
+		}
+	}
+	return sn.StartedAt
+}
