@@ -10,7 +10,8 @@ import (
 )
 
 // OutboxEntry is one notification waiting for its receiver. It stays in the
-// store until OutboxAck, so it survives restarts.
+// store until OutboxAck, so it survives restarts. Its fields match
+// alert.Entry, so the two convert into each other.
 type OutboxEntry struct {
 	Receiver string `json:"receiver"`
 	// Key identifies the notification across retries (Idempotency-Key);
@@ -19,9 +20,7 @@ type OutboxEntry struct {
 	Created     time.Time `json:"created"`
 	Attempts    int       `json:"attempts,omitempty"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
-	// LastError is the last delivery error, for operators.
-	LastError string `json:"last_error,omitempty"`
-	Body      []byte `json:"body"`
+	Body        []byte    `json:"body"`
 }
 
 func (e *OutboxEntry) validate() error {
@@ -109,7 +108,7 @@ func (s *Store) OutboxAck(receiver, key string) error {
 	return nil
 }
 
-// OutboxRetry stores e's new Attempts, NextAttempt and LastError. It returns
+// OutboxRetry stores e's new Attempts and NextAttempt. It returns
 // ErrNotFound if the entry was acked meanwhile, and never recreates it.
 func (s *Store) OutboxRetry(e OutboxEntry) error {
 	if err := e.validate(); err != nil {
@@ -126,7 +125,7 @@ func (s *Store) OutboxRetry(e OutboxEntry) error {
 		if err := decode(old, &cur); err != nil {
 			return fmt.Errorf("decode outbox %q: %w", k, err)
 		}
-		cur.Attempts, cur.NextAttempt, cur.LastError = e.Attempts, e.NextAttempt, e.LastError
+		cur.Attempts, cur.NextAttempt = e.Attempts, e.NextAttempt
 		v, err := encode(cur)
 		if err != nil {
 			return err
