@@ -2,12 +2,14 @@ package alert
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -55,8 +57,9 @@ func (o *AlertmanagerOptions) validate() error {
 type amPeer struct {
 	url      string // full endpoint, may carry user info
 	redacted string
-	// userinfo is the password embedded in the URL, scrubbed from answers.
-	userinfo Secret
+	// userinfo holds the password embedded in the URL and its basic auth
+	// encoding, scrubbed from answers.
+	userinfo []Secret
 }
 
 // Alertmanager posts alerts to every member of an Alertmanager cluster.
@@ -107,7 +110,8 @@ func NewAlertmanager(o AlertmanagerOptions) (*Alertmanager, error) {
 		u.RawPath = ""
 		p := amPeer{url: u.String(), redacted: redactUserinfoURL(u)}
 		if pw, ok := u.User.Password(); ok {
-			p.userinfo = Secret(pw)
+			enc := base64.StdEncoding.EncodeToString([]byte(u.User.Username() + ":" + pw))
+			p.userinfo = []Secret{Secret(pw), Secret(enc)}
 		}
 		a.peers = append(a.peers, p)
 	}
@@ -146,7 +150,7 @@ func (a *Alertmanager) Notify(ctx context.Context, entries ...Entry) (bool, erro
 	var wg sync.WaitGroup
 	for i, p := range a.peers {
 		wg.Go(func() {
-			r, err := post(ctx, a.client, a.opts.Timeout, p.url, p.redacted, body, header.Clone(), append(secrets, p.userinfo)...)
+			r, err := post(ctx, a.client, a.opts.Timeout, p.url, p.redacted, body, header.Clone(), append(slices.Clone(secrets), p.userinfo...)...)
 			results[i] = result{r, err}
 		})
 	}
@@ -191,7 +195,9 @@ func (a *Alertmanager) auth() (http.Header, []Secret, error) {
 		}
 		r := http.Request{Header: h}
 		r.SetBasicAuth(a.opts.Username, pw.Reveal())
-		return h, []Secret{pw}, nil
+		// The encoded header gives the password away as well.
+		encoded := Secret(strings.TrimPrefix(h.Get("Authorization"), "Basic "))
+		return h, []Secret{pw, encoded}, nil
 	}
 	return h, nil, nil
 }

@@ -123,3 +123,11 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	}
 	return min(max(d, 0), maxRetryAfterHdr)
 }
+
+// NotifierFunc adapts a function to Notifier, like http.HandlerFunc.
+type NotifierFunc func(ctx context.Context, entries ...Entry) (bool, error)
+
+// Notify calls f.
+func (f NotifierFunc) Notify(ctx context.Context, entries ...Entry) (bool, error) {
+	return f(ctx, entries...)
+}
