@@ -1,0 +1,345 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+)
+
+// Daemons returns the real daemons the lab can start, each bound to the
+// host's own addresses (never the wildcard, never a system instance's files).
+func Daemons() []Daemon {
+	return []Daemon{
+		{Name: "sshd", Ports: []uint16{22}, Binaries: []string{"sshd", "ssh-keygen"}, Banner: "SSH-2.0-OpenSSH", prepare: prepareSSHD},
+		{Name: "nginx", Ports: []uint16{80, 443}, Binaries: []string{"nginx"}, prepare: prepareNginx, stop: syscall.SIGQUIT},
+		{Name: "redis", Ports: []uint16{6379}, Binaries: []string{"redis-server"}, prepare: prepareRedis},
+		{Name: "postgresql", Ports: []uint16{5432}, Binaries: []string{"postgres", "initdb", "setpriv"}, prepare: preparePostgres, stop: syscall.SIGINT},
+		{Name: "memcached", Ports: []uint16{11211}, Binaries: []string{"memcached"}, prepare: prepareMemcached},
+		{Name: "proftpd", Ports: []uint16{21}, Binaries: []string{"proftpd"}, Banner: "220 ", prepare: prepareProftpd},
+		{Name: "exim", Ports: []uint16{25, 587}, Binaries: []string{"exim4"}, Banner: "220 ", prepare: prepareExim},
+		{Name: "dovecot", Ports: []uint16{110, 143, 993, 995}, Binaries: []string{"dovecot"}, Banner: "+OK", prepare: prepareDovecot},
+		{Name: "mosquitto", Ports: []uint16{1883}, Binaries: []string{"mosquitto"}, prepare: prepareMosquitto},
+		{Name: "named", Ports: []uint16{53}, Binaries: []string{"named"}, prepare: prepareNamed},
+		{Name: "prometheus", Ports: []uint16{9090}, Binaries: []string{"prometheus"}, prepare: preparePrometheus},
+		{Name: "alertmanager", Ports: []uint16{9093}, Binaries: []string{"prometheus-alertmanager"}, prepare: prepareAlertmanager},
+	}
+}
+
+// DaemonByName returns the daemon of Daemons() with that name.
+func DaemonByName(name string) (Daemon, bool) {
+	for _, d := range Daemons() {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Daemon{}, false
+}
+
+// DaemonPorts returns the TCP ports the daemons open, in the order given.
+func DaemonPorts(ds []Daemon) []uint16 {
+	var ports []uint16
+	for _, d := range ds {
+		ports = append(ports, d.Ports...)
+	}
+	return ports
+}
+
+func prepareSSHD(ctx context.Context, c *daemonContext) ([]string, error) {
+	key := c.path("ssh_host_ed25519_key")
+	if _, err := run(ctx, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "exposure-lab", "-f", key); err != nil {
+		return nil, err
+	}
+	// Privilege separation directory that sshd insists on; creating it does
+	// not touch a system sshd.
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		return nil, err
+	}
+	h := c.host
+	conf, err := c.write("sshd_config", fmt.Sprintf(`Port 22
+ListenAddress %s
+ListenAddress %s
+HostKey %s
+PidFile %s
+UsePAM no
+PermitRootLogin no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthorizedKeysFile none
+UseDNS no
+`, h.addr, h.addr6, key, c.path("sshd.pid")))
+	if err != nil {
+		return nil, err
+	}
+	return []string{"sshd", "-D", "-e", "-f", conf}, nil
+}
+
+func prepareNginx(_ context.Context, c *daemonContext) ([]string, error) {
+	cert, key, err := c.tlsFiles()
+	if err != nil {
+		return nil, err
+	}
+	h := c.host
+	conf, err := c.write("nginx.conf", fmt.Sprintf(`daemon off;
+master_process on;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log stderr;
+events { worker_connections 256; }
+http {
+	access_log off;
+	client_body_temp_path %[1]s/body;
+	proxy_temp_path %[1]s/proxy;
+	fastcgi_temp_path %[1]s/fastcgi;
+	uwsgi_temp_path %[1]s/uwsgi;
+	scgi_temp_path %[1]s/scgi;
+	server {
+		listen %[2]s:80;
+		listen [%[3]s]:80;
+		listen %[2]s:443 ssl;
+		listen [%[3]s]:443 ssl;
+		server_name %[4]s.lab.example;
+		ssl_certificate %[5]s;
+		ssl_certificate_key %[6]s;
+		default_type text/plain;
+		location / { return 200 "exposure lab %[4]s\n"; }
+	}
+}
+`, c.dir, h.addr, h.addr6, h.name, cert, key))
+	if err != nil {
+		return nil, err
+	}
+	return []string{"nginx", "-p", c.dir, "-c", conf, "-e", "stderr"}, nil
+}
+
+func prepareRedis(_ context.Context, c *daemonContext) ([]string, error) {
+	h := c.host
+	return []string{"redis-server", "--bind", h.addr.String(), h.addr6.String(), "--port", "6379",
+		"--dir", c.dir, "--save", "", "--appendonly", "no", "--daemonize", "no",
+		"--protected-mode", "no", "--logfile", "", "--pidfile", c.path("redis.pid")}, nil
+}
+
+func preparePostgres(ctx context.Context, c *daemonContext) ([]string, error) {
+	data, err := c.mkdirOwned("data", "postgres", 0o700)
+	if err != nil {
+		return nil, err
+	}
+	initdb, err := lookPath("initdb")
+	if err != nil {
+		return nil, err
+	}
+	uid, gid, err := lookupUser("postgres")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C")
+	cmd.Dir = data
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("initdb: %w: %s", err, tail(string(out), 1000))
+	}
+	postgres, err := lookPath("postgres")
+	if err != nil {
+		return nil, err
+	}
+	h := c.host
+	// setpriv execs (no fork like runuser), so the lab's signals reach
+	// postgres itself.
+	return []string{"setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--",
+		postgres, "-D", data,
+		"-c", fmt.Sprintf("listen_addresses=%s,%s", h.addr, h.addr6),
+		"-c", "port=5432",
+		"-c", "unix_socket_directories=",
+		"-c", "fsync=off",
+		"-c", "logging_collector=off",
+		"-c", "shared_buffers=16MB",
+	}, nil
+}
+
+func prepareMemcached(_ context.Context, c *daemonContext) ([]string, error) {
+	h := c.host
+	return []string{"memcached", "-u", "nobody", "-l", h.addr.String(), "-l", "[" + h.addr6.String() + "]",
+		"-p", "11211", "-U", "0", "-m", "16", "-P", c.path("memcached.pid")}, nil
+}
+
+func prepareProftpd(_ context.Context, c *daemonContext) ([]string, error) {
+	h := c.host
+	conf, err := c.write("proftpd.conf", fmt.Sprintf(`ServerName "exposure lab %[3]s"
+ServerType standalone
+DefaultServer on
+Port 21
+DefaultAddress %[1]s %[2]s
+SocketBindTight on
+UseIPv6 on
+User nobody
+Group nogroup
+PidFile %[4]s/proftpd.pid
+ScoreboardFile %[4]s/proftpd.scoreboard
+SystemLog NONE
+TransferLog NONE
+WtmpLog off
+UseReverseDNS off
+MaxInstances 50
+<IfModule mod_delay.c>
+DelayEngine off
+</IfModule>
+<IfModule mod_ident.c>
+IdentLookups off
+</IfModule>
+<Limit LOGIN>
+DenyAll
+</Limit>
+`, h.addr, h.addr6, h.name, c.dir))
+	if err != nil {
+		return nil, err
+	}
+	return []string{"proftpd", "--nodaemon", "-c", conf}, nil
+}
+
+func prepareExim(_ context.Context, c *daemonContext) ([]string, error) {
+	cert, key, err := c.tlsFiles()
+	if err != nil {
+		return nil, err
+	}
+	// Exim drops to its own user for logs, spool and TLS.
+	if err := chownUser(key, "Debian-exim"); err != nil {
+		return nil, err
+	}
+	v, err := c.mkdirOwned("var", "Debian-exim", 0o750)
+	if err != nil {
+		return nil, err
+	}
+	h := c.host
+	conf, err := c.write("exim.conf", fmt.Sprintf(`keep_environment =
+primary_hostname = %[3]s.lab.example
+spool_directory = %[4]s/spool
+log_file_path = %[4]s/%%slog
+pid_file_path = %[4]s/exim.pid
+daemon_smtp_ports = 25 : 587
+local_interfaces = <; %[1]s ; %[2]s
+tls_advertise_hosts = *
+tls_certificate = %[5]s
+tls_privatekey = %[6]s
+host_lookup =
+rfc1413_hosts =
+acl_smtp_rcpt = acl_check_rcpt
+begin acl
+acl_check_rcpt:
+  deny message = lab host accepts no mail
+begin routers
+begin transports
+`, h.addr, h.addr6, h.name, v, cert, key))
+	if err != nil {
+		return nil, err
+	}
+	return []string{"exim4", "-C", conf, "-bdf", "-oP", filepath.Join(v, "exim.pid")}, nil
+}
+
+func prepareDovecot(_ context.Context, c *daemonContext) ([]string, error) {
+	cert, key, err := c.tlsFiles()
+	if err != nil {
+		return nil, err
+	}
+	h := c.host
+	dh := ""
+	if _, err := os.Stat("/usr/share/dovecot/dh.pem"); err == nil {
+		dh = "ssl_dh = </usr/share/dovecot/dh.pem"
+	}
+	conf, err := c.write("dovecot.conf", fmt.Sprintf(`base_dir = %[1]s/run
+state_dir = %[1]s/state
+log_path = /dev/stderr
+instance_name = explab-%[4]s
+listen = %[2]s, %[3]s
+protocols = imap pop3
+ssl = yes
+ssl_cert = <%[5]s
+ssl_key = <%[6]s
+%[7]s
+default_login_user = dovenull
+default_internal_user = dovecot
+disable_plaintext_auth = yes
+mail_location = mbox:/nonexistent
+passdb {
+  driver = static
+  args = nopassword=n password=exposure-lab-unused
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=/nonexistent
+}
+`, c.dir, h.addr, h.addr6, h.name, cert, key, dh))
+	if err != nil {
+		return nil, err
+	}
+	return []string{"dovecot", "-F", "-c", conf}, nil
+}
+
+func prepareMosquitto(_ context.Context, c *daemonContext) ([]string, error) {
+	h := c.host
+	conf, err := c.write("mosquitto.conf", fmt.Sprintf(`listener 1883 %s
+listener 1883 %s
+allow_anonymous true
+persistence false
+log_dest stderr
+user mosquitto
+`, h.addr, h.addr6))
+	if err != nil {
+		return nil, err
+	}
+	return []string{"mosquitto", "-c", conf}, nil
+}
+
+func prepareNamed(_ context.Context, c *daemonContext) ([]string, error) {
+	h := c.host
+	zone, err := c.write("lab.example.zone", fmt.Sprintf(`$TTL 300
+@ IN SOA ns.lab.example. hostmaster.lab.example. 1 3600 600 86400 300
+@ IN NS ns.lab.example.
+ns IN A %[1]s
+ns IN AAAA %[2]s
+%[3]s IN A %[1]s
+%[3]s IN AAAA %[2]s
+`, h.addr, h.addr6, h.name))
+	if err != nil {
+		return nil, err
+	}
+	conf, err := c.write("named.conf", fmt.Sprintf(`options {
+	directory "%[1]s";
+	pid-file "%[1]s/named.pid";
+	session-keyfile "%[1]s/session.key";
+	managed-keys-directory "%[1]s";
+	listen-on port 53 { %[2]s; };
+	listen-on-v6 port 53 { %[3]s; };
+	recursion no;
+	dnssec-validation no;
+	allow-transfer { none; };
+};
+controls { };
+zone "lab.example" { type primary; file "%[4]s"; };
+`, c.dir, h.addr, h.addr6, zone))
+	if err != nil {
+		return nil, err
+	}
+	return []string{"named", "-g", "-c", conf, "-n", "1"}, nil
+}
+
+func preparePrometheus(_ context.Context, c *daemonContext) ([]string, error) {
+	conf, err := c.write("prometheus.yml", "global:\n  scrape_interval: 1h\nscrape_configs: []\n")
+	if err != nil {
+		return nil, err
+	}
+	return []string{"prometheus", "--config.file=" + conf, "--storage.tsdb.path=" + c.path("data"),
+		"--web.listen-address=" + c.host.addr.String() + ":9090", "--log.level=warn"}, nil
+}
+
+func prepareAlertmanager(_ context.Context, c *daemonContext) ([]string, error) {
+	conf, err := c.write("alertmanager.yml", "route:\n  receiver: none\nreceivers:\n  - name: none\n")
+	if err != nil {
+		return nil, err
+	}
+	return []string{"prometheus-alertmanager", "--config.file=" + conf, "--storage.path=" + c.path("data"),
+		"--web.listen-address=" + c.host.addr.String() + ":9093", "--cluster.listen-address=",
+		"--log.level=warn"}, nil
+}

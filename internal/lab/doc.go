@@ -1,0 +1,27 @@
+// Package lab builds throw-away networks of Linux network namespaces for the
+// tests and benchmarks that need real hosts, real daemons and real packet
+// loss. It needs root, iproute2 and iptables.
+//
+// A lab owns one block of the benchmark range 198.18.0.0/15 (RFC 2544): block
+// k is 198.18.0.0 + k*512 as a /23, plus 2001:2:0:k::/64 (RFC 5180). The root
+// namespace reaches the block through a bridge named explab<k> that holds the
+// block's first address (.1 and ::1). Every host is a namespace named
+// explab<k>-<host> joined to the bridge by a veth pair, with the following
+// addresses of the block.
+//
+// Blocks are claimed with a flock on /run/exposure-lab/<k>.lock that is held
+// for the life of the lab, so test binaries running in parallel never collide,
+// and the kernel releases the claim when a process dies. A block whose lock is
+// free but whose bridge or namespaces still exist belongs to a dead process
+// and is torn down before it is reused.
+//
+// Network safety: nothing in this package hands out an address for scanning
+// before `ip route get` has shown that the address leads into this lab's
+// bridge (or is loopback). Hosts are only returned after that check, so
+// (*Host).Addr and (*Host).Addr6 always return checked addresses, and
+// (*Lab).Targets checks again.
+//
+// Tests use New, AddHost, AddHosts, Listen and StartAll, which fail the test
+// on error. Programs (labctl) use Open, NewHost, NewHosts, ListenAddr and
+// Start, which return errors.
+package lab
