@@ -13,12 +13,16 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/exposure-monitor/exposure/store"
 )
 
-// Outbox is the part of the store the dispatcher uses. *store.Store
-// implements it (through a conversion of its entry type, see Entry).
+// Outbox is the part of the store the dispatcher uses; *store.Store
+// implements it.
 type Outbox interface {
-	// OutboxPending returns up to limit entries of receiver; the dispatcher
+	// OutboxPending returns up to limit entries of receiver, all of them
+	// when limit <= 0. The dispatcher asks for all (a limit applied in
+	// another order could let a newer entry overtake an older one) and
 	// orders them by Created, then Key.
 	OutboxPending(receiver string, limit int) ([]Entry, error)
 	// OutboxAck deletes an entry.
@@ -28,6 +32,8 @@ type Outbox interface {
 	// OutboxLen counts all entries of all receivers.
 	OutboxLen() (int, error)
 }
+
+var _ Outbox = (*store.Store)(nil)
 
 // Results of exposure_notifications_total.
 const (
@@ -50,9 +56,6 @@ type DispatcherOptions struct {
 	// MinBackoff and MaxBackoff bound the retry delay, which doubles per
 	// attempt with jitter; defaults 1s and 5m.
 	MinBackoff, MaxBackoff time.Duration
-	// BatchSize is how many pending entries a worker reads at once;
-	// default 32.
-	BatchSize int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -69,8 +72,8 @@ func (o *DispatcherOptions) validate() error {
 			return fmt.Errorf("receiver %q: empty name or nil notifier", name)
 		}
 	}
-	if o.PollInterval < 0 || o.MinBackoff < 0 || o.MaxBackoff < 0 || o.BatchSize < 0 {
-		return errors.New("negative interval, backoff or batch size")
+	if o.PollInterval < 0 || o.MinBackoff < 0 || o.MaxBackoff < 0 {
+		return errors.New("negative interval or backoff")
 	}
 	if o.MaxBackoff != 0 && o.MinBackoff > o.MaxBackoff {
 		return fmt.Errorf("min backoff %s above max backoff %s", o.MinBackoff, o.MaxBackoff)
@@ -103,9 +106,6 @@ func NewDispatcher(o DispatcherOptions) (*Dispatcher, error) {
 	}
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = max(5*time.Minute, o.MinBackoff)
-	}
-	if o.BatchSize == 0 {
-		o.BatchSize = 32
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -202,7 +202,7 @@ func (w *worker) deliver(ctx context.Context) time.Duration {
 	o := &w.d.opts
 	// Bounded: a store that never shrinks cannot pin the worker here.
 	for range 1000 {
-		entries, err := o.Outbox.OutboxPending(w.name, o.BatchSize)
+		entries, err := o.Outbox.OutboxPending(w.name, 0)
 		if err != nil {
 			w.failed(fmt.Errorf("read outbox: %w", err))
 			return o.PollInterval
@@ -228,7 +228,7 @@ func (w *worker) deliver(ctx context.Context) time.Duration {
 				return wait
 			}
 		}
-		// The whole batch went through; there may be more.
+		// All went through; more may have been committed meanwhile.
 	}
 	return 0
 }

@@ -52,7 +52,7 @@ func (o *memOutbox) OutboxPending(receiver string, limit int) ([]Entry, error) {
 	slices.Sort(keys)
 	var out []Entry
 	for _, k := range keys {
-		if len(out) == limit {
+		if limit > 0 && len(out) == limit {
 			break
 		}
 		out = append(out, o.entries[receiver][k])

@@ -9,22 +9,15 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/exposure-monitor/exposure/store"
 )
 
 // Entry is one outbox entry: the notification for one receiver and one
-// scan. It has the fields of store.OutboxEntry, so either converts to the
-// other with a plain conversion.
-type Entry struct {
-	Receiver string
-	// Key is deterministic (see Plan), sorts chronologically and is sent as
-	// the webhook Idempotency-Key.
-	Key         string
-	Created     time.Time
-	Attempts    int
-	NextAttempt time.Time
-	// Body is the rendered payload (see Plan): what the notifier sends.
-	Body []byte
-}
+// scan. Key is deterministic (see Plan), sorts chronologically and is sent
+// as the webhook Idempotency-Key; Body is the rendered payload the notifier
+// sends. It is the store's type, so *store.Store is an Outbox as it is.
+type Entry = store.OutboxEntry
 
 // Notifier delivers outbox entries to one receiver. retry tells the caller
 // whether trying again later can help; it is meaningful only with a non-nil
