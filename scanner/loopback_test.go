@@ -130,3 +130,11 @@ func TestLoopbackSYNAllPorts(t *testing.T) {
 	require.Equal(t, uint64(65535-len(got)), snap.Quality.Closed)
 	sort.Slice(got, func(i, j int) bool { return got[i] < got[j] })
 }
+
+func toPairs(ks []pairKey) []spec.Pair {
+	var out []spec.Pair
+	for _, k := range ks {
+		out = append(out, spec.Pair{Addr: k.addr, Port: k.port})
+	}
+	return out
+}

@@ -40,6 +40,9 @@ type SweepOptions struct {
 	// Lookup resolves hostnames of the target spec; nil means the system
 	// resolver.
 	Lookup spec.LookupFunc
+	// ReverseLookup returns the PTR names of an address; nil means the
+	// system resolver.
+	ReverseLookup func(ctx context.Context, addr string) ([]string, error)
 	// Progress, if set, is called now and then with the pairs done so far.
 	Progress func(done, total uint64)
 }
@@ -138,7 +141,11 @@ func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*sna
 		snap.Hosts = append(snap.Hosts, host)
 	}
 	if len(needName) > 0 && ctx.Err() == nil {
-		names := reverseNames(ctx, needName)
+		rl := o.ReverseLookup
+		if rl == nil {
+			rl = net.DefaultResolver.LookupAddr
+		}
+		names := reverseNames(ctx, rl, needName)
 		for i := range snap.Hosts {
 			if n, ok := names[snap.Hosts[i].Address]; ok {
 				snap.Hosts[i].Hostname = n
@@ -155,7 +162,7 @@ func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*sna
 
 // reverseNames looks up PTR names with bounded concurrency and a bounded
 // total time; addresses without an answer in time get none.
-func reverseNames(ctx context.Context, addrs []netip.Addr) map[string]string {
+func reverseNames(ctx context.Context, lookup func(context.Context, string) ([]string, error), addrs []netip.Addr) map[string]string {
 	ctx, cancel := context.WithTimeout(ctx, reverseDNSBudget)
 	defer cancel()
 	var (
@@ -176,7 +183,7 @@ func reverseNames(ctx context.Context, addrs []netip.Addr) map[string]string {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			ns, err := net.DefaultResolver.LookupAddr(ctx, a.String())
+			ns, err := lookup(ctx, a.String())
 			if err != nil || len(ns) == 0 {
 				return
 			}

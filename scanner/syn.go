@@ -265,7 +265,7 @@ func (sc *synScan) run(ctx context.Context) error {
 			if len(sc.timeouts) == 0 {
 				return fmt.Errorf("syn scan: %d probes outstanding without a timeout", len(sc.win))
 			}
-			if err := sc.waitUntil(ctx, sc.timeouts[0].deadline); err != nil {
+			if err := sc.waitUntil(ctx, sc.timeouts[0].deadline, true); err != nil {
 				return err
 			}
 			continue
@@ -276,7 +276,7 @@ func (sc *synScan) run(ctx context.Context) error {
 			return fmt.Errorf("syn scan: rate limiter refused %d packets", n)
 		}
 		if d := r.DelayFrom(now); d > 0 {
-			if err := sc.waitUntil(ctx, now.Add(d)); err != nil {
+			if err := sc.waitUntil(ctx, now.Add(d), false); err != nil {
 				r.Cancel()
 				return err
 			}
@@ -295,8 +295,10 @@ func sendBatchSize(l *rate.Limiter) int {
 	return max(1, min(int(l.Limit()/1000), maxSendBatch, l.Burst()))
 }
 
-// waitUntil handles replies until t (or ctx is done).
-func (sc *synScan) waitUntil(ctx context.Context, t time.Time) error {
+// waitUntil handles replies until t (or ctx is done), or only until the
+// first batch of replies when early is set: they may free the window or
+// finish the scan.
+func (sc *synScan) waitUntil(ctx context.Context, t time.Time, early bool) error {
 	d := time.Until(t)
 	if d <= 0 {
 		return nil
@@ -307,6 +309,9 @@ func (sc *synScan) waitUntil(ctx context.Context, t time.Time) error {
 		select {
 		case b := <-sc.replies:
 			sc.handle(b)
+			if early {
+				return nil
+			}
 		case <-sc.timer.C:
 			return nil
 		case <-ctx.Done():
@@ -483,7 +488,7 @@ func (sc *synScan) sendFamily(ctx context.Context, fi int) error {
 		}
 		if errors.Is(err, syscall.ENOBUFS) {
 			sc.log.Debug("send buffer full, backing off", "backoff", backoff)
-			if err := sc.waitUntil(ctx, time.Now().Add(backoff)); err != nil {
+			if err := sc.waitUntil(ctx, time.Now().Add(backoff), false); err != nil {
 				return err
 			}
 			backoff = min(2*backoff, 100*time.Millisecond)

@@ -42,6 +42,7 @@ func usagef(format string, args ...any) error {
 var registrars = []func(app *kingpin.Application) (string, runFunc){
 	versionCommand,
 	checkConfigCommand,
+	scanCommand,
 }
 
 func main() {

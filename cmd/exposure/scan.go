@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
+
+	"github.com/exposure-monitor/exposure/scanner"
+	"github.com/exposure-monitor/exposure/scanner/spec"
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+// defaultScanRate is the packet budget of a one-off scan. A sweep of a LAN
+// or loopback is bounded by the kernel, not by this.
+const defaultScanRate = "100000"
+
+type scanFlags struct {
+	ports      string
+	rate       int
+	retries    int
+	engine     string
+	format     string
+	sequential bool
+	noDNS      bool
+	targets    []string
+}
+
+func scanCommand(app *kingpin.Application) (string, runFunc) {
+	f := &scanFlags{}
+	cmd := app.Command("scan", "Scan targets once and print the result (nmap-like table or a JSON snapshot).")
+	cmd.Flag("ports", `Ports: "22,80", "1-1024", "-" for all, "top:1000" (default), "top:100,8080-8090".`).Short('p').Default("top:1000").StringVar(&f.ports)
+	cmd.Flag("rate", "Packets (or connection attempts) per second; 0 for no limit.").Default(defaultScanRate).IntVar(&f.rate)
+	cmd.Flag("retries", "Retransmissions of an unanswered probe.").Default("2").IntVar(&f.retries)
+	cmd.Flag("engine", "Scan engine: syn (raw sockets, needs CAP_NET_RAW), connect, or auto.").Default("auto").EnumVar(&f.engine, "syn", "connect", "auto")
+	cmd.Flag("format", "Output format: text or json.").Default("text").EnumVar(&f.format, "text", "json")
+	cmd.Flag("sequential", "Probe in address and port order instead of a random order.").BoolVar(&f.sequential)
+	cmd.Flag("no-dns", "Do not look up reverse DNS names.").Short('n').BoolVar(&f.noDNS)
+	cmd.Arg("target", "Addresses, CIDR prefixes, ranges (198.18.0.1-20) or hostnames.").Required().StringsVar(&f.targets)
+	return cmd.FullCommand(), f.run
+}
+
+func (f *scanFlags) run(ctx context.Context, e *env) error {
+	ports, err := spec.ParsePorts(f.ports)
+	if err != nil {
+		return usagef("bad port spec (-p): %w", err)
+	}
+	targets, err := spec.ParseTargets(f.targets, nil)
+	if err != nil {
+		return usagef("bad target: %w", err)
+	}
+	if f.rate < 0 {
+		return usagef("bad --rate %d: must be 0 (no limit) or positive", f.rate)
+	}
+	if f.retries < 0 || f.retries > 10 {
+		return usagef("bad --retries %d: must be between 0 and 10", f.retries)
+	}
+	limiter := rate.NewLimiter(rate.Inf, 0)
+	if f.rate > 0 {
+		limiter = rate.NewLimiter(rate.Limit(f.rate), max(1, f.rate/100))
+	}
+	engine, err := scanner.NewEngine(f.engine, limiter, e.logger)
+	if err != nil {
+		return fmt.Errorf("scan engine: %w", err)
+	}
+	bar := newProgressBar(e.stderr)
+	snap, err := scanner.Sweep(ctx, engine, targets, scanner.SweepOptions{
+		Target:     strings.Join(f.targets, " "),
+		Ports:      ports,
+		Retries:    f.retries,
+		Sequential: f.sequential,
+		ReverseDNS: !f.noDNS,
+		Progress:   bar.update,
+	})
+	bar.finish()
+	if snap == nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	if err != nil {
+		e.logger.Error("scan failed part way; the result is incomplete", "err", err)
+	}
+	if !snap.Complete {
+		e.logger.Warn("scan was cut short: the result is incomplete")
+	}
+	switch f.format {
+	case "json":
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if werr := enc.Encode(snap); werr != nil {
+			return fmt.Errorf("write snapshot: %w", werr)
+		}
+	default:
+		if werr := writeScanText(e.stdout, snap, ports.Len(), false); werr != nil {
+			return fmt.Errorf("write report: %w", werr)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("scan: %w", ctx.Err())
+	}
+	return nil
+}
+
+// writeScanText prints an nmap-like report.
+func writeScanText(w io.Writer, s *snapshot.Snapshot, nports int, versions bool) error {
+	ew := &errWriter{w: w}
+	for _, h := range s.Hosts {
+		name := h.Address
+		if h.Hostname != "" {
+			name = fmt.Sprintf("%s (%s)", h.Hostname, h.Address)
+		}
+		fmt.Fprintf(ew, "Exposure scan report for %s\n", name)
+		if h.State != snapshot.HostUp {
+			fmt.Fprintf(ew, "Host seems down.\n\n")
+		} else {
+			fmt.Fprintf(ew, "Host is up.\n")
+		}
+		if n := nports - len(h.Ports); n > 0 && h.State == snapshot.HostUp {
+			fmt.Fprintf(ew, "Not shown: %d closed tcp ports\n", n)
+		}
+		if len(h.Ports) > 0 {
+			tw := tabwriter.NewWriter(ew, 0, 0, 1, ' ', 0)
+			cols := "PORT\tSTATE\tSERVICE"
+			if versions {
+				cols += "\tVERSION"
+			}
+			fmt.Fprintln(tw, cols)
+			for _, p := range h.Ports {
+				svc, ver := scanner.PortName(p.Port), ""
+				if p.Service != nil {
+					svc = p.Service.Name
+					if p.Service.Tunnel != "" {
+						svc = p.Service.Tunnel + "/" + svc
+					}
+					ver = strings.TrimSpace(strings.Join(nonEmpty(p.Service.Product, p.Service.Version), " "))
+					if p.Service.Info != "" {
+						ver = strings.TrimSpace(ver + " (" + p.Service.Info + ")")
+					}
+				}
+				line := fmt.Sprintf("%d/%s\t%s\t%s", p.Port, p.Protocol, p.State, svc)
+				if versions {
+					line += "\t" + ver
+				}
+				fmt.Fprintln(tw, line)
+			}
+			_ = tw.Flush()
+		}
+		fmt.Fprintln(ew)
+	}
+	state := ""
+	if !s.Complete {
+		state = " (INCOMPLETE: the scan was cut short)"
+	}
+	fmt.Fprintf(ew, "Exposure done: %d hosts up, %d open ports; %d probes, %d retransmits, %d replies in %.2f seconds%s\n",
+		s.HostsUp(), s.OpenPorts(), s.Quality.ProbesSent, s.Quality.Retransmits, s.Quality.Replies,
+		s.FinishedAt.Sub(s.StartedAt).Seconds(), state)
+	return ew.err
+}
+
+func nonEmpty(s ...string) []string {
+	var out []string
+	for _, x := range s {
+		if x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// errWriter keeps the first write error so the report code stays linear.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
+}
+
+// progressBar draws on stderr when it is a terminal and does nothing
+// otherwise, so redirected output stays clean.
+type progressBar struct {
+	mu   sync.Mutex
+	w    io.Writer
+	on   bool
+	last time.Time
+	drew bool
+}
+
+func newProgressBar(w io.Writer) *progressBar {
+	b := &progressBar{w: w}
+	if f, ok := w.(*os.File); ok {
+		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		b.on = err == nil
+	}
+	return b
+}
+
+func (b *progressBar) update(done, total uint64) {
+	if !b.on || total == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if now.Sub(b.last) < 100*time.Millisecond && done < total {
+		return
+	}
+	b.last = now
+	const width = 40
+	fill := int(done * width / total)
+	fmt.Fprintf(b.w, "\r[%s%s] %3d%% %d/%d", strings.Repeat("#", fill), strings.Repeat(" ", width-fill), done*100/total, done, total)
+	b.drew = true
+}
+
+func (b *progressBar) finish() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.drew {
+		fmt.Fprintf(b.w, "\r%s\r", strings.Repeat(" ", 80))
+	}
+}

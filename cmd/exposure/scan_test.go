@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+func TestScanBadArguments(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bad port range", []string{"scan", "-p", "80-70", "127.0.0.1"}, `"80-70": range end before start`},
+		{"bad port", []string{"scan", "-p", "70000", "127.0.0.1"}, `"70000"`},
+		{"bad target", []string{"scan", "300.1.1.1"}, `"300.1.1.1"`},
+		{"negative rate", []string{"scan", "--rate=-5", "127.0.0.1"}, "--rate -5"},
+		{"too many retries", []string{"scan", "--retries", "99", "127.0.0.1"}, "--retries 99"},
+		{"bad engine", []string{"scan", "--engine", "udp", "127.0.0.1"}, "udp"},
+		{"bad format", []string{"scan", "--format", "xml", "127.0.0.1"}, "xml"},
+		{"no target", []string{"scan"}, "target"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tt.args, &stdout, &stderr)
+			require.Equal(t, 2, code, "stderr: %s", stderr.String())
+			require.Contains(t, stderr.String(), tt.want)
+			require.Empty(t, stdout.String())
+		})
+	}
+}
+
+func listenLocal(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		t.Cleanup(func() { l.Close() })
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := l.Addr().(*net.TCPAddr).Port
+	require.NoError(t, l.Close())
+	return p
+}
+
+func TestScanLoopback(t *testing.T) {
+	engines := []string{"connect"}
+	if os.Geteuid() == 0 {
+		engines = append(engines, "syn", "auto")
+	}
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) {
+			open := listenLocal(t, 2)
+			closed := freePort(t)
+			spec := fmt.Sprintf("%d,%d,%d", open[0], open[1], closed)
+
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"scan", "-n", "--engine", engine, "--format", "json", "-p", spec, "127.0.0.1"}, &stdout, &stderr)
+			require.Equal(t, 0, code, "stderr: %s", stderr.String())
+			var snap snapshot.Snapshot
+			require.NoError(t, json.Unmarshal(stdout.Bytes(), &snap), stdout.String())
+			require.True(t, snap.Complete)
+			require.Len(t, snap.Hosts, 1)
+			h := snap.Hosts[0]
+			require.Equal(t, "127.0.0.1", h.Address)
+			require.Equal(t, snapshot.HostUp, h.State)
+			var got []int
+			for _, p := range h.Ports {
+				require.Equal(t, snapshot.StateOpen, p.State)
+				require.Equal(t, "tcp", p.Protocol)
+				got = append(got, int(p.Port))
+			}
+			require.ElementsMatch(t, open, got)
+			require.Equal(t, uint64(1), snap.Quality.Closed)
+			require.Equal(t, uint64(3), snap.Quality.Replies)
+
+			stdout.Reset()
+			stderr.Reset()
+			code = run([]string{"scan", "-n", "--engine", engine, "-p", spec, "127.0.0.1"}, &stdout, &stderr)
+			require.Equal(t, 0, code, "stderr: %s", stderr.String())
+			out := stdout.String()
+			require.Contains(t, out, "Exposure scan report for 127.0.0.1\nHost is up.\nNot shown: 1 closed tcp ports\nPORT")
+			for _, p := range open {
+				require.Regexp(t, fmt.Sprintf(`(?m)^%d/tcp +open +\S+$`, p), out)
+			}
+			require.NotContains(t, out, fmt.Sprintf("%d/tcp", closed))
+			require.Contains(t, out, "Exposure done: 1 hosts up, 2 open ports")
+			require.False(t, strings.Contains(stderr.String(), "\r"), "no progress bar when stderr is not a terminal")
+		})
+	}
+}

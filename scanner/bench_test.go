@@ -1,0 +1,57 @@
+package scanner
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"golang.org/x/time/rate"
+
+	"github.com/exposure-monitor/exposure/scanner/spec"
+)
+
+// benchSweep sweeps targets x ports with engine e b.N times and reports
+// probes per second.
+func benchSweep(b *testing.B, e Engine, hosts []string, portSpec string) {
+	b.Helper()
+	targets, err := spec.ParseTargets(hosts, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ports, err := spec.ParsePorts(portSpec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var probes uint64
+	b.ResetTimer()
+	for b.Loop() {
+		snap, err := Sweep(context.Background(), e, targets, SweepOptions{Target: "bench", Ports: ports, Retries: 2})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !snap.Complete {
+			b.Fatal("incomplete sweep")
+		}
+		probes += snap.Quality.ProbesSent
+	}
+	b.ReportMetric(float64(probes)/b.Elapsed().Seconds(), "probes/s")
+}
+
+// BenchmarkSYNLoopbackAllPorts sweeps all 65,535 ports of 127.0.0.1 with
+// no rate limit: the engine's own ceiling.
+func BenchmarkSYNLoopbackAllPorts(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("SYN engine needs CAP_NET_RAW (run as root)")
+	}
+	s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(rate.Inf, 0)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchSweep(b, s, []string{"127.0.0.1"}, "-")
+}
+
+// BenchmarkConnectLoopbackTop1000 sweeps nmap's top 1,000 ports of
+// 127.0.0.1 with the connect engine.
+func BenchmarkConnectLoopbackTop1000(b *testing.B) {
+	benchSweep(b, NewConnect(ConnectOptions{}), []string{"127.0.0.1"}, "top:1000")
+}
