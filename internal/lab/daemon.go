@@ -227,6 +227,7 @@ func (h *Host) StartDaemons(ctx context.Context, ds []Daemon) error {
 func (h *Host) Start(ctx context.Context, d Daemon) error {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
+	start := time.Now()
 	l := h.lab
 	for _, b := range d.Binaries {
 		if _, err := lookPath(b); err != nil {
@@ -287,7 +288,6 @@ func (h *Host) Start(ctx context.Context, d Daemon) error {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-	start := time.Now()
 	if err := h.waitPorts(ctx, p, d.Ports); err != nil {
 		return fmt.Errorf("start %s on %s: %w\n--- %s log tail ---\n%s", d.Name, h.name, err, d.Name, p.logTail())
 	}

@@ -167,6 +167,11 @@ func prepareMemcached(_ context.Context, c *daemonContext) ([]string, error) {
 
 func prepareProftpd(_ context.Context, c *daemonContext) ([]string, error) {
 	h := c.host
+	for _, f := range []string{"ftpd.passwd", "ftpd.group"} {
+		if err := os.WriteFile(c.path(f), nil, 0o600); err != nil {
+			return nil, err
+		}
+	}
 	conf, err := c.write("proftpd.conf", fmt.Sprintf(`ServerName "exposure lab %[3]s"
 ServerType standalone
 DefaultServer on
@@ -189,9 +194,10 @@ DelayEngine off
 <IfModule mod_ident.c>
 IdentLookups off
 </IfModule>
-<Limit LOGIN>
-DenyAll
-</Limit>
+# No logins: the only user database is an empty file.
+AuthOrder mod_auth_file.c
+AuthUserFile %[4]s/ftpd.passwd
+AuthGroupFile %[4]s/ftpd.group
 `, h.addr, h.addr6, h.name, c.dir))
 	if err != nil {
 		return nil, err
