@@ -31,6 +31,9 @@ type Receiver struct {
 	Name  string
 	Type  ReceiverType
 	Route Route
+	// EventLifetime overrides PlanInput.EventLifetime for this receiver
+	// (config: event_lifetime); zero keeps it.
+	EventLifetime time.Duration
 }
 
 // Defaults of PlanInput.
@@ -191,9 +194,13 @@ func Plan(in PlanInput) PlanResult {
 		var body []byte
 		switch r.Type {
 		case ReceiverAlertmanager:
+			lifetime := in.EventLifetime
+			if r.EventLifetime > 0 {
+				lifetime = r.EventLifetime
+			}
 			var alerts []model.Alert
 			for _, c := range match(events) {
-				alerts = append(alerts, in.alert(c, c.At, c.At.Add(in.EventLifetime)))
+				alerts = append(alerts, in.alert(c, c.At, c.At.Add(lifetime)))
 			}
 			for _, c := range match(firing) {
 				alerts = append(alerts, in.alert(c, c.At, in.Now.Add(in.Validity)))

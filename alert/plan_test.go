@@ -90,6 +90,14 @@ func TestRouteMatch(t *testing.T) {
 	require.NoError(t, crit.Validate())
 	require.EqualError(t, Route{Kinds: []snapshot.Kind{"port_open"}}.Validate(), `route kinds: unknown kind "port_open"`)
 	require.Error(t, Route{MinSeverity: 7}.Validate())
+
+	r, err := NewRoute([]string{"dmz"}, []string{"forbidden_open", "scan_failing"}, "warning")
+	require.NoError(t, err)
+	require.Equal(t, Route{Targets: []string{"dmz"}, Kinds: []snapshot.Kind{snapshot.ForbiddenOpen, ScanFailing}, MinSeverity: SeverityWarning}, r)
+	_, err = NewRoute(nil, nil, "urgent")
+	require.EqualError(t, err, `route min_severity: parse severity "urgent": want info, warning or critical`)
+	_, err = NewRoute(nil, []string{"port_open"}, "")
+	require.EqualError(t, err, `route kinds: unknown kind "port_open"`)
 }
 
 func forbidden(port uint16) snapshot.Change {
@@ -310,10 +318,13 @@ func TestPlanEvents(t *testing.T) {
 	require.Equal(t, 1, p.Version)
 	require.Equal(t, in.SnapshotID, p.Snapshot)
 
-	// Default lifetime.
+	// Default lifetime, and a receiver's own.
 	in.EventLifetime = 0
 	alerts = amAlerts(t, Plan(in))
 	require.Equal(t, at.Add(DefaultEventLifetime), alerts[0].EndsAt)
+	in.Receivers = []Receiver{{Name: "am", Type: ReceiverAlertmanager, EventLifetime: 10 * time.Minute}}
+	alerts = amAlerts(t, Plan(in))
+	require.Equal(t, at.Add(10*time.Minute), alerts[0].EndsAt)
 }
 
 func TestPlanLabelsSanitised(t *testing.T) {

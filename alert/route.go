@@ -17,6 +17,23 @@ type Route struct {
 	MinSeverity Severity
 }
 
+// NewRoute builds a Route from configuration strings ("" severity is info)
+// and validates it.
+func NewRoute(targets, kinds []string, minSeverity string) (Route, error) {
+	sev, err := ParseSeverity(minSeverity)
+	if err != nil {
+		return Route{}, fmt.Errorf("route min_severity: %w", err)
+	}
+	r := Route{Targets: slices.Clone(targets), MinSeverity: sev}
+	for _, k := range kinds {
+		r.Kinds = append(r.Kinds, snapshot.Kind(k))
+	}
+	if err := r.Validate(); err != nil {
+		return Route{}, err
+	}
+	return r, nil
+}
+
 // Validate checks the kinds and the severity.
 func (r Route) Validate() error {
 	for _, k := range r.Kinds {
