@@ -87,7 +87,11 @@ func (o *DispatcherOptions) validate() error {
 type Dispatcher struct {
 	opts          DispatcherOptions
 	logger        *slog.Logger
-	wake          map[string]chan struct{}
+	reload        chan struct{}
+
+	mu        sync.Mutex
+	notifiers map[string]Notifier
+	wake      map[string]chan struct{}
 	notifications *prometheus.CounterVec
 	lastPending   atomic.Int64
 }
@@ -110,7 +114,7 @@ func NewDispatcher(o DispatcherOptions) (*Dispatcher, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	d := &Dispatcher{opts: o, logger: o.Logger, wake: map[string]chan struct{}{}}
+	d := &Dispatcher{opts: o, logger: o.Logger, reload: make(chan struct{}, 1)}
 	if d.logger == nil {
 		d.logger = slog.New(slog.DiscardHandler)
 	}
@@ -127,13 +131,40 @@ func NewDispatcher(o DispatcherOptions) (*Dispatcher, error) {
 			return nil, fmt.Errorf("alert dispatcher: register metrics: %w", err)
 		}
 	}
-	for name := range o.Notifiers {
+	d.setNotifiers(o.Notifiers)
+	return d, nil
+}
+
+func (d *Dispatcher) setNotifiers(ns map[string]Notifier) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.notifiers = map[string]Notifier{}
+	d.wake = map[string]chan struct{}{}
+	for name, n := range ns {
+		d.notifiers[name] = n
 		d.wake[name] = make(chan struct{}, 1)
 		for _, r := range []string{ResultDelivered, ResultFailed, ResultDropped} {
 			d.notifications.WithLabelValues(name, r)
 		}
 	}
-	return d, nil
+}
+
+// SetNotifiers replaces the receivers after a configuration reload. Running
+// workers are stopped (an entry being sent stays queued and is sent again
+// by the new worker: receivers dedup by key or labels) and one worker per
+// new receiver is started. Entries of a receiver that is gone stay in the
+// outbox, counted in exposure_outbox_pending, until it comes back.
+func (d *Dispatcher) SetNotifiers(ns map[string]Notifier) error {
+	o := DispatcherOptions{Outbox: d.opts.Outbox, Registerer: d.opts.Registerer, Notifiers: ns}
+	if err := o.validate(); err != nil {
+		return fmt.Errorf("alert dispatcher: %w", err)
+	}
+	d.setNotifiers(ns)
+	select {
+	case d.reload <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 // pending reads the outbox size at scrape time; on a store error it keeps
@@ -149,6 +180,8 @@ func (d *Dispatcher) pending() float64 {
 // Wake tells every worker to look at the outbox now. Call it after a store
 // commit that added entries. It never blocks.
 func (d *Dispatcher) Wake() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	for _, ch := range d.wake {
 		select {
 		case ch <- struct{}{}:
@@ -160,13 +193,25 @@ func (d *Dispatcher) Wake() {
 // Run delivers until ctx is done, then waits for the workers and returns
 // nil. An entry being sent when ctx ends stays in the outbox.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	for name, n := range d.opts.Notifiers {
-		w := &worker{d: d, name: name, notifier: n, wake: d.wake[name], logger: d.logger.With("receiver", name)}
-		wg.Go(func() { w.run(ctx) })
+	for {
+		wctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		d.mu.Lock()
+		for name, n := range d.notifiers {
+			w := &worker{d: d, name: name, notifier: n, wake: d.wake[name], logger: d.logger.With("receiver", name)}
+			wg.Go(func() { w.run(wctx) })
+		}
+		d.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-d.reload:
+		}
+		cancel()
+		wg.Wait()
+		if ctx.Err() != nil {
+			return nil
+		}
 	}
-	wg.Wait()
-	return nil
 }
 
 type worker struct {

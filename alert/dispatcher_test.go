@@ -201,3 +201,28 @@ func TestLogNotifier(t *testing.T) {
 	_, err = l.Notify(context.Background(), Entry{Key: "bad", Body: []byte("{")})
 	require.ErrorContains(t, err, "decode outbox entry bad")
 }
+
+func TestDispatcherSetNotifiers(t *testing.T) {
+	ob := newMemOutbox(entryAt("old", "1", t0), entryAt("new", "1", t0))
+	block := make(chan struct{})
+	old := NotifierFunc(func(ctx context.Context, _ ...Entry) (bool, error) {
+		select {
+		case <-block:
+		case <-ctx.Done():
+		}
+		return true, errors.New("interrupted")
+	})
+	next := &funcNotifier{fn: func(Entry, int) (bool, error) { return false, nil }}
+	d, reg := startDispatcher(t, DispatcherOptions{Outbox: ob, Notifiers: map[string]Notifier{"old": old}, PollInterval: time.Hour})
+	require.NoError(t, d.SetNotifiers(map[string]Notifier{"new": next}))
+	require.Eventually(t, func() bool { return len(next.calls()) == 1 }, 10*time.Second, 5*time.Millisecond)
+	close(block)
+	_, ok := ob.get("old", "1")
+	require.True(t, ok, "the interrupted entry of the removed receiver stays queued")
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP exposure_outbox_pending Notifications waiting in the outbox for delivery.
+# TYPE exposure_outbox_pending gauge
+exposure_outbox_pending 1
+`), "exposure_outbox_pending"))
+	require.Error(t, d.SetNotifiers(map[string]Notifier{"": next}))
+}
