@@ -85,13 +85,13 @@ func (o *DispatcherOptions) validate() error {
 // receiver's entries strictly in order (a resolution never overtakes the
 // alert it resolves), deleting each only after the receiver accepted it.
 type Dispatcher struct {
-	opts          DispatcherOptions
-	logger        *slog.Logger
-	reload        chan struct{}
+	opts   DispatcherOptions
+	logger *slog.Logger
+	reload chan struct{}
 
-	mu        sync.Mutex
-	notifiers map[string]Notifier
-	wake      map[string]chan struct{}
+	mu            sync.Mutex
+	notifiers     map[string]Notifier
+	wake          map[string]chan struct{}
 	notifications *prometheus.CounterVec
 	lastPending   atomic.Int64
 }
