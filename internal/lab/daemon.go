@@ -206,6 +206,28 @@ func StartAll(t testing.TB, h *Host) []Daemon {
 	return ds
 }
 
+// Start starts the named daemons of Daemons() on h for a test: it skips (or
+// fails under EXPOSURE_LAB=required) when one is not installed and fails the
+// test when one does not come up.
+func Start(t testing.TB, h *Host, names ...string) []Daemon {
+	t.Helper()
+	var ds []Daemon
+	for _, n := range names {
+		d, ok := DaemonByName(n)
+		if !ok {
+			t.Fatalf("lab: no daemon named %q", n)
+		}
+		RequireDaemon(t, d)
+		ds = append(ds, d)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := h.StartDaemons(ctx, ds); err != nil {
+		t.Fatalf("start daemons: %v", err)
+	}
+	return ds
+}
+
 // StartDaemons starts the daemons on h in parallel and waits for all.
 func (h *Host) StartDaemons(ctx context.Context, ds []Daemon) error {
 	errs := make([]error, len(ds))

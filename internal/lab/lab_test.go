@@ -430,3 +430,56 @@ func TestLookPathSbin(t *testing.T) {
 	_, err = lookPath("exposure-no-such-program")
 	require.ErrorIs(t, err, exec.ErrNotFound)
 }
+
+func TestLabStartNamed(t *testing.T) {
+	l := New(t)
+	h := l.AddHost("one")
+	ds := Start(t, h, "sshd")
+	require.Equal(t, []uint16{22}, DaemonPorts(ds))
+	c, err := net.DialTimeout("tcp", netip.AddrPortFrom(h.Addr6(), 22).String(), 2*time.Second)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(line, "SSH-2.0-OpenSSH"), "banner %q", line)
+}
+
+func BenchmarkLabOneHost(b *testing.B) {
+	l := New(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		l.AddHost("b" + strconv.Itoa(i))
+	}
+}
+
+func BenchmarkLabHosts254(b *testing.B) {
+	Require(b)
+	for i := 0; i < b.N; i++ {
+		l, err := Open(context.Background(), Options{})
+		require.NoError(b, err)
+		_, err = l.NewHosts(context.Background(), 254)
+		require.NoError(b, err)
+		b.StopTimer()
+		require.NoError(b, l.Close())
+		b.StartTimer()
+	}
+}
+
+func BenchmarkLabAllDaemons(b *testing.B) {
+	for _, d := range Daemons() {
+		RequireDaemon(b, d)
+	}
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		l, err := Open(context.Background(), Options{})
+		require.NoError(b, err)
+		h, err := l.NewHost(context.Background(), "svc")
+		require.NoError(b, err)
+		b.StartTimer()
+		require.NoError(b, h.StartDaemons(context.Background(), Daemons()))
+		b.StopTimer()
+		require.NoError(b, l.Close())
+		b.StartTimer()
+	}
+}

@@ -1,0 +1,193 @@
+// Command labctl brings a lab of network-namespace hosts up for the bench/
+// scripts that compare exposure with nmap, prints what is where, and tears
+// it down on SIGINT or SIGTERM.
+//
+//	go run ./internal/lab/labctl up --hosts 254 --open-ports rand:3 --out lab.json
+//
+// The JSON (one line on stdout, and in --out if given) lists every host with
+// its addresses and the exact TCP ports open on it.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/exposure-monitor/exposure/internal/lab"
+)
+
+type options struct {
+	hosts     int
+	daemons   bool
+	loss      float64
+	openPorts string
+	seed      uint64
+	out       string
+	banner    string
+	duration  time.Duration
+}
+
+func (o options) validate() error {
+	if o.hosts < 1 || o.hosts > 509 {
+		return fmt.Errorf("--hosts %d: want 1..509", o.hosts)
+	}
+	if o.loss < 0 || o.loss >= 1 {
+		return fmt.Errorf("--loss %v: want 0 <= P < 1", o.loss)
+	}
+	return nil
+}
+
+// Output is what labctl prints once the lab is up.
+type Output struct {
+	Bridge       string       `json:"bridge"`
+	Prefix       netip.Prefix `json:"prefix"`
+	Prefix6      netip.Prefix `json:"prefix6"`
+	OpenPorts    string       `json:"open_ports"`
+	Seed         uint64       `json:"seed"`
+	Loss         float64      `json:"loss"`
+	SetupSeconds float64      `json:"setup_seconds"`
+	Hosts        []HostOutput `json:"hosts"`
+}
+
+// HostOutput is one host: its addresses and the ports that are open on both.
+type HostOutput struct {
+	Name    string     `json:"name"`
+	Addr    netip.Addr `json:"addr"`
+	Addr6   netip.Addr `json:"addr6"`
+	Open    []uint16   `json:"open"`
+	Daemons []string   `json:"daemons,omitempty"`
+}
+
+func main() {
+	app := kingpin.New("labctl", "Bring up an exposure test lab (needs root).")
+	var o options
+	up := app.Command("up", "Create the lab, print it as JSON, wait for SIGINT/SIGTERM, tear it down.")
+	up.Flag("hosts", "Number of hosts.").Default("1").IntVar(&o.hosts)
+	up.Flag("daemons", "Start the real daemons (sshd, nginx, postgresql, ...) on the first host.").BoolVar(&o.daemons)
+	up.Flag("loss", "Drop this fraction of incoming packets on every host (iptables statistic).").Default("0").Float64Var(&o.loss)
+	up.Flag("open-ports", `Ports every host listens on: a list like "22,80" plus "rand:N" for N ports per host chosen from nmap's top 100 by --seed.`).Default("rand:3").StringVar(&o.openPorts)
+	up.Flag("seed", "Seed of the per-host port choice.").Default("1").Uint64Var(&o.seed)
+	up.Flag("banner", "Line the plain listeners send before closing (default: none).").StringVar(&o.banner)
+	up.Flag("out", "Also write the JSON to this file (written once the lab is up).").StringVar(&o.out)
+	up.Flag("for", "Tear down after this long instead of waiting for a signal (0 = wait).").Default("0").DurationVar(&o.duration)
+	cmd, err := app.Parse(os.Args[1:])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "labctl: %v\n", err)
+		os.Exit(2)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	switch cmd {
+	case up.FullCommand():
+		if err := o.validate(); err != nil {
+			fmt.Fprintf(os.Stderr, "labctl: %v\n", err)
+			os.Exit(2)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := run(ctx, o, os.Stdout, logger); err != nil {
+			logger.Error("labctl failed", "err", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// run brings the lab up, reports it on stdout and keeps it until ctx ends.
+func run(ctx context.Context, o options, stdout io.Writer, logger *slog.Logger) (err error) {
+	plan, err := lab.ParsePortPlan(o.openPorts)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	setupCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	l, err := lab.Open(setupCtx, lab.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := l.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("tear down lab: %w", cerr))
+		}
+	}()
+	hosts, err := l.NewHosts(setupCtx, o.hosts)
+	if err != nil {
+		return err
+	}
+	out := Output{Bridge: l.Bridge(), Prefix: l.Prefix(), Prefix6: l.Prefix6(), OpenPorts: plan.String(), Seed: o.seed, Loss: o.loss}
+	for i, h := range hosts {
+		ho := HostOutput{Name: h.Name(), Addr: h.Addr(), Addr6: h.Addr6()}
+		var taken []uint16
+		if i == 0 && o.daemons {
+			ds := lab.Daemons()
+			if err := h.StartDaemons(setupCtx, ds); err != nil {
+				return err
+			}
+			for _, d := range ds {
+				ho.Daemons = append(ho.Daemons, d.Name)
+			}
+			taken = lab.DaemonPorts(ds)
+		}
+		for _, p := range plan.Ports(o.seed, i) {
+			if slices.Contains(taken, p) {
+				continue // a daemon already serves it
+			}
+			if _, err := h.ListenAddr(netip.AddrPortFrom(netip.IPv6Unspecified(), p), o.banner); err != nil {
+				return err
+			}
+			taken = append(taken, p)
+		}
+		slices.Sort(taken)
+		ho.Open = taken
+		if o.loss > 0 {
+			if err := h.SetLoss(setupCtx, o.loss); err != nil {
+				return err
+			}
+		}
+		out.Hosts = append(out.Hosts, ho)
+	}
+	if _, err := l.Targets(setupCtx); err != nil {
+		return err
+	}
+	out.SetupSeconds = time.Since(start).Seconds()
+	b, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if o.out != "" {
+		// Written to a temporary name and renamed, so a script polling for
+		// the file never reads half of it.
+		tmp := o.out + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, o.out); err != nil {
+			return err
+		}
+		defer os.Remove(o.out)
+	}
+	if _, err := stdout.Write(b); err != nil {
+		return err
+	}
+	logger.Info("lab ready", "hosts", len(hosts), "setup", time.Since(start).Round(time.Millisecond))
+	wait := ctx
+	if o.duration > 0 {
+		var cancel context.CancelFunc
+		wait, cancel = context.WithTimeout(ctx, o.duration)
+		defer cancel()
+	}
+	<-wait.Done()
+	logger.Info("tearing down")
+	return nil
+}
