@@ -45,7 +45,7 @@ func ParsePorts(s string) (Ports, error) {
 		switch {
 		case elem == "":
 			return Ports{}, errorf(s, reasonEmptyElement)
-		case strings.HasPrefix(elem, "top:"):
+		case len(elem) >= len("top:") && strings.EqualFold(elem[:len("top:")], "top:"):
 			num := strings.TrimSpace(elem[len("top:"):])
 			n, err := strconv.Atoi(num)
 			if err != nil || !isDigits(num) || n < 1 || n > MaxTop {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -45,7 +46,7 @@ func ParseTargets(hosts, exclude []string) (*Targets, error) {
 					return nil, err
 				}
 				if host != "" {
-					if !containsString(*list.names, host) {
+					if !slices.Contains(*list.names, host) {
 						*list.names = append(*list.names, host)
 					}
 					continue
@@ -60,15 +61,6 @@ func ParseTargets(hosts, exclude []string) (*Targets, error) {
 	t.static = mergeRanges(static)
 	t.staticExcl = mergeRanges(excl)
 	return t, nil
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // parseTarget parses one target. It returns either a range or a (lower-cased) hostname.

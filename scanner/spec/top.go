@@ -2,7 +2,7 @@ package spec
 
 // topTCP lists the 1,000 TCP ports nmap scans with --top-ports 1000, most frequent first. The set and
 // its prefix sets for 10, 20, 100, 250 and 500 were checked against nmap 7.93's own --top-ports
-// selection (see TestTopPortsMatchNmap). Only the port numbers are kept: no names, no frequencies.
+// selection (see TestLabTopPortsMatchNmap). Only the port numbers are kept: no names, no frequencies.
 // It is read-only: TopPorts hands out copies.
 var topTCP = [1000]uint16{
 	80, 23, 443, 21, 22, 25, 3389, 110, 445, 139, 143, 53, 135, 3306, 8080, 1723,
