@@ -75,7 +75,7 @@ type amPeer struct {
 type Alertmanager struct {
 	opts   AlertmanagerOptions
 	peers  []amPeer
-	client *http.Client
+	sender sender
 	logger *slog.Logger
 }
 
@@ -87,15 +87,9 @@ func NewAlertmanager(o AlertmanagerOptions) (*Alertmanager, error) {
 	if err := o.validate(); err != nil {
 		return nil, fmt.Errorf("alertmanager receiver: %w", err)
 	}
-	a := &Alertmanager{opts: o, client: o.Client, logger: o.Logger}
-	if a.client == nil {
-		a.client = &http.Client{}
-	}
+	a := &Alertmanager{opts: o, sender: newSender(o.Client, o.Timeout), logger: o.Logger}
 	if a.logger == nil {
 		a.logger = slog.New(slog.DiscardHandler)
-	}
-	if a.opts.Timeout == 0 {
-		a.opts.Timeout = defaultTimeout
 	}
 	for i, raw := range o.URLs {
 		u, err := url.Parse(raw)
@@ -150,7 +144,8 @@ func (a *Alertmanager) Notify(ctx context.Context, entries ...Entry) (bool, erro
 	var wg sync.WaitGroup
 	for i, p := range a.peers {
 		wg.Go(func() {
-			r, err := post(ctx, a.client, a.opts.Timeout, p.url, p.redacted, body, header.Clone(), append(slices.Clone(secrets), p.userinfo...)...)
+			r, err := a.sender.post(ctx, request{url: p.url, redacted: p.redacted, body: body, header: header.Clone(),
+				secrets: append(slices.Clone(secrets), p.userinfo...)})
 			results[i] = result{r, err}
 		})
 	}

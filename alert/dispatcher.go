@@ -249,7 +249,7 @@ func (w *worker) deliver(ctx context.Context) time.Duration {
 	for range 1000 {
 		entries, err := o.Outbox.OutboxPending(w.name, 0)
 		if err != nil {
-			w.failed(fmt.Errorf("read outbox: %w", err))
+			w.failed("cannot read outbox", fmt.Errorf("read outbox: %w", err))
 			return o.PollInterval
 		}
 		if len(entries) == 0 {
@@ -305,15 +305,15 @@ func (w *worker) send(ctx context.Context, e Entry) (time.Duration, bool) {
 			delay = min(ra, o.MaxBackoff)
 		}
 		e.NextAttempt = o.Now().Add(delay)
-		w.failed(err, "key", e.Key, "attempts", e.Attempts, "retry_in", delay.Round(time.Millisecond).String())
+		w.failed("notification failed, will retry", err, "key", e.Key, "attempts", e.Attempts, "retry_in", delay.Round(time.Millisecond).String())
 		if err := o.Outbox.OutboxRetry(e); err != nil {
-			w.failed(fmt.Errorf("record retry of %s: %w", e.Key, err))
+			w.failed("cannot record retry", fmt.Errorf("record retry of %s: %w", e.Key, err))
 		}
 		return delay, false
 	}
 	if err := o.Outbox.OutboxAck(w.name, e.Key); err != nil {
 		// It will be sent again: receivers dedup by key or labels.
-		w.failed(fmt.Errorf("delete delivered entry %s: %w", e.Key, err))
+		w.failed("cannot delete delivered entry, it will be sent again", fmt.Errorf("delete delivered entry %s: %w", e.Key, err))
 		return o.PollInterval, false
 	}
 	return 0, true
@@ -321,10 +321,10 @@ func (w *worker) send(ctx context.Context, e Entry) (time.Duration, bool) {
 
 // failed logs err only when its text differs from the previous failure, so
 // a receiver down for a day makes one line, not thousands.
-func (w *worker) failed(err error, attrs ...any) {
+func (w *worker) failed(msg string, err error, attrs ...any) {
 	if s := err.Error(); s != w.lastErr {
 		w.lastErr = s
-		w.logger.Warn("notification failed, will retry", append(attrs, "err", err)...)
+		w.logger.Warn(msg, append(attrs, "err", err)...)
 	}
 }
 

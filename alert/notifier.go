@@ -66,22 +66,48 @@ const (
 	maxRetryAfterHdr = time.Hour
 )
 
-// post sends one JSON body and classifies the outcome. redacted is the
-// printable form of url; secrets are scrubbed from anything the receiver
-// answers.
-func post(ctx context.Context, client *http.Client, timeout time.Duration, url, redacted string, body []byte, header http.Header, secrets ...Secret) (retry bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+// request is one POST of a JSON body.
+type request struct {
+	url string
+	// redacted is the printable form of url.
+	redacted string
+	body     []byte
+	header   http.Header
+	// secrets are scrubbed from anything the receiver answers.
+	secrets []Secret
+}
+
+// sender posts requests with a per-request timeout.
+type sender struct {
+	client  *http.Client
+	timeout time.Duration
+}
+
+func newSender(client *http.Client, timeout time.Duration) sender {
+	if client == nil {
+		client = &http.Client{}
+	}
+	if timeout == 0 {
+		timeout = defaultTimeout
+	}
+	return sender{client: client, timeout: timeout}
+}
+
+// post sends r and classifies the outcome.
+func (s sender) post(ctx context.Context, r request) (retry bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	url, redacted, secrets := r.url, r.redacted, r.secrets
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(r.body))
 	if err != nil {
 		return false, fmt.Errorf("build request for %s: %w", redacted, redactError(err, redacted))
 	}
-	for k, v := range header {
+	for k, v := range r.header {
 		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", userAgent)
-	resp, err := client.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		// Transport errors (refused, reset, timeout) are worth retrying. When
 		// the caller's context is over the entry must stay queued too.

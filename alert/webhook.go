@@ -38,8 +38,7 @@ type Webhook struct {
 	url      string
 	redacted string
 	secret   string // file path
-	timeout  time.Duration
-	client   *http.Client
+	sender   sender
 }
 
 var _ Notifier = (*Webhook)(nil)
@@ -56,14 +55,7 @@ func NewWebhook(o WebhookOptions) (*Webhook, error) {
 	if o.Timeout < 0 {
 		return nil, fmt.Errorf("webhook receiver: negative timeout %s", o.Timeout)
 	}
-	w := &Webhook{url: o.URL, redacted: redactHostURL(u), secret: o.SecretFile, timeout: o.Timeout, client: o.Client}
-	if w.timeout == 0 {
-		w.timeout = defaultTimeout
-	}
-	if w.client == nil {
-		w.client = &http.Client{}
-	}
-	return w, nil
+	return &Webhook{url: o.URL, redacted: redactHostURL(u), secret: o.SecretFile, sender: newSender(o.Client, o.Timeout)}, nil
 }
 
 // Sign returns the X-Exposure-Signature value for body.
@@ -95,7 +87,7 @@ func (w *Webhook) Notify(ctx context.Context, entries ...Entry) (bool, error) {
 		if secret != "" {
 			h.Set(SignatureHeader, Sign(e.Body, secret))
 		}
-		if retry, err := post(ctx, w.client, w.timeout, w.url, w.redacted, e.Body, h, secret); err != nil {
+		if retry, err := w.sender.post(ctx, request{url: w.url, redacted: w.redacted, body: e.Body, header: h, secrets: []Secret{secret}}); err != nil {
 			return retry, err
 		}
 	}
