@@ -1,0 +1,394 @@
+package diff
+
+import (
+	"net/netip"
+	"sort"
+
+	"github.com/exposure-monitor/exposure/scanner/spec"
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+// Result is what one scan changed.
+type Result struct {
+	// Changes are final: host_up, host_down, service, version and
+	// certificate changes, all_ports_open, and policy verdicts that newly
+	// hold.
+	Changes []snapshot.Change
+	// Pending are port openings and closures that become changes only
+	// after Confirm re-probes them.
+	Pending []Pending
+	// State is the new state to store; Confirm updates it with the
+	// confirmed pending changes, so store it after Confirm.
+	State *State
+}
+
+// Pending is one proposed port transition awaiting confirmation.
+type Pending struct {
+	Pair     spec.Pair
+	Protocol string
+	// Open is the state to confirm: true for an opening.
+	Open bool
+	// Change is the port_opened or port_closed change to commit.
+	Change snapshot.Change
+
+	st   *State
+	damp bool // this transition reveals a flapping port
+}
+
+// Diff compares the scan cur with the reported view in st (nil: a target
+// never diffed) and returns the changes. It does not modify st or the
+// snapshots.
+//
+// prev is the previous complete scan of the target; it is used only to
+// rebuild a lost state, so a daemon restarted without its diff state does
+// not report every port as new. The first complete scan is the baseline:
+// it yields only policy verdicts. An incomplete cur yields no closures and
+// no host_down, since a scan cut short is no evidence that anything went
+// away.
+func Diff(prev, cur *snapshot.Snapshot, st *State, p Policy) Result {
+	p = p.withDefaults()
+	if st == nil {
+		st = NewState()
+	} else {
+		st = st.clone()
+	}
+	if !st.Baselined && prev != nil && prev.Complete && prev.Target == cur.Target {
+		st.seed(prev, p)
+		st.Verdicts = keys(verdicts(stateView(st), p))
+	}
+	prevID := ""
+	if prev != nil {
+		prevID = prev.ID
+	}
+	st.scan = scanRef{target: cur.Target, id: cur.ID, previous: prevID, at: cur.StartedAt,
+		complete: cur.Complete, policy: p}
+	res := Result{State: st}
+	if !st.Baselined {
+		if !cur.Complete {
+			return res // wait for a complete baseline
+		}
+		st.seed(cur, p)
+		res.Changes = st.newVerdicts(p, true)
+		return res
+	}
+	d := differ{st: st, cur: cur, p: p}
+	d.allOpen()
+	d.hosts()
+	d.ports()
+	res.Changes = append(d.changes, st.newVerdicts(p, cur.Complete)...)
+	res.Pending = d.pending
+	return res
+}
+
+// seed makes s the reported view of snapshot sn without reporting it.
+func (st *State) seed(sn *snapshot.Snapshot, p Policy) {
+	st.Baselined = true
+	for a := range allOpenHosts(sn, p) {
+		st.AllOpen[a] = true
+	}
+	for _, h := range sn.Hosts {
+		if h.State != snapshot.HostUp {
+			continue
+		}
+		st.Hosts[h.Address] = &hostState{}
+		if st.AllOpen[h.Address] {
+			continue
+		}
+		for _, pt := range h.Ports {
+			if pt.State != snapshot.StateOpen {
+				continue
+			}
+			ps := &portState{Open: true}
+			ps.setService(pt.Service)
+			st.Ports[portKey{h.Address, pt.Port, pt.Protocol}.String()] = ps
+		}
+	}
+}
+
+func keys(cs []snapshot.Change) map[string]bool {
+	m := make(map[string]bool, len(cs))
+	for _, c := range cs {
+		m[verdictKey(c)] = true
+	}
+	return m
+}
+
+// newVerdicts recomputes the verdicts of the reported view and returns the
+// ones that did not hold before. Verdicts that stopped holding are
+// forgotten only when resolve is set (a complete scan).
+func (st *State) newVerdicts(p Policy, resolve bool) []snapshot.Change {
+	now := verdicts(stateView(st), p)
+	var out []snapshot.Change
+	for _, c := range now {
+		k := verdictKey(c)
+		if !st.Verdicts[k] {
+			st.stamp(&c)
+			out = append(out, c)
+		}
+	}
+	if resolve {
+		st.Verdicts = keys(now)
+	} else {
+		for _, c := range now {
+			st.Verdicts[verdictKey(c)] = true
+		}
+	}
+	return out
+}
+
+func (st *State) stamp(c *snapshot.Change) {
+	c.Target, c.At, c.Snapshot, c.Previous = st.scan.target, st.scan.at, st.scan.id, st.scan.previous
+}
+
+type differ struct {
+	st      *State
+	cur     *snapshot.Snapshot
+	p       Policy
+	changes []snapshot.Change
+	pending []Pending
+}
+
+func (d *differ) change(c snapshot.Change) {
+	d.st.stamp(&c)
+	d.changes = append(d.changes, c)
+}
+
+func (d *differ) allOpen() {
+	found := allOpenHosts(d.cur, d.p)
+	addrs := make([]string, 0, len(found))
+	for a := range found {
+		addrs = append(addrs, a)
+	}
+	sortAddrs(addrs)
+	for _, a := range addrs {
+		if !d.st.AllOpen[a] {
+			d.st.AllOpen[a] = true
+			d.change(snapshot.Change{Kind: snapshot.AllPortsOpen, Address: a, Detail: found[a]})
+		}
+	}
+	// A host leaves the all-open state when a scan that saw it up finds it
+	// normal; its ports are then compared with the view from before.
+	for _, h := range d.cur.Hosts {
+		if h.State == snapshot.HostUp && d.st.AllOpen[h.Address] && found[h.Address] == "" && d.cur.Complete {
+			delete(d.st.AllOpen, h.Address)
+		}
+	}
+}
+
+func (d *differ) hosts() {
+	up := map[string]bool{}
+	for _, h := range d.cur.Hosts {
+		if h.State != snapshot.HostUp {
+			continue
+		}
+		up[h.Address] = true
+		hs := d.st.Hosts[h.Address]
+		if hs == nil || hs.Down {
+			d.st.Hosts[h.Address] = &hostState{}
+			d.change(snapshot.Change{Kind: snapshot.HostUpKind, Address: h.Address})
+		}
+	}
+	if !d.cur.Complete {
+		return
+	}
+	var down []string
+	for addr, hs := range d.st.Hosts {
+		if !hs.Down && !up[addr] {
+			down = append(down, addr)
+		}
+	}
+	sortAddrs(down)
+	for _, addr := range down {
+		// One change for the host: its ports stay in the view, so when it
+		// comes back only real port differences are reported.
+		d.st.Hosts[addr].Down = true
+		d.change(snapshot.Change{Kind: snapshot.HostDownKind, Address: addr})
+	}
+}
+
+func (d *differ) ports() {
+	k := d.p.StableScans
+	observed := map[string]*snapshot.Port{}
+	diffed := map[string]bool{} // hosts whose ports this scan judges
+	for _, h := range d.cur.Hosts {
+		if h.State != snapshot.HostUp || d.st.AllOpen[h.Address] {
+			continue
+		}
+		diffed[h.Address] = true
+		for i, pt := range h.Ports {
+			if pt.State == snapshot.StateOpen {
+				observed[portKey{h.Address, pt.Port, pt.Protocol}.String()] = &h.Ports[i]
+			}
+		}
+	}
+	var all []string
+	for ks := range observed {
+		all = append(all, ks)
+	}
+	for ks := range d.st.Ports {
+		if _, ok := observed[ks]; ok {
+			continue
+		}
+		if pk, ok := parsePortKey(ks); ok && diffed[pk.addr] {
+			all = append(all, ks)
+		}
+	}
+	sortPortKeys(all)
+	for _, ks := range all {
+		pk, _ := parsePortKey(ks)
+		pt := observed[ks]
+		obs := pt != nil
+		if !obs && !d.cur.Complete {
+			continue // absence in a partial scan means nothing
+		}
+		ps := d.st.Ports[ks]
+		if ps != nil && ps.Damped {
+			if obs != ps.Obs {
+				ps.Flaps++
+				ps.Obs, ps.Stable = obs, 0
+			} else {
+				ps.Stable++
+			}
+			if ps.Stable >= k {
+				ps.Damped, ps.Stable, ps.Cool, ps.Trans = false, 0, 0, 0
+				if obs != ps.Open {
+					d.propose(pk, ps, pt, obs, ps.Flaps, false)
+				}
+				ps.Flaps = 0
+			}
+			d.forget(ks, ps)
+			continue
+		}
+		reported := ps != nil && ps.Open
+		if obs != reported {
+			flaps, damp := 0, false
+			if ps != nil && ps.Cool > 0 && ps.Trans >= 2 {
+				// A third transition, each within StableScans scans of
+				// the last: the port alternates. Report this one with the
+				// count, then hold the port.
+				flaps, damp = ps.Trans+1, true
+			}
+			d.propose(pk, ps, pt, obs, flaps, damp)
+		} else if obs && pt.Service != nil {
+			d.service(pk, ps, pt)
+		}
+		if ps != nil && ps.Cool > 0 && d.cur.Complete {
+			ps.Cool++
+			if ps.Cool > k {
+				ps.Cool, ps.Trans = 0, 0
+			}
+		}
+		if ps != nil {
+			d.forget(ks, ps)
+		}
+	}
+}
+
+// forget drops closed ports that no bookkeeping needs any more.
+func (d *differ) forget(ks string, ps *portState) {
+	if !ps.Open && !ps.Damped && ps.Cool == 0 {
+		delete(d.st.Ports, ks)
+	}
+}
+
+func (d *differ) propose(pk portKey, ps *portState, pt *snapshot.Port, open bool, flaps int, damp bool) {
+	addr, err := netip.ParseAddr(pk.addr)
+	if err != nil {
+		return // not an address we could re-probe, nor one a scan produces
+	}
+	c := snapshot.Change{Address: pk.addr, Port: pk.port, Protocol: pk.proto, Flaps: flaps}
+	if open {
+		c.Kind = snapshot.PortOpened
+		after := *pt
+		c.After = &after
+	} else {
+		c.Kind = snapshot.PortClosed
+		c.Before = ps.asPort(pk)
+	}
+	d.st.stamp(&c)
+	d.pending = append(d.pending, Pending{
+		Pair: spec.Pair{Addr: addr, Port: pk.port}, Protocol: pk.proto, Open: open, Change: c,
+		st: d.st, damp: damp,
+	})
+}
+
+func (d *differ) service(pk portKey, ps *portState, pt *snapshot.Port) {
+	svc := pt.Service
+	if !ps.knowsService() {
+		ps.setService(svc) // first detection is not a change
+		return
+	}
+	before := ps.asPort(pk)
+	after := *pt
+	c := snapshot.Change{Address: pk.addr, Port: pk.port, Protocol: pk.proto, Before: before, After: &after}
+	switch {
+	case svc.Name != ps.Name || svc.Product != ps.Product:
+		c.Kind = snapshot.ServiceChanged
+		d.change(c)
+	case svc.Version != ps.Version:
+		c.Kind = snapshot.VersionChanged
+		d.change(c)
+	}
+	if svc.Cert != nil && svc.Cert.Fingerprint != "" && ps.Cert != "" && svc.Cert.Fingerprint != ps.Cert {
+		c.Kind = snapshot.CertChanged
+		d.change(c)
+	}
+	ps.setService(svc)
+}
+
+// apply records a confirmed transition in the reported view.
+func (pd *Pending) apply() {
+	st := pd.st
+	ks := portKey{pd.Change.Address, pd.Pair.Port, pd.Protocol}.String()
+	ps := st.Ports[ks]
+	if ps == nil {
+		ps = &portState{}
+		st.Ports[ks] = ps
+	}
+	ps.Open = pd.Open
+	if pd.Open && pd.Change.After != nil {
+		ps.setService(pd.Change.After.Service)
+	}
+	if !pd.Open {
+		ps.Name, ps.Product, ps.Version, ps.Cert = "", "", "", ""
+	}
+	if ps.Cool == 0 {
+		ps.Trans = 0
+	}
+	ps.Cool = 1
+	ps.Trans++
+	if pd.damp {
+		ps.Damped, ps.Obs, ps.Stable, ps.Flaps = true, pd.Open, 0, pd.Change.Flaps
+	}
+}
+
+// sortPortKeys orders address|port/proto keys by address, port, protocol.
+func sortPortKeys(ks []string) {
+	type parsed struct {
+		k    portKey
+		addr netip.Addr
+		s    string
+	}
+	ps := make([]parsed, len(ks))
+	for i, s := range ks {
+		k, _ := parsePortKey(s)
+		a, _ := netip.ParseAddr(k.addr)
+		ps[i] = parsed{k, a, s}
+	}
+	sort.Slice(ps, func(i, j int) bool {
+		a, b := ps[i], ps[j]
+		if c := a.addr.Compare(b.addr); c != 0 {
+			return c < 0
+		}
+		if a.k.addr != b.k.addr {
+			return a.k.addr < b.k.addr
+		}
+		if a.k.port != b.k.port {
+			return a.k.port < b.k.port
+		}
+		return a.k.proto < b.k.proto
+	})
+	for i := range ps {
+		ks[i] = ps[i].s
+	}
+}

@@ -1,0 +1,24 @@
+// Package diff turns two scans of a target into typed changes without
+// crying wolf. It is pure: no I/O, no clock; the caller passes the scans,
+// the State from the last diff and the target's Policy, and stores the new
+// State.
+//
+// Guards:
+//   - The first complete scan is the baseline: only policy verdicts fire.
+//   - An incomplete scan never yields port_closed or host_down.
+//   - A host that goes down is ONE host_down; its ports stay in the
+//     reported view, so its return reports only real port differences.
+//   - A host that answers open on more than Policy.AllOpenShare of the
+//     probed ports is ONE all_ports_open and its ports are not diffed.
+//   - Port openings and closures are Pending until Confirm re-probes them
+//     (n agreeing answers out of m).
+//   - A port whose state changes twice within Policy.StableScans scans is
+//     reported once with Flaps set, then held until it keeps one state for
+//     StableScans scans; if that state differs from the last report, it is
+//     reported again with the number of folded alternations.
+//   - Policy verdicts fire when they newly hold; Evaluate lists all that
+//     hold now, for alerts that fire while a condition lasts.
+//
+// Version rules compare with dpkg ordering (CompareVersions), which also
+// orders semver and OpenSSH-style versions ("9.2p1" < "9.6p1").
+package diff

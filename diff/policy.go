@@ -1,0 +1,243 @@
+package diff
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+// Policy is a target's expectations (config expect:) and the diff's guards.
+type Policy struct {
+	// Open lists the ports that may be open; with ExpectOpenSet, any other
+	// open port is unexpected_open, and a port of Open that is open on no
+	// up host of the target is expected_missing (one verdict per port, not
+	// per host, so an allow-list over a subnet does not cry wolf).
+	Open []uint16
+	// ExpectOpenSet says Open was configured (an empty Open then means
+	// nothing may be open).
+	ExpectOpenSet bool
+	// NeverOpen lists ports that must never be open: forbidden_open.
+	NeverOpen []uint16
+	// Versions maps a port to a rule (see ParseRule) its service version
+	// must satisfy: version_policy. Invalid rules are ignored here; config
+	// validation rejects them with ParseRule.
+	Versions map[uint16]string
+	// AllOpenShare: a host where more than this share of the probed ports
+	// answer open is reported once as all_ports_open (a SYN proxy or
+	// tarpit) and its ports are not diffed. Zero means 0.5.
+	AllOpenShare float64
+	// PortsProbed is the number of ports probed per host (the length of the
+	// target's port spec). Zero estimates it from the snapshot's quality
+	// figures; without figures all_ports_open is not detected.
+	PortsProbed int
+	// MinProbed is the fewest probed ports for all_ports_open; zero means 20.
+	MinProbed int
+	// StableScans is how many scans a flapping port must keep one state
+	// before it is reported again, and the window in which a second
+	// transition counts as flapping. Zero means 3.
+	StableScans int
+}
+
+func (p Policy) withDefaults() Policy {
+	if p.AllOpenShare <= 0 || p.AllOpenShare > 1 {
+		p.AllOpenShare = 0.5
+	}
+	if p.MinProbed <= 0 {
+		p.MinProbed = 20
+	}
+	if p.StableScans <= 0 {
+		p.StableScans = 3
+	}
+	return p
+}
+
+// Validate checks the version rules; config calls it to report bad rules.
+func (p Policy) Validate() error {
+	for port, rule := range p.Versions {
+		if _, err := ParseRule(rule); err != nil {
+			return fmt.Errorf("diff: versions[%d]: %w", port, err)
+		}
+	}
+	return nil
+}
+
+// view is the exposure a policy is judged on: the up hosts and their open
+// ports, without the hosts that answer on every port.
+type view struct {
+	hosts []string                   // up, sorted
+	ports map[string][]snapshot.Port // open ports by host, sorted
+}
+
+func snapshotView(s *snapshot.Snapshot, allOpen map[string]bool) view {
+	v := view{ports: map[string][]snapshot.Port{}}
+	for _, h := range s.Hosts {
+		if h.State != snapshot.HostUp || allOpen[h.Address] {
+			continue
+		}
+		v.hosts = append(v.hosts, h.Address)
+		for _, pt := range h.Ports {
+			if pt.State == snapshot.StateOpen {
+				v.ports[h.Address] = append(v.ports[h.Address], pt)
+			}
+		}
+	}
+	v.sort()
+	return v
+}
+
+func stateView(st *State) view {
+	v := view{ports: map[string][]snapshot.Port{}}
+	for addr, h := range st.Hosts {
+		if !h.Down && !st.AllOpen[addr] {
+			v.hosts = append(v.hosts, addr)
+		}
+	}
+	for ks, ps := range st.Ports {
+		k, ok := parsePortKey(ks)
+		if !ok || !ps.Open || st.AllOpen[k.addr] {
+			continue
+		}
+		if h := st.Hosts[k.addr]; h == nil || h.Down {
+			continue
+		}
+		v.ports[k.addr] = append(v.ports[k.addr], *ps.asPort(k))
+	}
+	v.sort()
+	return v
+}
+
+func (v *view) sort() {
+	sortAddrs(v.hosts)
+	for _, ps := range v.ports {
+		sort.Slice(ps, func(i, j int) bool {
+			if ps[i].Port != ps[j].Port {
+				return ps[i].Port < ps[j].Port
+			}
+			return ps[i].Protocol < ps[j].Protocol
+		})
+	}
+}
+
+func sortAddrs(a []string) {
+	s := snapshot.Snapshot{}
+	for _, x := range a {
+		s.Hosts = append(s.Hosts, snapshot.Host{Address: x})
+	}
+	s.Sort()
+	for i := range a {
+		a[i] = s.Hosts[i].Address
+	}
+}
+
+// verdictKey identifies a verdict across scans.
+func verdictKey(c snapshot.Change) string {
+	return string(c.Kind) + "|" + portKey{c.Address, c.Port, c.Protocol}.String()
+}
+
+// verdicts lists the policy verdicts that hold in v, in a stable order.
+func verdicts(v view, p Policy) []snapshot.Change {
+	var out []snapshot.Change
+	openAnywhere := map[uint16]bool{}
+	for _, addr := range v.hosts {
+		for _, pt := range v.ports[addr] {
+			pt := pt
+			openAnywhere[pt.Port] = true
+			c := snapshot.Change{Address: addr, Port: pt.Port, Protocol: pt.Protocol, After: &pt}
+			switch {
+			case slices.Contains(p.NeverOpen, pt.Port):
+				c.Kind = snapshot.ForbiddenOpen
+				c.Detail = fmt.Sprintf("port %d/%s is in expect.never_open", pt.Port, pt.Protocol)
+				out = append(out, c)
+			case p.ExpectOpenSet && !slices.Contains(p.Open, pt.Port):
+				c.Kind = snapshot.UnexpectedOpen
+				c.Detail = fmt.Sprintf("port %d/%s is not in expect.open", pt.Port, pt.Protocol)
+				out = append(out, c)
+			}
+			if rule, ok := p.Versions[pt.Port]; ok && pt.Service != nil && pt.Service.Version != "" {
+				r, err := ParseRule(rule)
+				if err == nil && !r.Allows(pt.Service.Version) {
+					c.Kind = snapshot.VersionPolicy
+					c.Detail = fmt.Sprintf("%s %q does not satisfy %q", pt.Service.Product, pt.Service.Version, r.String())
+					out = append(out, c)
+				}
+			}
+		}
+	}
+	if p.ExpectOpenSet {
+		want := slices.Clone(p.Open)
+		slices.Sort(want)
+		for _, port := range slices.Compact(want) {
+			if !openAnywhere[port] {
+				out = append(out, snapshot.Change{Kind: snapshot.ExpectedMissing, Port: port, Protocol: "tcp",
+					Detail: fmt.Sprintf("port %d/tcp of expect.open is open on no host", port)})
+			}
+		}
+	}
+	return out
+}
+
+// allOpenHosts finds the hosts that answer open on more than the policy's
+// share of probed ports, with a detail line each.
+func allOpenHosts(s *snapshot.Snapshot, p Policy) map[string]string {
+	probed := p.PortsProbed
+	if probed == 0 {
+		up, open := s.HostsUp(), s.OpenPorts()
+		if up > 0 && s.Quality.Closed+s.Quality.Filtered > 0 {
+			probed = (open + int(s.Quality.Closed) + int(s.Quality.Filtered)) / up
+		}
+	}
+	out := map[string]string{}
+	if probed < p.MinProbed {
+		return out
+	}
+	for _, h := range s.Hosts {
+		if h.State != snapshot.HostUp {
+			continue
+		}
+		open := 0
+		for _, pt := range h.Ports {
+			if pt.State == snapshot.StateOpen {
+				open++
+			}
+		}
+		if float64(open) > p.AllOpenShare*float64(probed) {
+			out[h.Address] = fmt.Sprintf("%d of %d probed ports answer open (SYN proxy or tarpit?)", open, probed)
+		}
+	}
+	return out
+}
+
+// Evaluate lists every policy verdict that holds in cur (expected_missing
+// only when cur is complete), plus
+// all_ports_open for hosts answering on every port: the conditions an
+// alerting system keeps firing while they hold. Verdicts carry cur's
+// target, time and id.
+func Evaluate(cur *snapshot.Snapshot, p Policy) []snapshot.Change {
+	p = p.withDefaults()
+	ao := allOpenHosts(cur, p)
+	all := map[string]bool{}
+	for a := range ao {
+		all[a] = true
+	}
+	var out []snapshot.Change
+	for _, c := range verdicts(snapshotView(cur, all), p) {
+		// A scan cut short is no evidence that a port is missing.
+		if cur.Complete || c.Kind != snapshot.ExpectedMissing {
+			out = append(out, c)
+		}
+	}
+	addrs := make([]string, 0, len(ao))
+	for a := range ao {
+		addrs = append(addrs, a)
+	}
+	sortAddrs(addrs)
+	for _, a := range addrs {
+		out = append(out, snapshot.Change{Kind: snapshot.AllPortsOpen, Address: a, Detail: ao[a]})
+	}
+	for i := range out {
+		out[i].Target, out[i].At, out[i].Snapshot = cur.Target, cur.StartedAt, cur.ID
+	}
+	return out
+}

@@ -1,0 +1,187 @@
+package diff
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+// stateVersion is the format of MarshalBinary.
+const stateVersion = 1
+
+// State is what the diff of one target remembers between scans: the
+// reported view (what the changes so far have told the user: which hosts are
+// up, which ports are open, with which service), the policy verdicts that
+// hold in it, hosts that answer on every port, and the flap bookkeeping.
+// Comparing a scan with the reported view rather than with the previous
+// scan is what lets a change wait for confirmation: until it is confirmed
+// the view is unchanged and the next scan proposes it again.
+//
+// A State is not safe for concurrent use. It serialises with MarshalBinary
+// (compact JSON) and UnmarshalState; the bytes are identical when nothing
+// changed, so the store can skip the write.
+type State struct {
+	V         int                   `json:"v"`
+	Baselined bool                  `json:"b,omitempty"`
+	Hosts     map[string]*hostState `json:"h,omitempty"`
+	Ports     map[string]*portState `json:"p,omitempty"` // key: address|port/protocol
+	Verdicts  map[string]bool       `json:"c,omitempty"` // key: kind|address|port/protocol
+	AllOpen   map[string]bool       `json:"a,omitempty"`
+
+	// The scan being diffed, for changes made by Confirm.
+	scan scanRef
+}
+
+type scanRef struct {
+	target, id, previous string
+	at                   time.Time
+	complete             bool
+	policy               Policy
+}
+
+type hostState struct {
+	Down bool `json:"d,omitempty"`
+}
+
+// portState is one port of the reported view. A closed port is kept only
+// while its flap bookkeeping needs it.
+type portState struct {
+	Open    bool   `json:"o,omitempty"`
+	Name    string `json:"n,omitempty"`
+	Product string `json:"pr,omitempty"`
+	Version string `json:"v,omitempty"`
+	Cert    string `json:"x,omitempty"`
+	// Cool counts scans since the last reported open/closed transition,
+	// while it is at most Policy.StableScans; 0 when long ago.
+	Cool int `json:"cl,omitempty"`
+	// Trans counts reported transitions, each within StableScans scans of
+	// the one before; the third makes the port a flapper.
+	Trans int `json:"tr,omitempty"`
+	// Damped ports flap: their transitions are not reported until they
+	// have been stable for Policy.StableScans scans. Obs is the last
+	// observed state, Stable the scans it has held, Flaps the alternations
+	// folded so far.
+	Damped bool `json:"dm,omitempty"`
+	Obs    bool `json:"ob,omitempty"`
+	Stable int  `json:"st,omitempty"`
+	Flaps  int  `json:"fl,omitempty"`
+}
+
+// NewState is the state of a target never scanned.
+func NewState() *State {
+	return &State{V: stateVersion, Hosts: map[string]*hostState{}, Ports: map[string]*portState{},
+		Verdicts: map[string]bool{}, AllOpen: map[string]bool{}}
+}
+
+// MarshalBinary encodes the state for store.Commit's DiffState.
+func (s *State) MarshalBinary() ([]byte, error) {
+	return json.Marshal(s)
+}
+
+// UnmarshalState decodes MarshalBinary's bytes; nil or empty bytes give a
+// new state.
+func UnmarshalState(b []byte) (*State, error) {
+	st := NewState()
+	if len(b) == 0 {
+		return st, nil
+	}
+	if err := json.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("diff: decode state: %w", err)
+	}
+	if st.V != stateVersion {
+		return nil, fmt.Errorf("diff: state format %d, want %d", st.V, stateVersion)
+	}
+	st.init()
+	return st, nil
+}
+
+func (s *State) init() {
+	if s.Hosts == nil {
+		s.Hosts = map[string]*hostState{}
+	}
+	if s.Ports == nil {
+		s.Ports = map[string]*portState{}
+	}
+	if s.Verdicts == nil {
+		s.Verdicts = map[string]bool{}
+	}
+	if s.AllOpen == nil {
+		s.AllOpen = map[string]bool{}
+	}
+}
+
+func (s *State) clone() *State {
+	c := &State{V: stateVersion, Baselined: s.Baselined, scan: s.scan,
+		Hosts: make(map[string]*hostState, len(s.Hosts)), Ports: make(map[string]*portState, len(s.Ports)),
+		Verdicts: maps.Clone(s.Verdicts), AllOpen: maps.Clone(s.AllOpen)}
+	for k, v := range s.Hosts {
+		h := *v
+		c.Hosts[k] = &h
+	}
+	for k, v := range s.Ports {
+		p := *v
+		c.Ports[k] = &p
+	}
+	c.init()
+	return c
+}
+
+type portKey struct {
+	addr  string
+	port  uint16
+	proto string
+}
+
+func (k portKey) String() string {
+	return k.addr + "|" + strconv.Itoa(int(k.port)) + "/" + k.proto
+}
+
+func parsePortKey(s string) (portKey, bool) {
+	addr, rest, ok := strings.Cut(s, "|")
+	if !ok {
+		return portKey{}, false
+	}
+	num, proto, ok := strings.Cut(rest, "/")
+	n, err := strconv.ParseUint(num, 10, 16)
+	if !ok || err != nil {
+		return portKey{}, false
+	}
+	return portKey{addr, uint16(n), proto}, true
+}
+
+// setService records the service facts the diff compares.
+func (p *portState) setService(svc *snapshot.Service) {
+	if svc == nil {
+		return
+	}
+	p.Name, p.Product, p.Version = svc.Name, svc.Product, svc.Version
+	p.Cert = ""
+	if svc.Cert != nil {
+		p.Cert = svc.Cert.Fingerprint
+	}
+}
+
+func (p *portState) knowsService() bool {
+	return p.Name != "" || p.Product != "" || p.Version != ""
+}
+
+// asPort rebuilds a snapshot.Port from the reported view, for Before.
+func (p *portState) asPort(k portKey) *snapshot.Port {
+	st := snapshot.StateClosed
+	if p.Open {
+		st = snapshot.StateOpen
+	}
+	out := &snapshot.Port{Port: k.port, Protocol: k.proto, State: st}
+	if p.knowsService() || p.Cert != "" {
+		out.Service = &snapshot.Service{Name: p.Name, Product: p.Product, Version: p.Version}
+		if p.Cert != "" {
+			out.Service.Cert = &snapshot.Cert{Fingerprint: p.Cert}
+		}
+	}
+	return out
+}
