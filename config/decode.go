@@ -32,10 +32,13 @@ type decoder struct {
 	// bad holds the paths with decoding errors: validation stays quiet
 	// about them (and what lies below), since their values are not known.
 	bad map[string]bool
+	// fields caches fieldIndex per struct type for this decode.
+	fields map[reflect.Type]map[string][]int
 }
 
 func newDecoder(file string) *decoder {
-	return &decoder{file: file, set: map[string]int{}, bad: map[string]bool{}, budget: maxNodes}
+	return &decoder{file: file, set: map[string]int{}, bad: map[string]bool{},
+		fields: map[reflect.Type]map[string][]int{}, budget: maxNodes}
 }
 
 func (d *decoder) errorf(line int, field, value, format string, args ...any) {
@@ -264,7 +267,11 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 		d.errorf(n.Line, path, "", "expected a mapping, got %s", kindName(n))
 		return
 	}
-	fields := fieldIndex(v.Type())
+	fields, ok := d.fields[v.Type()]
+	if !ok {
+		fields = fieldIndex(v.Type())
+		d.fields[v.Type()] = fields
+	}
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
