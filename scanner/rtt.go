@@ -47,11 +47,16 @@ func (e *rttEstimator) sample(r time.Duration) {
 	e.rto = e.clamp(e.srtt + 4*e.rttvar)
 }
 
+// maxBackoff bounds the doubling of the timeout over retransmissions. The
+// engine keeps its rate under loss, so backoff is not congestion control,
+// only patience with a slow answer: a few doublings are enough.
+const maxBackoff = 4
+
 // timeout is how long to wait after transmission number try (1 = first),
-// doubling per retransmission like TCP's backoff.
+// doubling per retransmission up to maxBackoff times the base timeout.
 func (e *rttEstimator) timeout(try int) time.Duration {
 	d := e.rto
-	for i := 1; i < try && d < e.max; i++ {
+	for i := 1; i < try && d < maxBackoff*e.rto; i++ {
 		d *= 2
 	}
 	return e.clamp(d)

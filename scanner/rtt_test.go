@@ -19,6 +19,8 @@ func TestRTTEstimator(t *testing.T) {
 	}
 	require.Equal(t, 50*time.Millisecond, e.timeout(1), "a LAN round trip is bounded by min")
 	require.Equal(t, 100*time.Millisecond, e.timeout(2))
+	require.Equal(t, 200*time.Millisecond, e.timeout(3))
+	require.Equal(t, 200*time.Millisecond, e.timeout(7), "backoff bounded: loss must not stall the scan")
 
 	for range 50 {
 		e.sample(300 * time.Millisecond)

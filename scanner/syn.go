@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
@@ -124,6 +125,7 @@ func (s *SYN) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, erro
 		replies: make(chan replyBatch, 1024),
 		done:    make(chan struct{}),
 		win:     make(map[pairKey]*probe),
+		upHosts: make(map[netip.Addr]struct{}),
 		est:     newRTTEstimator(s.opts.InitialRTO, s.opts.MinRTO, s.opts.MaxRTO),
 		builder: newPacketBuilder(),
 		srcs:    newSourceCache(),
@@ -132,7 +134,11 @@ func (s *SYN) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, erro
 	}
 	sc.timer.Stop()
 	defer sc.shutdown()
+	start := time.Now()
 	err := sc.run(ctx)
+	sc.log.Debug("syn scan finished", "took", time.Since(start), "probes", sc.stats.ProbesSent,
+		"retransmits", sc.stats.Retransmits, "replies", sc.stats.Replies,
+		"srtt", sc.est.srtt, "rttvar", sc.est.rttvar, "rto", sc.est.rto, "tail", time.Since(sc.allSent), "err", err)
 	return sc.stats, err
 }
 
@@ -188,7 +194,12 @@ type synScan struct {
 	timeouts  probeHeap
 	retx      []*probe
 	pairsDone bool
+	allSent   time.Time // when the last new pair went out
 	est       *rttEstimator
+	// answeredLate counts replies that came only after a retransmission:
+	// evidence of loss, from which retries adapts.
+	answeredLate uint64
+	upHosts      map[netip.Addr]struct{}
 	stats     Stats
 	builder   *packetBuilder
 	srcs      *sourceCache
@@ -349,6 +360,11 @@ func (sc *synScan) handle(b replyBatch) {
 		}
 		if p.tries == 1 { // Karn: only unambiguous samples
 			sc.est.sample(res.RTT)
+		} else {
+			sc.answeredLate++
+		}
+		if rp.kind != replyUnreach && len(sc.upHosts) < maxUpHosts {
+			sc.upHosts[p.key.addr] = struct{}{}
 		}
 		sc.stats.Replies++
 		sc.finish(p)
@@ -370,13 +386,45 @@ func (sc *synScan) finish(p *probe) {
 func (sc *synScan) expire(now time.Time) {
 	for len(sc.timeouts) > 0 && !sc.timeouts[0].deadline.After(now) {
 		p := heap.Pop(&sc.timeouts).(*probe)
-		if p.tries <= sc.job.Retries {
+		if p.tries <= sc.retries(p.key.addr) {
 			sc.retx = append(sc.retx, p)
 			continue
 		}
 		sc.finish(p)
 		sc.emit(Result{Addr: p.key.addr, Port: p.key.port, State: snapshot.StateFiltered, Reason: "no-response"})
 	}
+}
+
+// Adaptive retries.
+const (
+	maxAdaptiveRetries = 8
+	// missBudget is the expected number of pairs of a scan that may end
+	// filtered only because every transmission was lost.
+	missBudget = 1e-3
+	maxUpHosts = 1 << 20
+)
+
+// retries is how many retransmissions a probe to addr gets. It is
+// job.Retries, raised when the scan has seen loss towards hosts that are
+// up: with a drop rate p, a probe is lost r+1 times with probability
+// p^(r+1), so r grows until that stays below missBudget for the whole
+// scan. Loss costs a few packets, never correctness. Hosts that never
+// answered get job.Retries (a firewall that drops everything is no loss).
+func (sc *synScan) retries(addr netip.Addr) int {
+	base := sc.job.Retries
+	if sc.answeredLate == 0 || sc.stats.Replies == 0 {
+		return base
+	}
+	if _, up := sc.upHosts[addr]; !up {
+		return base
+	}
+	p := float64(sc.answeredLate) / float64(sc.stats.Replies)
+	n := max(float64(sc.job.Pairs.Len()), 1)
+	r := base
+	for r < maxAdaptiveRetries && math.Pow(p, float64(r+1))*n > missBudget {
+		r++
+	}
+	return max(r, base)
 }
 
 // next returns the next probe to send: a retransmission first, else a new
@@ -400,6 +448,7 @@ func (sc *synScan) next() *probe {
 		a, port, ok := sc.job.Pairs.Next()
 		if !ok {
 			sc.pairsDone = true
+			sc.allSent = time.Now()
 			return nil
 		}
 		k := pairKey{a.Unmap(), port}
