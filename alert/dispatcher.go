@@ -305,10 +305,10 @@ func (w *worker) send(ctx context.Context, e Entry) (time.Duration, bool) {
 			delay = min(ra, o.MaxBackoff)
 		}
 		e.NextAttempt = o.Now().Add(delay)
-		w.failed("notification failed, will retry", err, "key", e.Key, "attempts", e.Attempts, "retry_in", delay.Round(time.Millisecond).String())
-		if err := o.Outbox.OutboxRetry(e); err != nil {
-			w.failed("cannot record retry", fmt.Errorf("record retry of %s: %w", e.Key, err))
+		if rerr := o.Outbox.OutboxRetry(e); rerr != nil {
+			w.failed("cannot record retry", fmt.Errorf("record retry of %s: %w", e.Key, rerr))
 		}
+		w.failed("notification failed, will retry", err, "key", e.Key, "attempts", e.Attempts, "retry_in", delay.Round(time.Millisecond).String())
 		return delay, false
 	}
 	if err := o.Outbox.OutboxAck(w.name, e.Key); err != nil {
