@@ -9,8 +9,11 @@ import (
 	"syscall"
 )
 
-// Daemons returns the real daemons the lab can start, each bound to the
-// host's own addresses (never the wildcard, never a system instance's files).
+// Daemons returns the real daemons the lab can start. Each listens on the
+// host's IPv4 and IPv6 addresses (Prometheus and Alertmanager take one
+// listen address, so they use the wildcard, which inside the namespace means
+// the same) and uses only files under the lab's directory, never a system
+// instance's.
 func Daemons() []Daemon {
 	return []Daemon{
 		{Name: "sshd", Ports: []uint16{22}, Binaries: []string{"sshd", "ssh-keygen"}, Banner: "SSH-2.0-OpenSSH", prepare: prepareSSHD},
@@ -337,7 +340,7 @@ func preparePrometheus(_ context.Context, c *daemonContext) ([]string, error) {
 		return nil, err
 	}
 	return []string{"prometheus", "--config.file=" + conf, "--storage.tsdb.path=" + c.path("data"),
-		"--web.listen-address=" + c.host.addr.String() + ":9090", "--log.level=warn"}, nil
+		"--web.listen-address=:9090", "--log.level=warn"}, nil
 }
 
 func prepareAlertmanager(_ context.Context, c *daemonContext) ([]string, error) {
@@ -346,6 +349,6 @@ func prepareAlertmanager(_ context.Context, c *daemonContext) ([]string, error) 
 		return nil, err
 	}
 	return []string{"prometheus-alertmanager", "--config.file=" + conf, "--storage.path=" + c.path("data"),
-		"--web.listen-address=" + c.host.addr.String() + ":9093", "--cluster.listen-address=",
+		"--web.listen-address=:9093", "--cluster.listen-address=",
 		"--log.level=warn"}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -223,12 +224,16 @@ func TestLabDaemons(t *testing.T) {
 
 	listening, err := h.ListeningPorts(ctx)
 	require.NoError(t, err)
+	want := DaemonPorts(ds)
+	slices.Sort(want)
+	require.Equal(t, want, listening, "ss -tln shows exactly the daemons' ports")
 	for i, d := range ds {
 		t.Run(d.Name, func(t *testing.T) {
 			require.NoError(t, errs[i])
 			for _, p := range d.Ports {
 				require.Contains(t, listening, p, "ss -tln in the namespace shows port %d", p)
 				require.NoError(t, dial(netip.AddrPortFrom(h.Addr(), p), 2*time.Second))
+				require.NoError(t, dial(netip.AddrPortFrom(h.Addr6(), p), 2*time.Second))
 			}
 			if d.Banner == "" {
 				return
