@@ -28,8 +28,8 @@ const (
 	DefaultMaxConcurrentScans = 4
 	DefaultSeriesBudget       = 10000
 	DefaultAllOpenShare       = 0.9
-	DefaultConfirmN           = 3
-	DefaultConfirmM           = 2
+	DefaultConfirmN           = 2
+	DefaultConfirmM           = 3
 	DefaultFlapWindow         = model.Duration(time.Hour)
 	DefaultFlapThreshold      = 4
 
@@ -103,9 +103,9 @@ type Shard struct {
 	Total int `yaml:"total"`
 }
 
-// Confirm: a port_opened or port_closed change is reported only when at
-// least M of N re-probes of exactly that port agree with the new state.
-// N = 0 turns confirmation off (M must then be 0 too).
+// Confirm: a port_opened or port_closed change is reported only when N
+// of up to M re-probe rounds of exactly that port agree with the new state
+// (diff.Confirm's n and m). M = 0 turns confirmation off (N must then be 0).
 type Confirm struct {
 	N int `yaml:"n"`
 	M int `yaml:"m"`

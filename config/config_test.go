@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
+
+	"github.com/exposure-monitor/exposure/diff"
 )
 
 // badConfigs maps every file of testdata/bad to the exact text of the error
@@ -30,7 +32,7 @@ var badConfigs = map[string]string{
 	"bad_url_scheme.yml":        `exposure.yml:7: receivers[0].alertmanager.url: "ftp://127.0.0.1:9093": URL scheme must be http or https`,
 	"basic_auth.yml": `exposure.yml:8: receivers[0].alertmanager.basic_auth.password_file: password_file is required (passwords are never written in the config)
 exposure.yml:10: receivers[0].alertmanager.basic_auth.password: unknown field`,
-	"confirm.yml":             `exposure.yml:2: global.confirm.m: "3": must be between 1 and confirm.n (2)`,
+	"confirm.yml":             `exposure.yml:2: global.confirm.n: "3": must be between 1 and confirm.m (2)`,
 	"cron_never_fires.yml":    `exposure.yml:4: targets[0].schedule: "0 0 30 2 *": never fires`,
 	"dash_range_reversed.yml": `exposure.yml:3: targets[0].hosts[0]: "198.18.0.20-1": range end before start`,
 	"duplicate_key.yml":       `exposure.yml:6: targets[0].ports: duplicate field (first set at line 4)`,
@@ -74,7 +76,7 @@ exposure.yml:3: targets[1].name: "web/1": must start with a letter or digit and 
 	"url_and_urls.yml":         `exposure.yml:8: receivers[0].alertmanager.urls: set url or urls, not both`,
 	"url_credentials.yml":      `exposure.yml:9: receivers[0].alertmanager.urls[1]: "http://admin:xxxxx@127.0.0.1:9094": credentials in the URL are not allowed: use basic_auth with password_file`,
 	"url_no_host.yml":          `exposure.yml:7: receivers[0].webhook.url: "https:///x": URL has no host`,
-	"version_bad_operator.yml": `exposure.yml:7: targets[0].expect.versions.22: "=> 9.0": one operator and one version per rule`,
+	"version_bad_operator.yml": `exposure.yml:7: targets[0].expect.versions.22: "=> 9.0": one operator and one version per term (separate terms with commas)`,
 	"version_no_operator.yml":  `exposure.yml:6: targets[0].expect.versions.22: "9.0": version rule must start with an operator: >=, >, <=, <, = or !=`,
 	"version_no_version.yml":   `exposure.yml:7: targets[0].expect.versions.22: ">=": no version after ">="`,
 	"wrong_type_bool.yml":      `exposure.yml:2: global.run_at_start: "yes": expected true or false`,
@@ -204,7 +206,7 @@ func TestFullConfig(t *testing.T) {
 	require.Equal(t, Global{
 		ScanRate: 5000, Retention: model.Duration(30 * 24 * time.Hour), Jitter: model.Duration(time.Minute),
 		MaxConcurrentScans: 2, RunAtStart: true, SeriesBudget: 500, Shard: Shard{Index: 1, Total: 2},
-		AllOpenShare: 0.75, Confirm: Confirm{N: 4, M: 3}, Flap: Flap{Window: model.Duration(6 * time.Hour), Threshold: 5},
+		AllOpenShare: 0.75, Confirm: Confirm{N: 3, M: 4}, Flap: Flap{Window: model.Duration(6 * time.Hour), Threshold: 5},
 	}, g)
 
 	dmz := c.Target("dmz")
@@ -248,7 +250,7 @@ func TestBuiltinDefaults(t *testing.T) {
 	require.Equal(t, Global{
 		ScanRate: 20000, Retention: DefaultRetention, Jitter: DefaultJitter, MaxConcurrentScans: 4,
 		SeriesBudget: 10000, Shard: Shard{Index: 0, Total: 1}, AllOpenShare: 0.9,
-		Confirm: Confirm{N: 3, M: 2}, Flap: Flap{Window: DefaultFlapWindow, Threshold: 4},
+		Confirm: Confirm{N: 2, M: 3}, Flap: Flap{Window: DefaultFlapWindow, Threshold: 4},
 	}, c.Global)
 	web := c.Targets[0]
 	require.Equal(t, "top:1000", web.Ports)
@@ -263,7 +265,7 @@ func TestBuiltinDefaults(t *testing.T) {
 
 func TestExplicitZeroIsNotDefault(t *testing.T) {
 	c, err := Parse("x.yml", []byte(`
-global: {series_budget: 0, confirm: {n: 0}}
+global: {series_budget: 0, confirm: {m: 0}}
 defaults: {retries: 3}
 targets:
   - {name: a, hosts: [127.0.0.1], retries: 0, service_detection: {intensity: 0}}
@@ -271,7 +273,7 @@ targets:
 `))
 	require.NoError(t, err)
 	require.Equal(t, 0, c.Global.SeriesBudget)
-	require.Equal(t, Confirm{N: 0, M: 0}, c.Global.Confirm, "n: 0 turns confirmation off")
+	require.Equal(t, Confirm{N: 0, M: 0}, c.Global.Confirm, "m: 0 turns confirmation off")
 	require.Equal(t, 0, c.Targets[0].Retries)
 	require.Equal(t, 0, c.Targets[0].ServiceDetection.Intensity)
 	require.Equal(t, 3, c.Targets[1].Retries, "null keeps the default")
@@ -371,31 +373,23 @@ func TestShardsCoverEveryTargetOnce(t *testing.T) {
 	require.Equal(t, map[string]int{"a": 1, "b": 1, "c": 1, "d": 1}, got)
 }
 
-func TestParseVersionRule(t *testing.T) {
-	for in, want := range map[string]VersionRule{
-		">= 9.0":      {">=", "9.0"},
-		"<2.4":        {"<", "2.4"},
-		"= 1.2.3":     {"=", "1.2.3"},
-		"== 1.2.3":    {"=", "1.2.3"},
-		"!= 8.9p1":    {"!=", "8.9p1"},
-		"  > 1.18.0 ": {">", "1.18.0"},
-		"<= 2:1.2-3":  {"<=", "2:1.2-3"},
-	} {
-		got, err := ParseVersionRule(in)
-		require.NoError(t, err, in)
-		require.Equal(t, want, got, in)
+func TestCheckVersionRule(t *testing.T) {
+	for _, in := range []string{">= 9.0", "<2.4", "= 1.2.3", "== 1.2.3", "!= 8.9p1", "  > 1.18.0 ", "<= 2:1.2-3", ">= 2.4, < 3"} {
+		require.NoError(t, CheckVersionRule(in), in)
+		_, err := diff.ParseRule(in)
+		require.NoError(t, err, "diff must evaluate what config accepts: %s", in)
 	}
 	for in, reason := range map[string]string{
 		"":          "empty version rule",
 		"9.0":       "version rule must start with an operator: >=, >, <=, <, = or !=",
 		">=":        `no version after ">="`,
-		"=> 9":      "one operator and one version per rule",
-		">= 9 < 10": "one operator and one version per rule",
+		"=> 9":      "one operator and one version per term (separate terms with commas)",
+		">= 9 < 10": "one operator and one version per term (separate terms with commas)",
+		">= 9,":     "empty term between commas",
 		">= beta":   `"beta" is not a version (digits, letters and . + _ ~ : -)`,
 		">= 9.0 x":  `"9.0 x" is not a version (digits, letters and . + _ ~ : -)`,
 	} {
-		_, err := ParseVersionRule(in)
-		require.EqualError(t, err, reason, in)
+		require.EqualError(t, CheckVersionRule(in), reason, in)
 	}
 }
 

@@ -33,8 +33,9 @@
 //	                              # (md5, as Prometheus' hashmod) to index mod total
 //	  all_open_share: 0.9         # share of scanned ports open on one host that is
 //	                              # reported as one all_ports_open change, (0, 1]
-//	  confirm: {n: 3, m: 2}       # a port change is reported when m of n re-probes
-//	                              # agree; n: 0 turns confirmation off; 1 <= m <= n <= 10
+//	  confirm: {n: 2, m: 3}       # a port change is reported when n of up to m re-probe
+//	                              # rounds agree (diff.Confirm); m: 0 turns confirmation
+//	                              # off; 1 <= n <= m <= 10
 //	  flap: {window: 1h, threshold: 4}  # a port changing state threshold (>= 2) times
 //	                              # within window is folded into one change
 //	defaults:                     # every target inherits these, field by field
@@ -65,7 +66,7 @@
 //	      open: [22, 80, 443]     # anything else open: unexpected_open;
 //	                              # "open: []" means nothing may be open
 //	      never_open: [23, 3389]  # open: forbidden_open (critical)
-//	      versions: {22: ">= 9.0"}  # OP VERSION, OP one of >= > <= < = == !=;
+//	      versions: {22: ">= 9.0", 80: ">= 2.4, < 3"}  # terms OP VERSION, OP one of >= > <= < = == !=;
 //	                              # broken: version_policy
 //	                              # (ports in expect must be within the target's ports)
 //	    receivers: [am]           # only these receivers get this target's alerts

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/common/model"
 
+	"github.com/exposure-monitor/exposure/diff"
 	"github.com/exposure-monitor/exposure/scanner/spec"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
@@ -144,14 +145,14 @@ func (v *validator) global(g *Global) {
 	if g.AllOpenShare <= 0 || g.AllOpenShare > 1 {
 		v.errorf("global.all_open_share", strconv.FormatFloat(g.AllOpenShare, 'g', -1, 64), "must be greater than 0 and at most 1")
 	}
-	v.between("global.confirm.n", g.Confirm.N, 0, 10)
+	v.between("global.confirm.m", g.Confirm.M, 0, 10)
 	switch {
-	case g.Confirm.N == 0 && !v.isSet("global.confirm.m"):
-		g.Confirm.M = 0 // confirmation off
-	case g.Confirm.N == 0 && g.Confirm.M != 0:
-		v.errorf("global.confirm.m", strconv.Itoa(g.Confirm.M), "must be 0 when confirm.n is 0 (confirmation off)")
-	case g.Confirm.N > 0 && (g.Confirm.M < 1 || g.Confirm.M > g.Confirm.N):
-		v.errorf("global.confirm.m", strconv.Itoa(g.Confirm.M), "must be between 1 and confirm.n (%d)", g.Confirm.N)
+	case g.Confirm.M == 0 && !v.isSet("global.confirm.n"):
+		g.Confirm.N = 0 // confirmation off
+	case g.Confirm.M == 0 && g.Confirm.N != 0:
+		v.errorf("global.confirm.n", strconv.Itoa(g.Confirm.N), "must be 0 when confirm.m is 0 (confirmation off)")
+	case g.Confirm.M > 0 && (g.Confirm.N < 1 || g.Confirm.N > g.Confirm.M):
+		v.errorf("global.confirm.n", strconv.Itoa(g.Confirm.N), "must be between 1 and confirm.m (%d)", g.Confirm.M)
 	}
 	v.positive("global.flap.window", g.Flap.Window)
 	v.atLeast("global.flap.threshold", g.Flap.Threshold, 2)
@@ -391,7 +392,7 @@ func (v *validator) expect(t *Target, path string) {
 	checkList("never_open", e.NeverOpen, open)
 	for _, p := range sortedKeys(e.Versions) {
 		fp := fmt.Sprintf("%s.versions.%d", path, p)
-		if _, err := ParseVersionRule(e.Versions[p]); err != nil {
+		if err := CheckVersionRule(e.Versions[p]); err != nil {
 			v.errorf(fp, e.Versions[p], "%s", err.Error())
 		} else if !scanned(p) {
 			v.errorf(fp, strconv.Itoa(int(p)), "%s", notScanned)
@@ -399,47 +400,52 @@ func (v *validator) expect(t *Target, path string) {
 	}
 }
 
-// VersionRule is a parsed expect.versions value such as ">= 9.0".
-type VersionRule struct {
-	Op      string // one of VersionOps
-	Version string
-}
-
-// VersionOps are the operators of a version rule.
-var VersionOps = []string{">=", "<=", "!=", "==", "=", ">", "<"}
-
 var versionRe = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+_~:-]*$`)
 
-// ParseVersionRule parses "OP VERSION", e.g. ">= 9.0", "< 2.4", "= 1.2.3",
-// "!= 8.9p1". "==" is the same as "=".
-func ParseVersionRule(s string) (VersionRule, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return VersionRule{}, errors.New("empty version rule")
+// CheckVersionRule validates an expect.versions rule: one or more terms
+// "OP VERSION" separated by commas, OP one of >=, >, <=, <, =, == and !=,
+// e.g. ">= 9.0", ">= 2.4, < 3", "!= 8.9p1". It is stricter than
+// diff.ParseRule, which evaluates the rules, and accepts nothing that
+// diff.ParseRule refuses.
+func CheckVersionRule(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return errors.New("empty version rule")
+	}
+	for part := range strings.SplitSeq(s, ",") {
+		if err := checkVersionTerm(strings.TrimSpace(part)); err != nil {
+			return err
+		}
+	}
+	if _, err := diff.ParseRule(s); err != nil {
+		return err
+	}
+	return nil
+}
+
+func checkVersionTerm(t string) error {
+	if t == "" {
+		return errors.New("empty term between commas")
 	}
 	var op string
-	for _, o := range VersionOps { // two-character operators first
-		if strings.HasPrefix(s, o) {
+	for _, o := range []string{">=", "<=", "!=", "==", "=", ">", "<"} { // two-character operators first
+		if strings.HasPrefix(t, o) {
 			op = o
 			break
 		}
 	}
 	if op == "" {
-		return VersionRule{}, errors.New("version rule must start with an operator: >=, >, <=, <, = or !=")
+		return errors.New("version rule must start with an operator: >=, >, <=, <, = or !=")
 	}
-	ver := strings.TrimSpace(s[len(op):])
+	ver := strings.TrimSpace(t[len(op):])
 	switch {
 	case ver == "":
-		return VersionRule{}, fmt.Errorf("no version after %q", op)
+		return fmt.Errorf("no version after %q", op)
 	case strings.ContainsAny(ver, "<>=!"):
-		return VersionRule{}, errors.New("one operator and one version per rule")
+		return errors.New("one operator and one version per term (separate terms with commas)")
 	case !versionRe.MatchString(ver) || !strings.ContainsAny(ver, "0123456789"):
-		return VersionRule{}, fmt.Errorf("%q is not a version (digits, letters and . + _ ~ : -)", ver)
+		return fmt.Errorf("%q is not a version (digits, letters and . + _ ~ : -)", ver)
 	}
-	if op == "==" {
-		op = "="
-	}
-	return VersionRule{Op: op, Version: ver}, nil
+	return nil
 }
 
 func (v *validator) receivers(targets map[string]bool) {
