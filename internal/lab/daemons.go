@@ -125,24 +125,14 @@ func prepareRedis(_ context.Context, c *daemonContext) ([]string, error) {
 }
 
 func preparePostgres(ctx context.Context, c *daemonContext) ([]string, error) {
-	data, err := c.mkdirOwned("data", "postgres", 0o700)
+	tmpl, err := postgresTemplate(ctx)
 	if err != nil {
 		return nil, err
 	}
-	initdb, err := lookPath("initdb")
-	if err != nil {
-		return nil, err
-	}
-	uid, gid, err := lookupUser("postgres")
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C")
-	cmd.Dir = data
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("initdb: %w: %s", err, tail(string(out), 1000))
+	data := c.path("data")
+	// cp -a keeps the owner (postgres) and mode (0700) postgres insists on.
+	if _, err := run(ctx, nil, "cp", "-a", tmpl, data); err != nil {
+		return nil, fmt.Errorf("copy database template: %w", err)
 	}
 	postgres, err := lookPath("postgres")
 	if err != nil {
@@ -160,6 +150,61 @@ func preparePostgres(ctx context.Context, c *daemonContext) ([]string, error) {
 		"-c", "logging_collector=off",
 		"-c", "shared_buffers=16MB",
 	}, nil
+}
+
+// postgresTemplate returns a data directory made by initdb, shared by all
+// labs on the machine: initdb takes seconds, a copy a fraction of that. It is
+// built under a temporary name and renamed into place, so a concurrent lab
+// never sees half of one.
+func postgresTemplate(ctx context.Context) (string, error) {
+	initdb, err := lookPath("initdb")
+	if err != nil {
+		return "", err
+	}
+	// Keyed by the PostgreSQL major version: /usr/lib/postgresql/15/bin/initdb.
+	resolved, err := filepath.EvalSymlinks(initdb)
+	if err != nil {
+		return "", err
+	}
+	version := filepath.Base(filepath.Dir(filepath.Dir(resolved)))
+	root := filepath.Join(os.TempDir(), "exposure-lab-cache")
+	final := filepath.Join(root, "pgdata-"+version)
+	if _, err := os.Stat(filepath.Join(final, "PG_VERSION")); err == nil {
+		return final, nil
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(root, "pgdata-tmp-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp) // gone after the rename, or a failed attempt
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		return "", err
+	}
+	if err := chownUser(tmp, "postgres"); err != nil {
+		return "", err
+	}
+	uid, gid, err := lookupUser("postgres")
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, initdb, "-D", tmp, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C")
+	cmd.Dir = tmp
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("initdb: %w: %s", err, tail(string(out), 1000))
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		// Another lab finished first; use its template.
+		if _, serr := os.Stat(filepath.Join(final, "PG_VERSION")); serr == nil {
+			return final, nil
+		}
+		return "", fmt.Errorf("install database template: %w", err)
+	}
+	return final, nil
 }
 
 func prepareMemcached(_ context.Context, c *daemonContext) ([]string, error) {
