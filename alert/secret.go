@@ -99,7 +99,11 @@ const maxLabelLen = 256
 // line: invalid UTF-8 and control characters are dropped and the result is
 // cut at max bytes (on a rune boundary, marked with "...").
 func sanitize(s string, max int) string {
+	if len(s) <= max && printableASCII(s) {
+		return s
+	}
 	var b strings.Builder
+	b.Grow(min(len(s), max+3))
 	for i, r := range s {
 		if r == utf8.RuneError {
 			if _, size := utf8.DecodeRuneInString(s[i:]); size <= 1 {
@@ -115,6 +119,15 @@ func sanitize(s string, max int) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // scrub removes every occurrence of the secrets from s: a misbehaving
