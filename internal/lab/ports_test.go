@@ -81,7 +81,7 @@ func TestBlockAddresses(t *testing.T) {
 	}
 }
 
-func TestLabIndex(t *testing.T) {
+func TestParseBridgeIndex(t *testing.T) {
 	for name, want := range map[string]int{"explab0": 0, "explab255": 255, "explab256": -1, "explab01": -1, "br0": -1, "explab": -1} {
 		k, ok := labIndex(name)
 		if want < 0 {
