@@ -47,9 +47,11 @@ func (s *Store) Commit(ctx context.Context, c Commit) error {
 			return err
 		}
 	}
-	// Encode outside the transaction: it holds the only writer lock.
+	// Compress incomplete scans outside the transaction: it holds the only
+	// writer lock. (A complete scan older than the head, which also needs
+	// its blob, is rare enough to compress inside.)
 	var blob []byte
-	if c.Snapshot != nil {
+	if c.Snapshot != nil && !c.Snapshot.Complete {
 		var err error
 		if blob, err = encodeBlob(c.Snapshot); err != nil {
 			return fmt.Errorf("store: encode snapshot %s: %w", c.Snapshot.ID, err)
@@ -71,7 +73,11 @@ func (s *Store) Commit(ctx context.Context, c Commit) error {
 		}
 		if c.DiffState != nil {
 			v := append([]byte{valueV1}, c.DiffState...)
-			if err := tx.Bucket(bucketDiffState).Put([]byte(target), v); err != nil {
+			b := tx.Bucket(bucketDiffState)
+			if bytes.Equal(b.Get([]byte(target)), v) {
+				return nil // unchanged: spare the page rewrite
+			}
+			if err := b.Put([]byte(target), v); err != nil {
 				return fmt.Errorf("store: put diff state: %w", err)
 			}
 		}
@@ -171,6 +177,12 @@ func commitSnapshot(tx *bolt.Tx, sn *snapshot.Snapshot, blob []byte) (*targetRun
 		// Incomplete scans prove no closure, and a scan older than the head
 		// cannot rewrite history: keep them whole.
 		rec.Blob = true
+		if blob == nil {
+			var err error
+			if blob, err = encodeBlob(sn); err != nil {
+				return nil, fmt.Errorf("encode snapshot: %w", err)
+			}
+		}
 		if err := tx.Bucket(bucketBlobs).Put(key, blob); err != nil {
 			return nil, fmt.Errorf("put blob: %w", err)
 		}
