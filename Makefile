@@ -2,7 +2,7 @@
 GO        ?= go
 BIN       ?= bin/exposure
 PKGS      ?= ./...
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: all build test lab bench lint run clean fuzz
 
