@@ -37,6 +37,9 @@ type Daemon struct {
 	Binaries []string
 	// Banner, if set, is a prefix the daemon sends first on Ports[0].
 	Banner string
+	// Services names what runs on each port the way nmap -sV does
+	// ("ssh", "ssl/http", ...), for service detection tests.
+	Services map[uint16]string
 
 	// prepare writes the configuration into c.dir and returns the command
 	// that runs the daemon in the foreground.

@@ -16,18 +16,18 @@ import (
 // instance's.
 func Daemons() []Daemon {
 	return []Daemon{
-		{Name: "sshd", Ports: []uint16{22}, Binaries: []string{"sshd", "ssh-keygen"}, Banner: "SSH-2.0-OpenSSH", prepare: prepareSSHD},
-		{Name: "nginx", Ports: []uint16{80, 443}, Binaries: []string{"nginx"}, prepare: prepareNginx, stop: syscall.SIGQUIT},
-		{Name: "redis", Ports: []uint16{6379}, Binaries: []string{"redis-server"}, prepare: prepareRedis},
-		{Name: "postgresql", Ports: []uint16{5432}, Binaries: []string{"postgres", "initdb", "setpriv"}, prepare: preparePostgres, stop: syscall.SIGINT},
-		{Name: "memcached", Ports: []uint16{11211}, Binaries: []string{"memcached"}, prepare: prepareMemcached},
-		{Name: "proftpd", Ports: []uint16{21}, Binaries: []string{"proftpd"}, Banner: "220 ", prepare: prepareProftpd},
-		{Name: "exim", Ports: []uint16{25, 587}, Binaries: []string{"exim4"}, Banner: "220 ", prepare: prepareExim},
-		{Name: "dovecot", Ports: []uint16{110, 143, 993, 995}, Binaries: []string{"dovecot"}, Banner: "+OK", prepare: prepareDovecot},
-		{Name: "mosquitto", Ports: []uint16{1883}, Binaries: []string{"mosquitto"}, prepare: prepareMosquitto},
-		{Name: "named", Ports: []uint16{53}, Binaries: []string{"named"}, prepare: prepareNamed},
-		{Name: "prometheus", Ports: []uint16{9090}, Binaries: []string{"prometheus"}, prepare: preparePrometheus},
-		{Name: "alertmanager", Ports: []uint16{9093}, Binaries: []string{"prometheus-alertmanager"}, prepare: prepareAlertmanager},
+		{Name: "sshd", Services: map[uint16]string{22: "ssh"}, Ports: []uint16{22}, Binaries: []string{"sshd", "ssh-keygen"}, Banner: "SSH-2.0-OpenSSH", prepare: prepareSSHD},
+		{Name: "nginx", Services: map[uint16]string{80: "http", 443: "ssl/http"}, Ports: []uint16{80, 443}, Binaries: []string{"nginx"}, prepare: prepareNginx, stop: syscall.SIGQUIT},
+		{Name: "redis", Services: map[uint16]string{6379: "redis"}, Ports: []uint16{6379}, Binaries: []string{"redis-server"}, prepare: prepareRedis},
+		{Name: "postgresql", Services: map[uint16]string{5432: "postgresql"}, Ports: []uint16{5432}, Binaries: []string{"postgres", "initdb", "setpriv"}, prepare: preparePostgres, stop: syscall.SIGINT},
+		{Name: "memcached", Services: map[uint16]string{11211: "memcached"}, Ports: []uint16{11211}, Binaries: []string{"memcached"}, prepare: prepareMemcached},
+		{Name: "proftpd", Services: map[uint16]string{21: "ftp"}, Ports: []uint16{21}, Binaries: []string{"proftpd"}, Banner: "220 ", prepare: prepareProftpd},
+		{Name: "exim", Services: map[uint16]string{25: "smtp", 587: "smtp"}, Ports: []uint16{25, 587}, Binaries: []string{"exim4"}, Banner: "220 ", prepare: prepareExim},
+		{Name: "dovecot", Services: map[uint16]string{110: "pop3", 143: "imap", 993: "ssl/imap", 995: "ssl/pop3"}, Ports: []uint16{110, 143, 993, 995}, Binaries: []string{"dovecot"}, Banner: "+OK", prepare: prepareDovecot},
+		{Name: "mosquitto", Services: map[uint16]string{1883: "mqtt"}, Ports: []uint16{1883}, Binaries: []string{"mosquitto"}, prepare: prepareMosquitto},
+		{Name: "named", Services: map[uint16]string{53: "domain"}, Ports: []uint16{53}, Binaries: []string{"named"}, prepare: prepareNamed},
+		{Name: "prometheus", Services: map[uint16]string{9090: "http"}, Ports: []uint16{9090}, Binaries: []string{"prometheus"}, prepare: preparePrometheus},
+		{Name: "alertmanager", Services: map[uint16]string{9093: "http"}, Ports: []uint16{9093}, Binaries: []string{"prometheus-alertmanager"}, prepare: prepareAlertmanager},
 	}
 }
 

@@ -230,7 +230,9 @@ func TestLabDaemons(t *testing.T) {
 	for i, d := range ds {
 		t.Run(d.Name, func(t *testing.T) {
 			require.NoError(t, errs[i])
+			require.Len(t, d.Services, len(d.Ports))
 			for _, p := range d.Ports {
+				require.NotEmpty(t, d.Services[p], "service name of port %d", p)
 				require.Contains(t, listening, p, "ss -tln in the namespace shows port %d", p)
 				require.NoError(t, dial(netip.AddrPortFrom(h.Addr(), p), 2*time.Second))
 				require.NoError(t, dial(netip.AddrPortFrom(h.Addr6(), p), 2*time.Second))
