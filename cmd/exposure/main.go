@@ -43,6 +43,9 @@ var registrars = []func(app *kingpin.Application) (string, runFunc){
 	versionCommand,
 	checkConfigCommand,
 	scanCommand,
+	historyCommand,
+	diffCommand,
+	showCommand,
 }
 
 func main() {

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/exposure-monitor/exposure/diff"
+	"github.com/exposure-monitor/exposure/snapshot"
+	"github.com/exposure-monitor/exposure/store"
+)
+
+func diffCommand(app *kingpin.Application) (string, runFunc) {
+	cmd := app.Command("diff", "Print the changes between two stored scans of a target (default: the last two complete ones).")
+	path := storageFlag(cmd)
+	target := cmd.Flag("target", "Target name.").Required().String()
+	format := cmd.Flag("format", "Output format: text or json (one change per line).").Default("text").Enum("text", "json")
+	fromID := cmd.Arg("from", "Older scan id (target/nanos, or just nanos); default: the second-last complete scan.").String()
+	toID := cmd.Arg("to", "Newer scan id; default: the last complete scan.").String()
+	return cmd.FullCommand(), func(_ context.Context, e *env) error {
+		s, err := openReadOnly(*path)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		from, to, err := pickScans(s, *target, *fromID, *toID)
+		if err != nil {
+			return err
+		}
+		changes := compare(from, to)
+		if *format == "json" {
+			return writeChangesJSON(e.stdout, changes)
+		}
+		fmt.Fprintf(e.stdout, "%s (%s) -> %s (%s): %d changes\n", from.ID, from.StartedAt.UTC().Format(time.RFC3339),
+			to.ID, to.StartedAt.UTC().Format(time.RFC3339), len(changes))
+		if !to.Complete {
+			fmt.Fprintln(e.stdout, "note: the newer scan is incomplete; closures and hosts going down are not reported")
+		}
+		return writeChangesText(e.stdout, changes, false)
+	}
+}
+
+func pickScans(s *store.Store, target, fromID, toID string) (from, to *snapshot.Snapshot, err error) {
+	load := func(id string) (*snapshot.Snapshot, error) {
+		if !strings.Contains(id, "/") {
+			id = target + "/" + id
+		}
+		sn, err := s.Snapshot(id)
+		if err != nil {
+			return nil, err
+		}
+		if sn.Target != target {
+			return nil, usagef("scan %s belongs to target %s, not %s", id, sn.Target, target)
+		}
+		return sn, nil
+	}
+	if fromID != "" {
+		if from, err = load(fromID); err != nil {
+			return nil, nil, err
+		}
+		if toID != "" {
+			to, err = load(toID)
+		} else {
+			to, err = s.LatestComplete(target)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return from, to, nil
+	}
+	scans, err := s.Scans(target, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ids []string
+	for _, sc := range scans {
+		if sc.Complete {
+			ids = append(ids, sc.ID)
+			if len(ids) == 2 {
+				break
+			}
+		}
+	}
+	if len(ids) < 2 {
+		return nil, nil, fmt.Errorf("target %q has %d complete scans; a diff needs two", target, len(ids))
+	}
+	if from, err = s.Snapshot(ids[1]); err != nil {
+		return nil, nil, err
+	}
+	if to, err = s.Snapshot(ids[0]); err != nil {
+		return nil, nil, err
+	}
+	return from, to, nil
+}
+
+// compare runs the diff engine on two scans as if from was the baseline
+// and every port change was confirmed: the plain difference, without the
+// daemon's history of flaps and confirmations.
+func compare(from, to *snapshot.Snapshot) []snapshot.Change {
+	var p diff.Policy
+	base := diff.Diff(nil, from, nil, p)
+	if !from.Complete {
+		// An incomplete older scan cannot be a baseline: compare against
+		// an empty view seeded from it anyway, so its ports count.
+		c := *from
+		c.Complete = true
+		base = diff.Diff(nil, &c, nil, p)
+	}
+	res := diff.Diff(from, to, base.State, p)
+	confirmed, _ := diff.Confirm(context.Background(), nil, res.Pending, 0, 0) // accepting needs no prober and cannot fail
+	return append(res.Changes, confirmed...)
+}

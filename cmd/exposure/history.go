@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/model"
+
+	"github.com/exposure-monitor/exposure/snapshot"
+	"github.com/exposure-monitor/exposure/store"
+)
+
+// storageFlag adds --storage.path with the daemon's default.
+func storageFlag(cmd *kingpin.CmdClause) *string {
+	return cmd.Flag("storage.path", "Database file (default: $STATE_DIRECTORY/exposure.db under systemd, else ./data/exposure.db).").PlaceHolder("PATH").String()
+}
+
+// openReadOnly opens the database for the read-only commands.
+func openReadOnly(path string) (*store.Store, error) {
+	if path == "" {
+		// The daemon's default: systemd's StateDirectory (the first of a
+		// colon-separated list), else ./data.
+		path = filepath.Join("data", "exposure.db")
+		if dir, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":"); dir != "" {
+			path = filepath.Join(dir, "exposure.db")
+		}
+	}
+	s, err := store.Open(path, store.Options{ReadOnly: true, Timeout: time.Second})
+	if errors.Is(err, store.ErrLocked) {
+		return nil, fmt.Errorf("%w; a running daemon holds it: stop it or use its web interface", err)
+	}
+	return s, err
+}
+
+func historyCommand(app *kingpin.Application) (string, runFunc) {
+	cmd := app.Command("history", "Print the timeline of changes (oldest first).")
+	path := storageFlag(cmd)
+	target := cmd.Flag("target", "Only this target.").String()
+	since := cmd.Flag("since", "Only changes of the last DURATION (e.g. 24h, 7d).").PlaceHolder("DURATION").String()
+	format := cmd.Flag("format", "Output format: text or json (one change per line).").Default("text").Enum("text", "json")
+	return cmd.FullCommand(), func(_ context.Context, e *env) error {
+		var from time.Time
+		if *since != "" {
+			d, err := model.ParseDuration(*since)
+			if err != nil || d <= 0 {
+				return usagef("--since %q: want a positive duration such as 24h or 7d", *since)
+			}
+			from = time.Now().Add(-time.Duration(d))
+		}
+		s, err := openReadOnly(*path)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		changes, err := s.Changes(*target, from, time.Time{})
+		if err != nil {
+			return err
+		}
+		if *format == "json" {
+			return writeChangesJSON(e.stdout, changes)
+		}
+		if len(changes) == 0 {
+			_, err := fmt.Fprintln(e.stdout, "no changes")
+			return err
+		}
+		return writeChangesText(e.stdout, changes, true)
+	}
+}
+
+func writeChangesJSON(w io.Writer, changes []snapshot.Change) error {
+	enc := json.NewEncoder(w)
+	for _, c := range changes {
+		if err := enc.Encode(c); err != nil {
+			return fmt.Errorf("write change: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeChangesText prints one aligned line per change.
+func writeChangesText(w io.Writer, changes []snapshot.Change, withTarget bool) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range changes {
+		where := c.Address
+		if c.Port != 0 {
+			if where == "" {
+				where = "*" // a target-wide verdict (expected_missing)
+			}
+			if strings.Contains(where, ":") {
+				where = "[" + where + "]"
+			}
+			where = fmt.Sprintf("%s:%d/%s", where, c.Port, c.Protocol)
+		}
+		what := describePort(c.Before)
+		if c.After != nil {
+			if what != "" {
+				what += " -> "
+			}
+			what += describePort(c.After)
+		}
+		if c.Flaps > 0 {
+			what += fmt.Sprintf(" (flapped %d times)", c.Flaps)
+		}
+		if c.Detail != "" {
+			what += "  " + clean(c.Detail, 200)
+		}
+		line := c.At.UTC().Format(time.RFC3339) + "\t"
+		if withTarget {
+			line += clean(c.Target, 64) + "\t"
+		}
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\n", line, c.Kind, where, strings.TrimSpace(what))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write changes: %w", err)
+	}
+	return nil
+}
+
+func describePort(p *snapshot.Port) string {
+	if p == nil {
+		return ""
+	}
+	s := p.State
+	if v := p.Service; v != nil {
+		parts := nonEmpty(v.Name, v.Product, v.Version)
+		if v.Cert != nil && v.Cert.Fingerprint != "" {
+			fp := v.Cert.Fingerprint
+			if len(fp) > 16 {
+				fp = fp[:16]
+			}
+			parts = append(parts, "cert "+fp)
+		}
+		if len(parts) > 0 {
+			s += " (" + clean(strings.Join(parts, " "), 120) + ")"
+		}
+	}
+	return s
+}
+
+// clean makes network-derived text safe for a terminal: control characters
+// become spaces and the length is bounded.
+func clean(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > n {
+		cut := n
+		for cut > 0 && !utf8RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/exposure-monitor/exposure/diff"
+	"github.com/exposure-monitor/exposure/snapshot"
+	"github.com/exposure-monitor/exposure/store"
+)
+
+// fillStore commits four scans of "dmz" (the last incomplete) and one of
+// "lab", with the changes package diff finds, the last ones within the
+// last hour and the first ones three days ago.
+func fillStore(t *testing.T) (path string, scans []*snapshot.Snapshot) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "exposure.db")
+	s, err := store.Open(path, store.Options{})
+	require.NoError(t, err)
+	defer s.Close()
+
+	now := time.Now().UTC().Truncate(time.Second)
+	mk := func(target string, at time.Time, complete bool, ports ...snapshot.Port) *snapshot.Snapshot {
+		sn := &snapshot.Snapshot{Target: target, ID: snapshot.NewID(target, at), StartedAt: at, FinishedAt: at.Add(2 * time.Second),
+			Complete: complete, Quality: snapshot.Quality{ProbesSent: 1000, Replies: 1000},
+			Hosts: []snapshot.Host{{Address: "198.18.0.2", Hostname: "mail.example.test", State: snapshot.HostUp, Ports: ports}}}
+		return sn
+	}
+	ssh := func(v string) snapshot.Port {
+		return snapshot.Port{Port: 22, Protocol: "tcp", State: snapshot.StateOpen,
+			Service: &snapshot.Service{Name: "ssh", Product: "OpenSSH", Version: v}}
+	}
+	port := func(n uint16) snapshot.Port {
+		return snapshot.Port{Port: n, Protocol: "tcp", State: snapshot.StateOpen}
+	}
+	scans = []*snapshot.Snapshot{
+		mk("dmz", now.Add(-72*time.Hour), true, ssh("9.2p1"), port(80), port(23)),
+		mk("dmz", now.Add(-71*time.Hour), true, ssh("9.2p1"), port(80), port(23)),
+		mk("dmz", now.Add(-30*time.Minute), true, ssh("9.6p1"), port(4444), port(23)),
+		mk("dmz", now.Add(-10*time.Minute), false, ssh("9.6p1")),
+	}
+	policy := diff.Policy{NeverOpen: []uint16{23}}
+	var st *diff.State
+	var prev *snapshot.Snapshot
+	for _, sn := range scans {
+		res := diff.Diff(prev, sn, st, policy)
+		confirmed, err := diff.Confirm(t.Context(), nil, res.Pending, 0, 0)
+		require.NoError(t, err)
+		state, err := res.State.MarshalBinary()
+		require.NoError(t, err)
+		require.NoError(t, s.Commit(t.Context(), store.Commit{Snapshot: sn, Changes: append(res.Changes, confirmed...), DiffState: state}))
+		st = res.State
+		if sn.Complete {
+			prev = sn
+		}
+	}
+	lab := mk("lab", now.Add(-5*time.Minute), true, port(9917))
+	require.NoError(t, s.Commit(t.Context(), store.Commit{Snapshot: lab, Changes: []snapshot.Change{
+		{Kind: snapshot.ForbiddenOpen, Address: "198.18.0.2", Port: 9917, Protocol: "tcp", Detail: "evil\x1b[31m banner\n"},
+	}}))
+	return path, scans
+}
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestHistory(t *testing.T) {
+	path, scans := fillStore(t)
+
+	code, out, errs := runCLI(t, "history", "--storage.path", path, "--format", "json")
+	require.Equal(t, 0, code, errs)
+	var kinds []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &m), line)
+		for _, k := range []string{"kind", "target", "address", "at", "snapshot"} {
+			require.Contains(t, m, k, line)
+		}
+		kinds = append(kinds, m["target"].(string)+":"+m["kind"].(string))
+	}
+	require.Equal(t, []string{
+		"dmz:forbidden_open", // the baseline's verdict
+		"dmz:version_changed", "dmz:port_closed", "dmz:port_opened",
+		"lab:forbidden_open",
+	}, kinds)
+
+	code, out, errs = runCLI(t, "history", "--storage.path", path, "--target", "dmz", "--since", "1h")
+	require.Equal(t, 0, code, errs)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 3, out)
+	require.Regexp(t, `^\S+Z  dmz  version_changed  198\.18\.0\.2:22/tcp +open \(ssh OpenSSH 9\.2p1\) -> open \(ssh OpenSSH 9\.6p1\)$`, lines[0])
+	require.Regexp(t, `port_closed +198\.18\.0\.2:80/tcp +open$`, lines[1])
+	require.Regexp(t, `port_opened +198\.18\.0\.2:4444/tcp +open$`, lines[2])
+	require.NotContains(t, out, scans[0].StartedAt.Format(time.RFC3339))
+
+	code, out, errs = runCLI(t, "history", "--storage.path", path, "--target", "lab")
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "evil [31m banner", "control characters from banners are neutralised")
+	require.NotContains(t, out, "\x1b")
+
+	code, out, _ = runCLI(t, "history", "--storage.path", path, "--target", "nope")
+	require.Equal(t, 0, code)
+	require.Equal(t, "no changes\n", out)
+}
+
+func TestHistoryErrors(t *testing.T) {
+	path, _ := fillStore(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"history", "--storage.path", path, "--since", "yesterday"}, 2, `--since "yesterday"`},
+		{[]string{"history", "--storage.path", path, "--format", "xml"}, 2, "xml"},
+		{[]string{"history", "--storage.path", filepath.Join(t.TempDir(), "none.db")}, 1, "no such file"},
+		{[]string{"diff", "--storage.path", path}, 2, "--target"},
+		{[]string{"diff", "--storage.path", path, "--target", "lab"}, 1, `target "lab" has 1 complete scans; a diff needs two`},
+		{[]string{"diff", "--storage.path", path, "--target", "dmz", "123"}, 1, "dmz/123: store: not found"},
+		{[]string{"show", "--storage.path", path, "--target", "dmz", "--at", "soon"}, 2, `--at "soon"`},
+		{[]string{"show", "--storage.path", path, "--target", "dmz", "--at", "2000-01-01T00:00:00Z"}, 1, "not found"},
+	} {
+		code, out, errs := runCLI(t, tc.args...)
+		require.Equal(t, tc.code, code, "%v: %s", tc.args, errs)
+		require.Contains(t, errs, tc.want, tc.args)
+		require.Empty(t, out, tc.args)
+	}
+
+	// A daemon holding the file: fail fast, say why.
+	s, err := store.Open(path, store.Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	start := time.Now()
+	code, _, errs := runCLI(t, "history", "--storage.path", path)
+	require.Equal(t, 1, code)
+	require.Contains(t, errs, "is locked by another process (timeout 1s); a running daemon holds it")
+	require.Less(t, time.Since(start), 10*time.Second)
+}
+
+func TestDiffCommand(t *testing.T) {
+	path, scans := fillStore(t)
+
+	// Default: the last two complete scans (the incomplete one is skipped).
+	code, out, errs := runCLI(t, "diff", "--storage.path", path, "--target", "dmz")
+	require.Equal(t, 0, code, errs)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Equal(t, scans[1].ID+" ("+scans[1].StartedAt.Format(time.RFC3339)+") -> "+scans[2].ID+" ("+scans[2].StartedAt.Format(time.RFC3339)+"): 3 changes", lines[0])
+	require.Len(t, lines, 4)
+	require.Contains(t, lines[1], "version_changed")
+	require.Contains(t, lines[2], "port_closed")
+	require.Contains(t, lines[3], "port_opened")
+
+	// Explicit ids, short form, json.
+	_, nanos, _ := strings.Cut(scans[0].ID, "/")
+	code, out, errs = runCLI(t, "diff", "--storage.path", path, "--target", "dmz", "--format", "json", nanos, scans[1].ID)
+	require.Equal(t, 0, code, errs)
+	require.Empty(t, out, "two identical scans")
+
+	// To the incomplete scan: no closures claimed.
+	code, out, errs = runCLI(t, "diff", "--storage.path", path, "--target", "dmz", scans[2].ID, scans[3].ID)
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, ": 0 changes")
+	require.Contains(t, out, "incomplete")
+
+	code, _, errs = runCLI(t, "diff", "--storage.path", path, "--target", "lab", scans[0].ID)
+	require.Equal(t, 2, code)
+	require.Contains(t, errs, "belongs to target dmz")
+}
+
+func TestShowCommand(t *testing.T) {
+	path, scans := fillStore(t)
+	code, out, errs := runCLI(t, "show", "--storage.path", path, "--target", "dmz")
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "as of scan "+scans[2].ID)
+	require.Contains(t, out, "Exposure scan report for mail.example.test (198.18.0.2)")
+	require.Regexp(t, `4444/tcp +open`, out)
+	require.NotContains(t, out, "80/tcp")
+
+	code, out, errs = runCLI(t, "show", "--storage.path", path, "--target", "dmz", "--at", "48h", "--format", "json")
+	require.Equal(t, 0, code, errs)
+	var sn snapshot.Snapshot
+	require.NoError(t, json.Unmarshal([]byte(out), &sn))
+	require.Equal(t, scans[1].ID, sn.ID)
+	require.Equal(t, 3, sn.OpenPorts())
+}
