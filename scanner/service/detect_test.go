@@ -1,0 +1,292 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+// serve runs handle for every connection accepted on l until the test ends.
+func serve(t *testing.T, l net.Listener, handle func(net.Conn)) uint16 {
+	t.Helper()
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return uint16(l.Addr().(*net.TCPAddr).Port)
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	return l
+}
+
+var loopback = netip.MustParseAddr("127.0.0.1")
+
+// logBuffer collects log lines concurrently.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func newDetector(t *testing.T, o Options) (*Detector, *logBuffer) {
+	t.Helper()
+	logs := &logBuffer{}
+	o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	if o.Timeout == 0 {
+		o.Timeout = 3 * time.Second
+	}
+	d, err := New(o)
+	require.NoError(t, err)
+	return d, logs
+}
+
+// idle keeps a connection open without a word until the peer goes.
+func idle(c net.Conn) { _, _ = io.Copy(io.Discard, c) }
+
+func TestDetectFakeServices(t *testing.T) {
+	d, _ := newDetector(t, Options{Intensity: DefaultIntensity, ProbeFiles: []string{"testdata/fake-banner-probes"}})
+	tests := []struct {
+		name   string
+		handle func(net.Conn)
+		want   snapshot.Service
+	}{
+		{"banner", func(c net.Conn) { _, _ = io.WriteString(c, "FAKE 1.2.3\r\n"); idle(c) },
+			snapshot.Service{Name: "fake", Product: "Fake daemon", Version: "1.2.3", CPE: []string{"cpe:/a:example:fake:1.2.3"}}},
+		{"silent until asked", func(c net.Conn) {
+			buf := make([]byte, 64)
+			n, _ := c.Read(buf)
+			if string(buf[:n]) == "KNOCK\r\n" {
+				_, _ = io.WriteString(c, "WHO IS THERE 4.5\r\n")
+			}
+			idle(c)
+		}, snapshot.Service{Name: "knock", Product: "Knock server", Version: "4.5", CPE: []string{}}},
+		{"control characters stripped", func(c net.Conn) {
+			_, _ = io.WriteString(c, "HOSTILE evil\x1b[31m\x07\tname\u202e\r\n")
+			idle(c)
+		}, snapshot.Service{Name: "fakehostile", Product: "evil [31m name", Version: "1.0", CPE: []string{}}},
+		{"redis softmatch narrowed to INFO", func(c net.Conn) {
+			buf := make([]byte, 256)
+			n, _ := c.Read(buf)
+			if strings.HasPrefix(string(buf[:n]), "*2\r\n$4\r\nINFO") {
+				info := "# Server\r\nredis_version:7.2.4\r\nredis_git_sha1:00000000\r\n"
+				_, _ = io.WriteString(c, "$"+itoa(len(info))+"\r\n"+info+"\r\n")
+			} else {
+				_, _ = io.WriteString(c, "-ERR unknown command 'x'\r\n")
+			}
+			idle(c)
+		}, snapshot.Service{Name: "redis", Product: "Redis key-value store", Version: "7.2.4", CPE: []string{"cpe:/a:redis:redis:7.2.4"}}},
+		{"unknown", func(c net.Conn) { _, _ = io.WriteString(c, "\x00\x01garbage\r\n"); idle(c) },
+			snapshot.Service{Name: "unknown", CPE: []string{}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			port := serve(t, listen(t), tt.handle)
+			got, err := d.Detect(context.Background(), loopback, port)
+			require.NoError(t, err)
+			require.Equal(t, tt.want, *got)
+		})
+	}
+}
+
+func itoa(n int) string { return big.NewInt(int64(n)).String() }
+
+func TestDetectTCPWrapped(t *testing.T) {
+	d, _ := newDetector(t, Options{Intensity: DefaultIntensity})
+	port := serve(t, listen(t), func(net.Conn) {})
+	got, err := d.Detect(context.Background(), loopback, port)
+	require.NoError(t, err)
+	require.Equal(t, "tcpwrapped", got.Name)
+	require.Empty(t, got.Product)
+}
+
+func TestDetectSilentServiceIsUnknownWithinTimeout(t *testing.T) {
+	d, _ := newDetector(t, Options{Intensity: DefaultIntensity, Timeout: 300 * time.Millisecond})
+	port := serve(t, listen(t), idle)
+	got, err := d.Detect(context.Background(), loopback, port)
+	require.NoError(t, err)
+	require.Equal(t, "unknown", got.Name)
+}
+
+func TestDetectContextCancelled(t *testing.T) {
+	d, _ := newDetector(t, Options{Intensity: DefaultIntensity})
+	port := serve(t, listen(t), idle)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := d.Detect(ctx, loopback, port)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+func selfSigned(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(42),
+		Subject:      pkix.Name{CommonName: "mail.example.test", Organization: []string{"Exposure Lab"}},
+		DNSNames:     []string{"mail.example.test", "imap.example.test"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		NotAfter:     time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func TestDetectInsideTLS(t *testing.T) {
+	d, _ := newDetector(t, Options{Intensity: DefaultIntensity})
+	cert := selfSigned(t)
+	tests := []struct {
+		name   string
+		handle func(net.Conn)
+		want   snapshot.Service
+	}{
+		{"imaps banner", func(c net.Conn) {
+			_, _ = io.WriteString(c, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] Dovecot (Debian) ready.\r\n")
+			idle(c)
+		}, snapshot.Service{Name: "imap", Product: "Dovecot imapd", CPE: []string{"cpe:/a:dovecot:dovecot"}}},
+		{"https", func(c net.Conn) {
+			buf := make([]byte, 512)
+			n, _ := c.Read(buf)
+			if strings.HasPrefix(string(buf[:n]), "GET / ") {
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Type: text/html\r\n\r\n<html><title>Lab</title></html>")
+			}
+			idle(c)
+		}, snapshot.Service{Name: "http", Product: "nginx", Version: "1.22.1", Info: "Lab", CPE: []string{"cpe:/a:igor_sysoev:nginx:1.22.1"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := tls.NewListener(listen(t), &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+			port := serve(t, l, func(c net.Conn) {
+				if err := c.(*tls.Conn).Handshake(); err != nil {
+					return
+				}
+				tt.handle(c)
+			})
+			got, err := d.Detect(context.Background(), loopback, port)
+			require.NoError(t, err)
+			require.NotNil(t, got.Cert)
+			sum := sha256.Sum256(cert.Certificate[0])
+			require.Equal(t, snapshot.Cert{
+				Subject:     "CN=mail.example.test,O=Exposure Lab",
+				Issuer:      "CN=mail.example.test,O=Exposure Lab",
+				SANs:        []string{"mail.example.test", "imap.example.test", "127.0.0.1"},
+				NotBefore:   time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+				NotAfter:    time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC),
+				Fingerprint: hex.EncodeToString(sum[:]),
+			}, *got.Cert)
+			got.Cert = nil
+			want := tt.want
+			want.Tunnel = "ssl"
+			require.Equal(t, want, *got)
+		})
+	}
+}
+
+func TestDetectExcluded(t *testing.T) {
+	d, _ := newDetector(t, Options{Intensity: DefaultIntensity, ProbeFiles: []string{"testdata/sample-probes"}})
+	_, err := d.Detect(context.Background(), loopback, 9101)
+	require.ErrorIs(t, err, ErrExcluded)
+}
+
+func TestBadPatternReportedOnce(t *testing.T) {
+	d, logs := newDetector(t, Options{Intensity: DefaultIntensity, ProbeFiles: []string{"testdata/fake-banner-probes"}})
+	for range 3 {
+		port := serve(t, listen(t), func(c net.Conn) { _, _ = io.WriteString(c, "nothing known\r\n"); idle(c) })
+		_, err := d.Detect(context.Background(), loopback, port)
+		require.NoError(t, err)
+	}
+	require.Equal(t, int64(1), d.BadPatterns())
+	require.Equal(t, 1, strings.Count(logs.String(), "probe pattern does not compile"), logs.String())
+	require.Contains(t, logs.String(), "testdata/fake-banner-probes")
+	require.Equal(t, int64(1), d.CompileAll())
+}
+
+func TestAnnotate(t *testing.T) {
+	d, _ := newDetector(t, Options{Intensity: DefaultIntensity, Concurrency: 2, ProbeFiles: []string{"testdata/fake-banner-probes"}})
+	var ports []snapshot.Port
+	for range 3 {
+		p := serve(t, listen(t), func(c net.Conn) { _, _ = io.WriteString(c, "FAKE 2.0\r\n"); idle(c) })
+		ports = append(ports, snapshot.Port{Port: p, Protocol: "tcp", State: snapshot.StateOpen})
+	}
+	ports = append(ports, snapshot.Port{Port: 1, Protocol: "tcp", State: snapshot.StateFiltered})
+	s := &snapshot.Snapshot{Hosts: []snapshot.Host{{Address: "127.0.0.1", State: snapshot.HostUp, Ports: ports}}}
+	d.Annotate(context.Background(), s)
+	for _, p := range s.Hosts[0].Ports[:3] {
+		require.NotNil(t, p.Service, "port %d", p.Port)
+		require.Equal(t, "Fake daemon", p.Service.Product)
+		require.Equal(t, "2.0", p.Service.Version)
+	}
+	require.Nil(t, s.Hosts[0].Ports[3].Service, "only open ports are examined")
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for _, o := range []Options{{Intensity: -1}, {Intensity: 10}, {Timeout: -time.Second}, {Concurrency: -1}} {
+		_, err := New(o)
+		require.Error(t, err)
+	}
+	_, err := New(Options{ProbeFiles: []string{"testdata/does-not-exist"}})
+	require.ErrorContains(t, err, "load probe file")
+}
+
+func TestClean(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"OpenSSH", "OpenSSH"},
+		{"a\x00b\x1bc\x7f", "a b c"},
+		{"  many   spaces\r\n", "many spaces"},
+		{"bad \xff utf8", "bad ? utf8"},
+		{strings.Repeat("x", 200), strings.Repeat("x", maxProductLen)},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, clean(tt.in, maxProductLen), "%q", tt.in)
+	}
+}
