@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -32,6 +33,9 @@ type entry struct {
 	spec   scheduleSpec
 	id     cron.EntryID
 	cancel context.CancelFunc
+	// removed is set when the target left the configuration; a scan still
+	// finishing then drops the series it just updated.
+	removed atomic.Bool
 }
 
 // scheduler runs scheduleSpecs on their cron schedules, at most one scan
@@ -122,6 +126,7 @@ func (s *scheduler) apply(specs []scheduleSpec, initial bool) {
 		if !ok {
 			// A removed target stops now; a changed one finishes the scan
 			// it began under the old configuration.
+			e.removed.Store(true)
 			e.cancel()
 			delete(s.locks, name)
 			s.metrics.forget(name)
@@ -205,6 +210,9 @@ func (s *scheduler) runOnce(ctx context.Context, e *entry, lock *sync.Mutex) {
 		defer cancel()
 	}
 	e.spec.run(ctx)
+	if e.removed.Load() {
+		s.metrics.forget(e.spec.name)
+	}
 }
 
 func (s *scheduler) skip(target string) {

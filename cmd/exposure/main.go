@@ -43,6 +43,7 @@ var registrars = []func(app *kingpin.Application) (string, runFunc){
 	versionCommand,
 	checkConfigCommand,
 	scanCommand,
+	daemonCommand,
 	historyCommand,
 	diffCommand,
 	showCommand,

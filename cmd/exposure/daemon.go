@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	promversion "github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/exposure-monitor/exposure/monitor"
+)
+
+// defaultListenAddress keeps the web interface on loopback unless the
+// operator chooses otherwise (it shows the network's exposure).
+const defaultListenAddress = "127.0.0.1:9917"
+
+func daemonCommand(app *kingpin.Application) (string, runFunc) {
+	cmd := app.Command("daemon", "Run the monitor: scan every target on its schedule, export metrics, send alerts. Without --config.file it watches 127.0.0.1 (top:1000, every 15 minutes).")
+	configFile := cmd.Flag("config.file", "Configuration file; empty runs the embedded default.").PlaceHolder("PATH").String()
+	storagePath := cmd.Flag("storage.path", "Database file (default: $STATE_DIRECTORY/exposure.db under systemd, else ./data/exposure.db).").PlaceHolder("PATH").String()
+	webFlags := kingpinflag.AddFlags(cmd, defaultListenAddress)
+	return cmd.FullCommand(), func(ctx context.Context, e *env) error {
+		reg := prometheus.NewRegistry()
+		promversion.Version = version
+		reg.MustRegister(
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			versioncollector.NewCollector("exposure"),
+		)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		err := monitor.Run(ctx, monitor.Options{
+			ConfigFile:  *configFile,
+			StoragePath: *storagePath,
+			Web:         webFlags,
+			Registry:    reg,
+			Logger:      e.logger,
+			Reload:      hup,
+		})
+		var ce *monitor.ConfigError
+		if errors.As(err, &ce) {
+			return usageError{err}
+		}
+		return err
+	}
+}

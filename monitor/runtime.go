@@ -1,0 +1,134 @@
+package monitor
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/exposure-monitor/exposure/alert"
+	"github.com/exposure-monitor/exposure/config"
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+// runtimeConfig is a configuration with everything built from it that can
+// fail: notifiers, engines, service detectors. A reload builds a complete
+// runtimeConfig before anything is swapped, so a bad file changes nothing.
+type runtimeConfig struct {
+	cfg     *config.Config
+	targets []*config.Target // the targets this shard owns, in file order
+	byName  map[string]*config.Target
+
+	receivers     []alert.Receiver
+	notifiers     map[string]alert.Notifier
+	receiversKey  string
+	eventLifetime time.Duration
+
+	scan   scanFunc
+	differ differ
+}
+
+// scannerBuilder builds the scanning side of a configuration: wire.go
+// backs it with the scanner, service and diff packages.
+type scannerBuilder func(cfg *config.Config) (scanFunc, differ, error)
+
+func buildRuntime(cfg *config.Config, logger *slog.Logger, scanners scannerBuilder) (*runtimeConfig, error) {
+	rc := &runtimeConfig{
+		cfg:           cfg,
+		targets:       cfg.OwnedTargets(),
+		byName:        map[string]*config.Target{},
+		notifiers:     map[string]alert.Notifier{},
+		receiversKey:  receiversKey(cfg),
+		eventLifetime: alert.DefaultEventLifetime,
+	}
+	for _, t := range rc.targets {
+		rc.byName[t.Name] = t
+	}
+	var lifetime time.Duration
+	for _, r := range cfg.Receivers {
+		ar, n, err := buildReceiver(r, logger)
+		if err != nil {
+			return nil, fmt.Errorf("receiver %q: %w", r.Name, err)
+		}
+		rc.receivers = append(rc.receivers, ar)
+		rc.notifiers[r.Name] = n
+		lifetime = max(lifetime, time.Duration(r.EventLifetime))
+	}
+	if lifetime > 0 {
+		rc.eventLifetime = lifetime
+	}
+	var err error
+	if rc.scan, rc.differ, err = scanners(cfg); err != nil {
+		return nil, err
+	}
+	return rc, nil
+}
+
+func buildReceiver(r *config.Receiver, logger *slog.Logger) (alert.Receiver, alert.Notifier, error) {
+	sev, err := alert.ParseSeverity(r.Route.MinSeverity)
+	if err != nil {
+		return alert.Receiver{}, nil, err
+	}
+	route := alert.Route{Targets: r.Route.Targets, MinSeverity: sev}
+	for _, k := range r.Route.Kinds {
+		route.Kinds = append(route.Kinds, snapshot.Kind(k))
+	}
+	if err := route.Validate(); err != nil {
+		return alert.Receiver{}, nil, err
+	}
+	ar := alert.Receiver{Name: r.Name, Type: alert.ReceiverType(r.Type()), Route: route}
+	var n alert.Notifier
+	switch {
+	case r.Alertmanager != nil:
+		a := r.Alertmanager
+		o := alert.AlertmanagerOptions{
+			URLs: a.Endpoints(), BearerTokenFile: a.BearerTokenFile,
+			Timeout: time.Duration(a.Timeout), Logger: logger.With("receiver", r.Name),
+		}
+		if a.BasicAuth != nil {
+			o.Username, o.PasswordFile = a.BasicAuth.Username, a.BasicAuth.PasswordFile
+		}
+		n, err = alert.NewAlertmanager(o)
+	case r.Webhook != nil:
+		n, err = alert.NewWebhook(alert.WebhookOptions{
+			URL: r.Webhook.URL, SecretFile: r.Webhook.SecretFile, Timeout: time.Duration(r.Webhook.Timeout),
+		})
+	case r.Log != nil:
+		n = alert.NewLog(logger.With("receiver", r.Name))
+	default:
+		err = fmt.Errorf("no receiver type set")
+	}
+	return ar, n, err
+}
+
+// receiversKey changes when anything about the receivers changes; the
+// dispatcher is rebuilt only then.
+func receiversKey(cfg *config.Config) string {
+	c := &config.Config{Receivers: cfg.Receivers}
+	return c.String()
+}
+
+// planFor returns the alerting side of one target: its receivers (all, or
+// those the target names) and how long its conditions stay valid.
+func (rc *runtimeConfig) planFor(t *config.Target, generatorURL string, now time.Time) planInfo {
+	pi := planInfo{eventLifetime: rc.eventLifetime, generatorURL: generatorURL}
+	for _, r := range rc.receivers {
+		if len(t.Receivers) == 0 || slices.Contains(t.Receivers, r.Name) {
+			pi.receivers = append(pi.receivers, r)
+		}
+	}
+	pi.validity = alert.DefaultValidity
+	if t.Sched != nil {
+		next := t.Sched.Next(now)
+		if interval := t.Sched.Next(next).Sub(next); interval > 0 {
+			pi.validity = alert.Validity(interval)
+		}
+	}
+	return pi
+}
+
+// scheduleKey changes when a target must be rescheduled. Everything else
+// about a target is read from the current configuration at each run.
+func scheduleKey(t *config.Target, g config.Global) string {
+	return fmt.Sprintf("%s|%s|%s|%t", t.Schedule, time.Duration(t.Timeout), time.Duration(g.Jitter), g.RunAtStart)
+}

@@ -1,0 +1,87 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/exposure-monitor/exposure/config"
+	"github.com/exposure-monitor/exposure/diff"
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+// realScanners backs a configuration with the scanner and diff packages:
+// every engine its targets name is created (and checked) here, so a reload
+// asking for an engine this process cannot run fails before the swap.
+func (d *daemonState) realScanners(cfg *config.Config) (scanFunc, differ, error) {
+	if d.engines == nil {
+		d.engines = newEngineSet(d.limiter, d.logger)
+	}
+	for _, t := range cfg.OwnedTargets() {
+		if _, err := d.engines.get(t.Engine); err != nil {
+			return nil, nil, fmt.Errorf("target %q: %w", t.Name, err)
+		}
+	}
+	engines := d.engines
+	scan := func(ctx context.Context, t *config.Target) (*snapshot.Snapshot, error) {
+		e, err := engines.get(t.Engine)
+		if err != nil {
+			return nil, err
+		}
+		return sweepTarget(ctx, e, nil, t)
+	}
+	return scan, diffWithConfirm{engines: engines}, nil
+}
+
+// diffWithConfirm is the real differ: diff.Diff against the stored state,
+// then diff.Confirm re-probing exactly the pending ports with the target's
+// engine, and diff.Evaluate for the conditions that hold now.
+type diffWithConfirm struct {
+	engines *engineSet
+}
+
+func policyOf(t *config.Target, g config.Global) diff.Policy {
+	return diff.Policy{
+		Open:          t.Expect.Open,
+		ExpectOpenSet: t.Expect.OpenSet,
+		NeverOpen:     t.Expect.NeverOpen,
+		Versions:      t.Expect.Versions,
+		AllOpenShare:  g.AllOpenShare,
+		PortsProbed:   t.PortSpec.Len(),
+	}
+}
+
+func (w diffWithConfirm) diff(ctx context.Context, prev, cur *snapshot.Snapshot, state json.RawMessage, t *config.Target, g config.Global) (diffResult, error) {
+	st, err := diff.UnmarshalState(state)
+	if err != nil {
+		// A state from another version: rebuild it from prev (diff seeds a
+		// fresh state from the previous complete scan, reporting nothing).
+		st = nil
+	}
+	p := policyOf(t, g)
+	res := diff.Diff(prev, cur, st, p)
+	changes := res.Changes
+	if len(res.Pending) > 0 {
+		e, err := w.engines.get(t.Engine)
+		if err != nil {
+			return diffResult{}, err
+		}
+		// config's confirm is "M of N re-probes agree"; diff.Confirm takes
+		// the agreeing count first, then the rounds.
+		confirmed, err := diff.Confirm(ctx, engineProber{engine: e, retries: t.Retries}, res.Pending, g.Confirm.M, g.Confirm.N)
+		if err != nil {
+			return diffResult{}, fmt.Errorf("confirm: %w", err)
+		}
+		changes = append(changes, confirmed...)
+	}
+	raw, err := res.State.MarshalBinary()
+	if err != nil {
+		return diffResult{}, fmt.Errorf("encode diff state: %w", err)
+	}
+	for i := range changes {
+		if changes[i].Target == "" {
+			changes[i].Target = cur.Target
+		}
+	}
+	return diffResult{Changes: changes, Conditions: diff.Evaluate(cur, p), State: raw}, nil
+}
