@@ -292,10 +292,7 @@ func (d *differ) forget(ks string, ps *portState) {
 }
 
 func (d *differ) propose(pk portKey, ps *portState, pt *snapshot.Port, open bool, flaps int, damp bool) {
-	addr, err := netip.ParseAddr(pk.addr)
-	if err != nil {
-		return // not an address we could re-probe, nor one a scan produces
-	}
+	addr, addrErr := netip.ParseAddr(pk.addr)
 	c := snapshot.Change{Address: pk.addr, Port: pk.port, Protocol: pk.proto, Flaps: flaps}
 	if open {
 		c.Kind = snapshot.PortOpened
@@ -306,10 +303,18 @@ func (d *differ) propose(pk portKey, ps *portState, pt *snapshot.Port, open bool
 		c.Before = ps.asPort(pk)
 	}
 	d.st.stamp(&c)
-	d.pending = append(d.pending, Pending{
+	pd := Pending{
 		Pair: spec.Pair{Addr: addr, Port: pk.port}, Protocol: pk.proto, Open: open, Change: c,
 		st: d.st, damp: damp,
-	})
+	}
+	if addrErr != nil {
+		// Not an address that can be re-probed (scanners report
+		// addresses, but a snapshot may come from elsewhere): final.
+		pd.apply()
+		d.changes = append(d.changes, c)
+		return
+	}
+	d.pending = append(d.pending, pd)
 }
 
 func (d *differ) service(pk portKey, ps *portState, pt *snapshot.Port) {

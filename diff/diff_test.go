@@ -328,3 +328,14 @@ func FuzzDiffNeverPanics(f *testing.F) {
 		}
 	})
 }
+
+func TestNonAddressHostsAreFinal(t *testing.T) {
+	prev := buildSnapshot(t, 1, step{Hosts: map[string][]string{"legacy-host": {"22"}}})
+	cur := buildSnapshot(t, 2, step{Hosts: map[string][]string{"legacy-host": {"22", "80"}}})
+	res := Diff(prev, cur, Diff(nil, prev, nil, Policy{}).State, Policy{})
+	require.Empty(t, res.Pending)
+	require.Len(t, res.Changes, 1)
+	require.Equal(t, snapshot.PortOpened, res.Changes[0].Kind)
+	res = Diff(cur, cur, res.State, Policy{})
+	require.Empty(t, res.Changes, "recorded in the view")
+}
