@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -76,6 +74,17 @@ func TestLabctlUp(t *testing.T) {
 		require.ErrorIs(t, err, syscall.ECONNREFUSED)
 	}
 
+	// Identify the lab's kernel objects by inode and index, not name: another
+	// test process may reuse the freed block at once.
+	nsInodes := map[uint64]bool{}
+	for _, h := range out.Hosts {
+		var st syscall.Stat_t
+		require.NoError(t, syscall.Stat("/run/netns/"+out.Bridge+"-"+h.Name, &st))
+		nsInodes[st.Ino] = true
+	}
+	bridge, err := net.InterfaceByName(out.Bridge)
+	require.NoError(t, err)
+
 	cancel()
 	select {
 	case err := <-done:
@@ -83,10 +92,13 @@ func TestLabctlUp(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("labctl did not tear down")
 	}
-	ns, err := exec.Command("ip", "netns", "list").Output()
-	require.NoError(t, err)
-	require.NotContains(t, string(ns), out.Bridge+"-")
-	links, err := exec.Command("ip", "link", "show").Output()
-	require.NoError(t, err)
-	require.False(t, strings.Contains(string(links), out.Bridge+":"), "bridge removed")
+	for _, h := range out.Hosts {
+		var st syscall.Stat_t
+		if syscall.Stat("/run/netns/"+out.Bridge+"-"+h.Name, &st) == nil {
+			require.False(t, nsInodes[st.Ino], "namespace of %s removed", h.Name)
+		}
+	}
+	if b, err := net.InterfaceByName(out.Bridge); err == nil {
+		require.NotEqual(t, bridge.Index, b.Index, "bridge removed")
+	}
 }
