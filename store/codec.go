@@ -211,3 +211,98 @@ func parseID(id string) (string, int64, bool) {
 	}
 	return id[:i], n, true
 }
+
+// Runs are the bulk of the reads of a commit and of every snapshot rebuild,
+// so they use a compact binary form rather than JSON: after the version
+// byte, a uvarint count of runs, and per run varints first, last, end, the
+// state (uvarint length + bytes) and a uvarint count of values, each a
+// varint time and a length-prefixed JSON value (length 0: none).
+
+func encodeRuns(rs []run) []byte {
+	b := make([]byte, 0, 64)
+	b = append(b, valueV1)
+	b = binary.AppendUvarint(b, uint64(len(rs)))
+	for _, r := range rs {
+		b = binary.AppendVarint(b, r.First)
+		b = binary.AppendVarint(b, r.Last)
+		b = binary.AppendVarint(b, r.End)
+		b = binary.AppendUvarint(b, uint64(len(r.State)))
+		b = append(b, r.State...)
+		b = binary.AppendUvarint(b, uint64(len(r.Hist)))
+		for _, h := range r.Hist {
+			b = binary.AppendVarint(b, h.At)
+			b = binary.AppendUvarint(b, uint64(len(h.V)))
+			b = append(b, h.V...)
+		}
+	}
+	return b
+}
+
+type runReader struct {
+	b   []byte
+	err error
+}
+
+func (r *runReader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = fmt.Errorf("bad varint")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// uvarint reads a count or length, which can be no larger than the bytes
+// left (every counted item takes at least one byte).
+func (r *runReader) uvarint() int {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 || v > uint64(len(r.b)-n) {
+		r.err = fmt.Errorf("bad length")
+		return 0
+	}
+	r.b = r.b[n:]
+	return int(v)
+}
+
+func (r *runReader) bytes() []byte {
+	n := r.uvarint()
+	if r.err != nil || n == 0 {
+		return nil
+	}
+	out := bytes.Clone(r.b[:n]) // the value outlives the transaction
+	r.b = r.b[n:]
+	return out
+}
+
+func decodeRuns(b []byte) ([]run, error) {
+	if len(b) == 0 || b[0] != valueV1 {
+		return nil, fmt.Errorf("bad runs header")
+	}
+	r := &runReader{b: b[1:]}
+	rs := make([]run, r.uvarint())
+	for i := range rs {
+		rs[i].First, rs[i].Last, rs[i].End = r.varint(), r.varint(), r.varint()
+		rs[i].State = string(r.bytes())
+		if n := r.uvarint(); n > 0 {
+			rs[i].Hist = make([]value, n)
+			for j := range rs[i].Hist {
+				rs[i].Hist[j].At = r.varint()
+				rs[i].Hist[j].V = r.bytes()
+			}
+		}
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("%d trailing bytes", len(r.b))
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return rs, nil
+}

@@ -126,8 +126,8 @@ func loadRuns(tx *bolt.Tx, target string) (*targetRuns, error) {
 		p := prefix(target)
 		c := tx.Bucket(b.name).Cursor()
 		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-			var rs []run
-			if err := decode(v, &rs); err != nil {
+			rs, err := decodeRuns(v)
+			if err != nil {
 				return nil, fmt.Errorf("decode %s key %q: %w", b.name, k, err)
 			}
 			b.into[string(k)] = rs
@@ -244,11 +244,7 @@ func advanceRuns(tx *bolt.Tx, sn *snapshot.Snapshot, tr *targetRuns, prevComplet
 	}{{bucketHosts, tr.hosts, hosts}, {bucketPorts, tr.ports, ports}} {
 		bk := tx.Bucket(b.name)
 		put := func(k string, rs []run) error {
-			v, err := encode(rs)
-			if err != nil {
-				return err
-			}
-			if err := bk.Put([]byte(k), v); err != nil {
+			if err := bk.Put([]byte(k), encodeRuns(rs)); err != nil {
 				return fmt.Errorf("put %s: %w", b.name, err)
 			}
 			return nil

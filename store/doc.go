@@ -11,7 +11,9 @@
 // opening transaction.
 //
 // Every value starts with a format version byte (valueV1) followed by the
-// payload. Keys (0x00 separates parts; names may not contain it):
+// payload: JSON, except the runs (a compact varint encoding, see
+// encodeRuns: they are read in bulk by every commit and rebuild) and the
+// blobs (gzip). Keys (0x00 separates parts; names may not contain it):
 //
 //	scans    target 0x00 started(8 BE nanos)           -> scan record (id, times, complete, quality, counts)
 //	blobs    same key as scans                          -> gzip JSON of the whole snapshot (incomplete or out-of-order scans only)

@@ -104,8 +104,8 @@ func pruneTarget(tx *bolt.Tx, target string, cut int64) (int, error) {
 		b := tx.Bucket(name)
 		c := b.Cursor()
 		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-			var rs []run
-			if err := decode(v, &rs); err != nil {
+			rs, err := decodeRuns(v)
+			if err != nil {
 				return 0, fmt.Errorf("decode %s %q: %w", name, k, err)
 			}
 			kept, changed := pruneRuns(rs, cut)
@@ -114,10 +114,7 @@ func pruneTarget(tx *bolt.Tx, target string, cut int64) (int, error) {
 			}
 			var nv []byte
 			if len(kept) > 0 {
-				var err error
-				if nv, err = encode(kept); err != nil {
-					return 0, err
-				}
+				nv = encodeRuns(kept)
 			}
 			edits = append(edits, kv{bytes.Clone(k), nv})
 		}

@@ -185,8 +185,8 @@ func load(tx *bolt.Tx, target string, started int64, rec scanRecord) (*snapshot.
 	p := prefix(target)
 	c := tx.Bucket(bucketHosts).Cursor()
 	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-		var rs []run
-		if err := decode(v, &rs); err != nil {
+		rs, err := decodeRuns(v)
+		if err != nil {
 			return nil, fmt.Errorf("decode host %q: %w", k, err)
 		}
 		for i := range rs {
@@ -206,8 +206,8 @@ func load(tx *bolt.Tx, target string, started int64, rec scanRecord) (*snapshot.
 	}
 	c = tx.Bucket(bucketPorts).Cursor()
 	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-		var rs []run
-		if err := decode(v, &rs); err != nil {
+		rs, err := decodeRuns(v)
+		if err != nil {
 			return nil, fmt.Errorf("decode port %q: %w", k, err)
 		}
 		for i := range rs {
