@@ -164,30 +164,12 @@ func (l *Lab) setupHosts(ctx context.Context, hosts []*Host) error {
 	if _, err := runIP(ctx, strings.NewReader(root.String()), "-batch", "-"); err != nil {
 		return fmt.Errorf("add host: create namespaces and veths: %w", err)
 	}
-	// One ip(8) per namespace; a few at a time keeps the two shared cores
-	// busy without hogging them.
-	sem := make(chan struct{}, 4)
-	errs := make([]error, len(hosts))
-	var wg sync.WaitGroup
-	for i, h := range hosts {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			batch := fmt.Sprintf("link set lo up\n"+
-				"link set eth0 up\n"+
-				"addr add %s/23 dev eth0\n"+
-				"addr add %s/64 dev eth0 nodad\n"+
-				"route add default via %s\n"+
-				"route add default via %s\n",
-				h.addr, h.addr6, l.hostAddr4(1), l.hostAddr6(1))
-			if _, err := runIP(ctx, strings.NewReader(batch), "-n", h.ns, "-batch", "-"); err != nil {
-				errs[i] = fmt.Errorf("add host %s: configure namespace: %w", h.name, err)
-			}
-		}()
+	var errs []error
+	for _, h := range hosts {
+		if err := configureHost(h, l.hostAddr4(1), l.hostAddr6(1)); err != nil {
+			errs = append(errs, fmt.Errorf("add host %s: configure namespace: %w", h.name, err))
+		}
 	}
-	wg.Wait()
 	return errors.Join(errs...)
 }
 
