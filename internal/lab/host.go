@@ -67,7 +67,7 @@ func (l *Lab) NewHosts(ctx context.Context, n int) ([]*Host, error) {
 		return nil, fmt.Errorf("add hosts: n=%d, want at least 1", n)
 	}
 	l.mu.Lock()
-	next := len(l.hosts) + 2
+	next := l.nextOff
 	l.mu.Unlock()
 	names := make([]string, n)
 	for i := range names {
@@ -94,9 +94,9 @@ func (l *Lab) newHosts(ctx context.Context, names []string) ([]*Host, error) {
 		l.mu.Unlock()
 		return nil, errors.New("add host: lab is closed")
 	}
-	if len(l.hosts)+len(names) > maxHosts {
+	if l.nextOff-2+len(names) > maxHosts {
 		l.mu.Unlock()
-		return nil, fmt.Errorf("add host: a lab holds at most %d hosts, have %d, asked for %d more", maxHosts, len(l.hosts), len(names))
+		return nil, fmt.Errorf("add host: a lab holds at most %d hosts, have %d, asked for %d more", maxHosts, l.nextOff-2, len(names))
 	}
 	hosts := make([]*Host, len(names))
 	for i, name := range names {
@@ -108,7 +108,10 @@ func (l *Lab) newHosts(ctx context.Context, names []string) ([]*Host, error) {
 			l.mu.Unlock()
 			return nil, fmt.Errorf("add host %q: name already used", name)
 		}
-		off := len(l.hosts) + 2
+		// Offsets are never reused, not even those of hosts whose setup
+		// failed: their veth names may still exist.
+		off := l.nextOff
+		l.nextOff++
 		h := &Host{
 			lab:       l,
 			name:      name,

@@ -53,6 +53,7 @@ type Lab struct {
 	mu        sync.Mutex
 	hosts     []*Host
 	byName    map[string]*Host
+	nextOff   int // address offset of the next host in the block
 	procs     []*process
 	closed    bool
 	closeErr  error
@@ -132,6 +133,7 @@ func create(ctx context.Context, k int, lock *os.File, logger *slog.Logger) (*La
 		prefix6: netip.PrefixFrom(base6, 64),
 		lock:    lock,
 		byName:  map[string]*Host{},
+		nextOff: 2,
 	}
 	if _, err := runIP(ctx, nil, "link", "add", l.bridge, "type", "bridge"); err != nil {
 		if strings.Contains(err.Error(), "File exists") {

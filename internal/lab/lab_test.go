@@ -554,3 +554,31 @@ func BenchmarkLabAllDaemons(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+func TestLabHostNames(t *testing.T) {
+	l := New(t)
+	ctx := context.Background()
+	first, err := l.NewHost(ctx, "dup")
+	require.NoError(t, err)
+	tests := []struct {
+		name    string
+		wantErr string
+	}{
+		{"dup", "name already used"},
+		{"Upper", "name must match"},
+		{"with-dash", "name must match"},
+		{"", "name must match"},
+		{"9lives", "name must match"},
+		{strings.Repeat("a", 33), "name must match"},
+	}
+	for _, tt := range tests {
+		_, err := l.NewHost(ctx, tt.name)
+		require.ErrorContains(t, err, tt.wantErr, "name %q", tt.name)
+	}
+	_, err = l.NewHosts(ctx, maxHosts)
+	require.ErrorContains(t, err, "at most 509 hosts")
+	second, err := l.NewHost(ctx, "next")
+	require.NoError(t, err)
+	require.Equal(t, first.Addr().Next(), second.Addr(), "failed requests use up no addresses")
+	require.Equal(t, []*Host{first, second}, l.Hosts())
+}
