@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
-	"time"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv4"
@@ -28,12 +26,18 @@ type rawFamily struct {
 	v6   bool
 	tcp  *net.IPConn
 	icmp *net.IPConn
-	tcpR syscall.RawConn
+	// extra are the additional send-only sockets; sendFDs[i] is the
+	// descriptor sender i writes to (sendFDs[0] is tcp's).
+	extra   []*net.IPConn
+	sendFDs []int
+	// recvBuf is the TCP socket's receive buffer as the kernel granted it.
+	recvBuf int
 }
 
 // openRaw opens the raw sockets of one family with BPF filters for source
-// port sport attached.
-func openRaw(v6 bool, sport uint16) (*rawFamily, error) {
+// port sport attached, plus senders-1 extra send-only TCP sockets, so that
+// parallel senders do not contend for one socket.
+func openRaw(v6 bool, sport uint16, senders int) (*rawFamily, error) {
 	netTCP, netICMP, laddr := "ip4:tcp", "ip4:icmp", "0.0.0.0"
 	if v6 {
 		netTCP, netICMP, laddr = "ip6:tcp", "ip6:ipv6-icmp", "::"
@@ -53,7 +57,77 @@ func openRaw(v6 bool, sport uint16) (*rawFamily, error) {
 		f.close()
 		return nil, err
 	}
+	fd, err := connFD(f.tcp)
+	if err != nil {
+		f.close()
+		return nil, err
+	}
+	f.sendFDs = append(f.sendFDs, fd)
+	for range senders - 1 {
+		c, err := net.ListenPacket(netTCP, laddr)
+		if err != nil {
+			f.close()
+			return nil, fmt.Errorf("open raw socket %s: %w", netTCP, err)
+		}
+		ic := c.(*net.IPConn)
+		f.extra = append(f.extra, ic)
+		if err := dropAll(ic, v6); err != nil {
+			f.close()
+			return nil, err
+		}
+		fd, err := connFD(ic)
+		if err != nil {
+			f.close()
+			return nil, err
+		}
+		f.sendFDs = append(f.sendFDs, fd)
+	}
 	return f, nil
+}
+
+// dropAll attaches a filter that accepts nothing: a send-only raw socket
+// must not queue a copy of every incoming TCP segment.
+func dropAll(c *net.IPConn, v6 bool) error {
+	prog, err := bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
+	if err != nil {
+		return fmt.Errorf("assemble drop filter: %w", err)
+	}
+	if v6 {
+		err = ipv6.NewPacketConn(c).SetBPF(prog)
+	} else {
+		err = ipv4.NewPacketConn(c).SetBPF(prog)
+	}
+	if err != nil {
+		return fmt.Errorf("attach bpf filter: %w", err)
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("raw socket: %w", err)
+	}
+	err = rc.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, rawSendBuffer) != nil {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, rawSendBuffer)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("configure raw socket: %w", err)
+	}
+	return nil
+}
+
+// connFD is the descriptor of c. It stays valid while c is open; the
+// engine uses it only with non-blocking calls, so Go's poller never waits
+// on it.
+func connFD(c *net.IPConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("raw socket: %w", err)
+	}
+	fd := -1
+	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
+		return 0, fmt.Errorf("raw socket: %w", err)
+	}
+	return fd, nil
 }
 
 func (f *rawFamily) setup(sport uint16) error {
@@ -105,9 +179,6 @@ func (f *rawFamily) setup(sport uint16) error {
 	if err != nil {
 		return fmt.Errorf("attach bpf filter: %w", err)
 	}
-	if f.tcpR, err = f.tcp.SyscallConn(); err != nil {
-		return fmt.Errorf("raw socket: %w", err)
-	}
 	for _, c := range []*net.IPConn{f.tcp, f.icmp} {
 		rc, err := c.SyscallConn()
 		if err != nil {
@@ -121,6 +192,12 @@ func (f *rawFamily) setup(sport uint16) error {
 			}
 			if unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, rawSendBuffer) != nil {
 				_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF, rawSendBuffer)
+			}
+			if c == f.tcp {
+				f.recvBuf, serr = unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF)
+				if serr != nil {
+					return
+				}
 			}
 			if f.v6 {
 				// recvmsg then tells us the local address a reply went to:
@@ -142,105 +219,93 @@ func (f *rawFamily) close() {
 	if f.icmp != nil {
 		f.icmp.Close()
 	}
+	for _, c := range f.extra {
+		c.Close()
+	}
 }
 
-// send writes the segments in pkts (dsts[i] is the destination of
-// pkts[i]) and returns how many were sent. It stops at the first error.
-func (f *rawFamily) send(pkts [][]byte, dsts []netip.Addr) (int, error) {
-	n := 0
-	var serr error
-	err := f.tcpR.Write(func(fd uintptr) bool {
-		for n < len(pkts) {
-			var sa unix.Sockaddr
-			if f.v6 {
-				sa = &unix.SockaddrInet6{Addr: dsts[n].As16()}
-			} else {
-				sa = &unix.SockaddrInet4{Addr: dsts[n].As4()}
-			}
-			err := unix.Sendto(int(fd), pkts[n], 0, sa)
-			if err == unix.EAGAIN {
-				return false // wait until writable
-			}
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil {
-				serr = err
-				return true
-			}
-			n++
+// sendTo writes the segments in pkts (dsts[i] is the destination of
+// pkts[i]) on socket fd and returns how many were sent. It stops at the
+// first error.
+func sendTo(fd int, v6 bool, pkts [][]byte, dsts []netip.Addr) (int, error) {
+	var (
+		sa4 unix.SockaddrInet4
+		sa6 unix.SockaddrInet6
+	)
+	for n := 0; n < len(pkts); {
+		var sa unix.Sockaddr = &sa4
+		if v6 {
+			sa6.Addr = dsts[n].As16()
+			sa = &sa6
+		} else {
+			sa4.Addr = dsts[n].As4()
 		}
-		return true
-	})
-	if err == nil {
-		err = serr
+		switch err := unix.Sendto(fd, pkts[n], 0, sa); err {
+		case nil:
+			n++
+		case unix.EINTR:
+		case unix.EAGAIN:
+			// Socket send buffer full: wait until it drains.
+			_, _ = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}, 10)
+		default:
+			return n, fmt.Errorf("send probe to %v: %w", dsts[n], err)
+		}
 	}
+	return len(pkts), nil
+}
+
+// receiver reads one raw socket without blocking. The engine loop calls
+// it: replies already in the kernel are always read before any timeout is
+// declared, however late the loop got the CPU.
+type receiver struct {
+	fd    int
+	v6    bool
+	icmp  bool
+	key   cookieKey
+	sport uint16
+	buf   []byte
+	oob   []byte
+	dec   decoder
+}
+
+func newReceiver(c *net.IPConn, v6, icmp bool, key cookieKey, sport uint16) (*receiver, error) {
+	fd, err := connFD(c)
 	if err != nil {
-		return n, fmt.Errorf("send probe to %v: %w", dsts[n], err)
+		return nil, err
+	}
+	return &receiver{fd: fd, v6: v6, icmp: icmp, key: key, sport: sport, buf: make([]byte, 65536), oob: make([]byte, 128)}, nil
+}
+
+// readAvailable hands up to limit authenticated replies already queued on
+// the socket to fn and reports how many packets it read.
+func (r *receiver) readAvailable(limit int, fn func(reply)) (int, error) {
+	n := 0
+	for n < limit {
+		var (
+			size, oobn int
+			from       unix.Sockaddr
+			err        error
+		)
+		if r.v6 && !r.icmp {
+			size, oobn, _, from, err = unix.Recvmsg(r.fd, r.buf, r.oob, unix.MSG_DONTWAIT)
+		} else {
+			size, _, err = unix.Recvfrom(r.fd, r.buf, unix.MSG_DONTWAIT)
+		}
+		switch err {
+		case nil:
+		case unix.EAGAIN:
+			return n, nil
+		case unix.EINTR:
+			continue
+		default:
+			return n, fmt.Errorf("read raw socket: %w", err)
+		}
+		n++
+		if rp, ok := r.decode(&r.dec, r.buf[:size], r.oob[:oobn], from); ok {
+			fn(rp)
+		}
 	}
 	return n, nil
-}
-
-// receiver reads one raw socket until it is closed, delivering batches of
-// authenticated replies.
-type receiver struct {
-	conn    *net.IPConn
-	v6      bool
-	icmp    bool
-	key     cookieKey
-	sport   uint16
-	deliver func([]reply, time.Time) bool
-}
-
-// run reads until the socket is closed or deliver returns false.
-func (r *receiver) run() {
-	rc, err := r.conn.SyscallConn()
-	if err != nil {
-		return
-	}
-	var (
-		buf = make([]byte, 65536)
-		oob = make([]byte, 128)
-		dec decoder
-	)
-	for {
-		var batch []reply
-		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
-			for len(batch) < 256 {
-				var (
-					n, oobn int
-					from    unix.Sockaddr
-					err     error
-				)
-				if r.v6 {
-					n, oobn, _, from, err = unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT)
-				} else {
-					n, err = unix.Read(int(fd), buf)
-				}
-				if err == unix.EAGAIN {
-					return len(batch) > 0
-				}
-				if err == unix.EINTR {
-					continue
-				}
-				if err != nil {
-					rerr = err
-					return true
-				}
-				if rp, ok := r.decode(&dec, buf[:n], oob[:oobn], from); ok {
-					batch = append(batch, rp)
-				}
-			}
-			return true
-		})
-		if err != nil || rerr != nil {
-			return // closed
-		}
-		if len(batch) > 0 && !r.deliver(batch, time.Now()) {
-			return
-		}
-	}
 }
 
 func (r *receiver) decode(d *decoder, pkt, oob []byte, from unix.Sockaddr) (reply, bool) {

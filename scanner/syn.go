@@ -8,11 +8,14 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 
 	"github.com/exposure-monitor/exposure/snapshot"
@@ -20,8 +23,13 @@ import (
 
 // Defaults of SYNOptions.
 const (
-	defaultWindow = 1 << 16
+	defaultWindow = 1 << 14
 	maxSendBatch  = 64
+	// minWindow is the least window the receive buffer may force.
+	minWindow = 256
+	// rawPacketTruesize is what one small reply costs in a socket's
+	// receive buffer (sk_buff and data), generously.
+	rawPacketTruesize = 1536
 )
 
 // SYNOptions configure the SYN engine.
@@ -33,7 +41,8 @@ type SYNOptions struct {
 	// one outside the kernel's ephemeral range.
 	SourcePort uint16
 	// Window bounds the probes awaiting an answer (memory is proportional
-	// to it, not to the scan); 0 means 65,536.
+	// to it, not to the scan); 0 means 16,384. It is lowered further when
+	// the receive buffer could not hold a window's worth of replies.
 	Window int
 	// InitialRTO, MinRTO and MaxRTO bound the adaptive probe timeout.
 	InitialRTO, MinRTO, MaxRTO time.Duration
@@ -99,7 +108,7 @@ func NewSYN(o SYNOptions) (*SYN, error) {
 	if s.guard, err = newDestGuard(); err != nil {
 		return nil, fmt.Errorf("syn engine: %w", err)
 	}
-	f, err := openRaw(false, s.sport)
+	f, err := openRaw(false, s.sport, 1)
 	if err != nil {
 		return nil, fmt.Errorf("syn engine: %w", err)
 	}
@@ -122,17 +131,15 @@ func (s *SYN) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, erro
 		SYN:     s,
 		job:     job,
 		emit:    emit,
-		replies: make(chan replyBatch, 1024),
-		done:    make(chan struct{}),
 		win:     make(map[pairKey]*probe),
 		upHosts: make(map[netip.Addr]struct{}),
+		window:  s.opts.Window,
 		est:     newRTTEstimator(s.opts.InitialRTO, s.opts.MinRTO, s.opts.MaxRTO),
 		builder: newPacketBuilder(),
 		srcs:    newSourceCache(),
-		timer:   time.NewTimer(time.Hour),
 		log:     s.opts.Logger,
 	}
-	sc.timer.Stop()
+	sc.startSenders()
 	defer sc.shutdown()
 	start := time.Now()
 	err := sc.run(ctx)
@@ -172,23 +179,29 @@ func (h *probeHeap) Pop() any {
 	return p
 }
 
-type replyBatch struct {
-	rs []reply
-	at time.Time
-}
-
-// synScan is the state of one Scan. Everything but the receivers runs on
-// the calling goroutine, so the window needs no locks.
+// synScan is the state of one Scan. It runs on the calling goroutine
+// alone (send, receive, timeouts), like nmap's and masscan's loops: no
+// locks, no hand-offs between threads.
 type synScan struct {
 	*SYN
-	job     Job
-	emit    func(Result)
-	log     *slog.Logger
-	fam     [2]*rawFamily
-	famErr  [2]error
-	recvWG  sync.WaitGroup
-	replies chan replyBatch
-	done    chan struct{}
+	job    Job
+	emit   func(Result)
+	log    *slog.Logger
+	fam    [2]*rawFamily
+	famErr [2]error
+	recv   []*receiver
+	pfds   []unix.PollFd
+	window int
+
+	// Parallel senders: the kernel does most of a probe's work (routing,
+	// the target's stack on a local network) in the sending thread, so
+	// sending from one thread per CPU scales. With one CPU the loop sends
+	// itself.
+	workers  int
+	sendq    chan *sendJob
+	free     chan *sendJob
+	fails    chan sendFail
+	senderWG sync.WaitGroup
 
 	win       map[pairKey]*probe
 	timeouts  probeHeap
@@ -200,60 +213,182 @@ type synScan struct {
 	// evidence of loss, from which retries adapts.
 	answeredLate uint64
 	upHosts      map[netip.Addr]struct{}
-	stats     Stats
-	builder   *packetBuilder
-	srcs      *sourceCache
-	timer     *time.Timer
+	stats        Stats
+	builder      *packetBuilder
+	srcs         *sourceCache
+}
 
-	// scratch for one send batch, per family
-	arena  [2][]byte
-	pkts   [2][][]byte
-	dsts   [2][]netip.Addr
-	probes [2][]*probe
+// sendJob is one batch of packets of one family for a sender.
+type sendJob struct {
+	fi    int
+	arena []byte
+	pkts  [][]byte
+	dsts  []netip.Addr
+	keys  []pairKey
+	ends  []int // end offsets of the packets in arena
+}
+
+func (j *sendJob) reset(fi int) {
+	j.fi = fi
+	j.arena, j.pkts, j.dsts, j.keys, j.ends = j.arena[:0], j.pkts[:0], j.dsts[:0], j.keys[:0], j.ends[:0]
+}
+
+// sendFail reports a probe the kernel refused to send.
+type sendFail struct {
+	key pairKey
+	err error
+}
+
+const maxSenders = 4
+
+func (sc *synScan) startSenders() {
+	sc.workers = max(1, min(runtime.GOMAXPROCS(0), maxSenders))
+	sc.fails = make(chan sendFail, 1024)
+	sc.free = make(chan *sendJob, 2*sc.workers)
+	for range 2 * sc.workers {
+		sc.free <- &sendJob{}
+	}
+	if sc.workers == 1 {
+		return
+	}
+	sc.sendq = make(chan *sendJob, sc.workers)
+	for i := range sc.workers {
+		sc.senderWG.Add(1)
+		go func() {
+			defer sc.senderWG.Done()
+			for j := range sc.sendq {
+				sc.transmit(j, i)
+				sc.free <- j
+			}
+		}()
+	}
+}
+
+// transmit sends job j on sender i's socket, backing off on ENOBUFS (a
+// queue on the way is full: slow down, do not drop).
+func (sc *synScan) transmit(j *sendJob, i int) {
+	f := sc.fam[j.fi]
+	pkts, dsts, keys := j.pkts, j.dsts, j.keys
+	backoff := time.Millisecond
+	for len(pkts) > 0 {
+		n, err := sendTo(f.sendFDs[i], f.v6, pkts, dsts)
+		pkts, dsts, keys = pkts[n:], dsts[n:], keys[n:]
+		if err == nil {
+			return
+		}
+		if errors.Is(err, syscall.ENOBUFS) {
+			time.Sleep(backoff)
+			backoff = min(2*backoff, 100*time.Millisecond)
+			continue
+		}
+		// This destination cannot be sent to (unreachable network,
+		// firewall): a verdict for this probe, not the end of the scan.
+		// Should the report not fit, the probe simply times out.
+		select {
+		case sc.fails <- sendFail{keys[0], err}:
+		default:
+		}
+		pkts, dsts, keys = pkts[1:], dsts[1:], keys[1:]
+	}
+}
+
+// handleFails gives the probes the kernel refused their verdicts.
+func (sc *synScan) handleFails() {
+	for {
+		select {
+		case f := <-sc.fails:
+			if p, ok := sc.win[f.key]; ok {
+				reason := f.err.Error()
+				if u := errors.Unwrap(f.err); u != nil {
+					reason = u.Error()
+				}
+				sc.drop(p, "not probed: "+reason)
+			}
+		default:
+			return
+		}
+	}
+}
+
+// job takes a free send job, waiting for a sender to return one.
+func (sc *synScan) takeJob(ctx context.Context, fi int) (*sendJob, error) {
+	select {
+	case j := <-sc.free:
+		j.reset(fi)
+		return j, nil
+	default:
+	}
+	select {
+	case j := <-sc.free:
+		j.reset(fi)
+		return j, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("syn scan: %w", ctx.Err())
+	}
+}
+
+// dispatch hands j to a sender, or sends it inline with one worker.
+func (sc *synScan) dispatch(j *sendJob) {
+	if sc.workers == 1 {
+		sc.transmit(j, 0)
+		sc.free <- j
+		return
+	}
+	sc.sendq <- j
 }
 
 func (sc *synScan) shutdown() {
-	close(sc.done)
+	if sc.sendq != nil {
+		close(sc.sendq)
+		sc.senderWG.Wait()
+	}
 	for _, f := range sc.fam {
 		if f != nil {
 			f.close()
 		}
 	}
-	sc.recvWG.Wait()
-	sc.timer.Stop()
 }
 
-// family returns the sockets for v4 (0) or v6 (1), opening them and their
-// receivers on first use.
+// family returns the sockets for v4 (0) or v6 (1), opening them on first
+// use.
 func (sc *synScan) family(i int) (*rawFamily, error) {
 	if sc.fam[i] != nil || sc.famErr[i] != nil {
 		return sc.fam[i], sc.famErr[i]
 	}
-	f, err := openRaw(i == 1, sc.sport)
+	f, err := openRaw(i == 1, sc.sport, sc.workers)
+	if err == nil {
+		err = sc.addReceivers(f, i == 1)
+		if err != nil {
+			f.close()
+		}
+	}
 	if err != nil {
 		sc.famErr[i] = err
 		return nil, err
 	}
 	sc.fam[i] = f
-	deliver := func(rs []reply, at time.Time) bool {
-		select {
-		case sc.replies <- replyBatch{rs, at}:
-			return true
-		case <-sc.done:
-			return false
-		}
-	}
-	for _, r := range []*receiver{
-		{conn: f.tcp, v6: i == 1, key: sc.key, sport: sc.sport, deliver: deliver},
-		{conn: f.icmp, v6: i == 1, icmp: true, key: sc.key, sport: sc.sport, deliver: deliver},
-	} {
-		sc.recvWG.Add(1)
-		go func() {
-			defer sc.recvWG.Done()
-			r.run()
-		}()
+	// Replies a full window can produce must fit into the receive buffer,
+	// or a busy CPU would turn into lost replies and retransmissions.
+	if w := f.recvBuf / rawPacketTruesize; w < sc.window {
+		sc.window = max(w, minWindow)
+		sc.log.Debug("window bounded by the receive buffer", "window", sc.window, "rcvbuf", f.recvBuf)
 	}
 	return f, nil
+}
+
+func (sc *synScan) addReceivers(f *rawFamily, v6 bool) error {
+	for _, c := range []struct {
+		conn *net.IPConn
+		icmp bool
+	}{{f.tcp, false}, {f.icmp, true}} {
+		r, err := newReceiver(c.conn, v6, c.icmp, sc.key, sc.sport)
+		if err != nil {
+			return err
+		}
+		sc.recv = append(sc.recv, r)
+		sc.pfds = append(sc.pfds, unix.PollFd{Fd: int32(r.fd), Events: unix.POLLIN})
+	}
+	return nil
 }
 
 func (sc *synScan) run(ctx context.Context) error {
@@ -262,12 +397,14 @@ func (sc *synScan) run(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("syn scan: %w", err)
 		}
-		sc.drain()
+		if _, err := sc.drain(); err != nil {
+			return err
+		}
 		now := time.Now()
 		sc.expire(now)
 		n := len(sc.retx)
 		if !sc.pairsDone {
-			n += max(sc.opts.Window-len(sc.win), 0)
+			n += max(sc.window-len(sc.win), 0)
 		}
 		if n == 0 {
 			if len(sc.win) == 0 && sc.pairsDone {
@@ -307,69 +444,83 @@ func sendBatchSize(l *rate.Limiter) int {
 }
 
 // waitUntil handles replies until t (or ctx is done), or only until the
-// first batch of replies when early is set: they may free the window or
-// finish the scan.
+// first replies when early is set: they may free the window or finish the
+// scan.
 func (sc *synScan) waitUntil(ctx context.Context, t time.Time, early bool) error {
-	d := time.Until(t)
-	if d <= 0 {
-		return nil
-	}
-	sc.timer.Reset(d)
-	defer sc.timer.Stop()
 	for {
-		select {
-		case b := <-sc.replies:
-			sc.handle(b)
-			if early {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("syn scan: %w", err)
+		}
+		d := time.Until(t)
+		if d <= 0 {
+			return nil
+		}
+		// Wake up now and then to notice ctx.
+		d = min(d, 100*time.Millisecond)
+		ts := unix.NsecToTimespec(d.Nanoseconds())
+		n, err := unix.Ppoll(sc.pfds, &ts, nil)
+		if err != nil && err != unix.EINTR {
+			return fmt.Errorf("syn scan: poll: %w", err)
+		}
+		if n > 0 {
+			got, err := sc.drain()
+			if err != nil {
+				return err
+			}
+			if early && got > 0 {
 				return nil
 			}
-		case <-sc.timer.C:
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("syn scan: %w", ctx.Err())
 		}
 	}
 }
 
-// drain handles the replies already queued without blocking.
-func (sc *synScan) drain() {
+// drain reads and handles every reply already queued on the sockets and
+// returns how many packets it read.
+func (sc *synScan) drain() (int, error) {
+	total := 0
 	for {
-		select {
-		case b := <-sc.replies:
-			sc.handle(b)
-		default:
-			return
+		round := 0
+		for _, r := range sc.recv {
+			n, err := r.readAvailable(1024, sc.handleNow)
+			if err != nil {
+				return total, fmt.Errorf("syn scan: %w", err)
+			}
+			round += n
+		}
+		total += round
+		if round == 0 {
+			return total, nil
 		}
 	}
 }
 
-func (sc *synScan) handle(b replyBatch) {
-	for _, rp := range b.rs {
-		p, ok := sc.win[pairKey{rp.remote, rp.remotePort}]
-		if !ok {
-			continue // duplicate, or later than the last timeout
-		}
-		res := Result{Addr: p.key.addr, Port: p.key.port, Reason: rp.reason(), RTT: b.at.Sub(p.sent)}
-		switch rp.kind {
-		case replySynAck:
-			res.State = snapshot.StateOpen
-		case replyRST:
-			res.State = snapshot.StateClosed
-		default:
-			res.State = snapshot.StateFiltered
-		}
-		if p.tries == 1 { // Karn: only unambiguous samples
-			sc.est.sample(res.RTT)
-		} else {
-			sc.answeredLate++
-		}
-		if rp.kind != replyUnreach && len(sc.upHosts) < maxUpHosts {
-			sc.upHosts[p.key.addr] = struct{}{}
-		}
-		sc.stats.Replies++
-		sc.finish(p)
-		sc.emit(res)
+func (sc *synScan) handleNow(rp reply) { sc.handle(rp, time.Now()) }
+
+func (sc *synScan) handle(rp reply, at time.Time) {
+	p, ok := sc.win[pairKey{rp.remote, rp.remotePort}]
+	if !ok {
+		return // duplicate, or later than the last timeout
 	}
+	res := Result{Addr: p.key.addr, Port: p.key.port, Reason: rp.reason(), RTT: at.Sub(p.sent)}
+	switch rp.kind {
+	case replySynAck:
+		res.State = snapshot.StateOpen
+	case replyRST:
+		res.State = snapshot.StateClosed
+	default:
+		res.State = snapshot.StateFiltered
+	}
+	if p.tries == 1 { // Karn: only unambiguous samples
+		sc.est.sample(res.RTT)
+	} else {
+		sc.answeredLate++
+	}
+	if rp.kind != replyUnreach && len(sc.upHosts) < maxUpHosts {
+		sc.upHosts[p.key.addr] = struct{}{}
+	}
+	sc.stats.Replies++
+	sc.finish(p)
+	sc.emit(res)
 }
 
 // finish removes p from the window.
@@ -441,7 +592,7 @@ func (sc *synScan) next() *probe {
 	if len(sc.retx) == 0 {
 		sc.retx = sc.retx[:0:0]
 	}
-	if sc.pairsDone || len(sc.win) >= sc.opts.Window {
+	if sc.pairsDone || len(sc.win) >= sc.window {
 		return nil
 	}
 	for {
@@ -469,12 +620,8 @@ func (sc *synScan) drop(p *probe, reason string) {
 
 // sendBatch sends up to n probes.
 func (sc *synScan) sendBatch(ctx context.Context, n int) error {
-	for i := range sc.pkts {
-		sc.arena[i] = sc.arena[i][:0]
-		sc.pkts[i] = sc.pkts[i][:0]
-		sc.dsts[i] = sc.dsts[i][:0]
-		sc.probes[i] = sc.probes[i][:0]
-	}
+	var jobs [2]*sendJob
+	now := time.Now()
 	for range n {
 		p := sc.next()
 		if p == nil {
@@ -501,55 +648,39 @@ func (sc *synScan) sendBatch(ctx context.Context, n int) error {
 			sc.drop(p, "not probed: "+err.Error())
 			continue
 		}
+		j := jobs[fi]
+		if j == nil {
+			var err error
+			if j, err = sc.takeJob(ctx, fi); err != nil {
+				return err
+			}
+			jobs[fi] = j
+		}
 		seq := sc.key.cookie(p.src, dst, sc.sport, p.key.port)
-		start := len(sc.arena[fi])
 		var err error
-		sc.arena[fi], err = sc.builder.syn(sc.arena[fi], p.src, dst, sc.sport, p.key.port, seq)
+		j.arena, err = sc.builder.syn(j.arena, p.src, dst, sc.sport, p.key.port, seq)
 		if err != nil {
 			return fmt.Errorf("syn scan: %w", err)
 		}
-		sc.pkts[fi] = append(sc.pkts[fi], sc.arena[fi][start:len(sc.arena[fi]):len(sc.arena[fi])])
-		sc.dsts[fi] = append(sc.dsts[fi], dst)
-		sc.probes[fi] = append(sc.probes[fi], p)
+		// Packets are sliced from the arena once it is complete: it may
+		// move while it grows.
+		j.ends = append(j.ends, len(j.arena))
+		j.dsts = append(j.dsts, dst)
+		j.keys = append(j.keys, p.key)
+		sc.sent(p, now)
 	}
-	for fi := range sc.pkts {
-		if err := sc.sendFamily(ctx, fi); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// sendFamily writes the batched packets of one family, backing off on
-// ENOBUFS (the qdisc or device queue is full: slow down, do not drop).
-func (sc *synScan) sendFamily(ctx context.Context, fi int) error {
-	pkts, dsts, probes := sc.pkts[fi], sc.dsts[fi], sc.probes[fi]
-	backoff := time.Millisecond
-	for len(pkts) > 0 {
-		now := time.Now()
-		n, err := sc.fam[fi].send(pkts, dsts)
-		for _, p := range probes[:n] {
-			sc.sent(p, now)
-		}
-		pkts, dsts, probes = pkts[n:], dsts[n:], probes[n:]
-		if err == nil {
-			return nil
-		}
-		if errors.Is(err, syscall.ENOBUFS) {
-			sc.log.Debug("send buffer full, backing off", "backoff", backoff)
-			if err := sc.waitUntil(ctx, time.Now().Add(backoff), false); err != nil {
-				return err
-			}
-			backoff = min(2*backoff, 100*time.Millisecond)
+	for _, j := range jobs {
+		if j == nil {
 			continue
 		}
-		// This destination cannot be sent to (unreachable network,
-		// firewall): a verdict for this probe, not the end of the scan.
-		if !probes[0].done {
-			sc.drop(probes[0], "not probed: "+errors.Unwrap(err).Error())
+		off := 0
+		for _, end := range j.ends {
+			j.pkts = append(j.pkts, j.arena[off:end:end])
+			off = end
 		}
-		pkts, dsts, probes = pkts[1:], dsts[1:], probes[1:]
+		sc.dispatch(j)
 	}
+	sc.handleFails()
 	return nil
 }
 

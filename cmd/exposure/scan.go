@@ -22,7 +22,7 @@ import (
 
 // defaultScanRate is the packet budget of a one-off scan. A sweep of a LAN
 // or loopback is bounded by the kernel, not by this.
-const defaultScanRate = "100000"
+const defaultScanRate = "200000"
 
 type scanFlags struct {
 	ports      string
@@ -50,6 +50,11 @@ func scanCommand(app *kingpin.Application) (string, runFunc) {
 }
 
 func (f *scanFlags) run(ctx context.Context, e *env) error {
+	if f.ports == "" {
+		// kingpin hands the lone "-" of "-p -" (all ports, as in nmap) over
+		// as an empty value.
+		f.ports = "-"
+	}
 	ports, err := spec.ParsePorts(f.ports)
 	if err != nil {
 		return usagef("bad port spec (-p): %w", err)

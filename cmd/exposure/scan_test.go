@@ -40,6 +40,16 @@ func TestScanBadArguments(t *testing.T) {
 	}
 }
 
+func TestScanAllPortsDash(t *testing.T) {
+	f := &scanFlags{ports: "", targets: []string{"300.0.0.1"}}
+	var stdout, stderr bytes.Buffer
+	// The target is bad, so nothing is scanned; the port spec must have
+	// been accepted first.
+	err := f.run(t.Context(), &env{stdout: &stdout, stderr: &stderr})
+	require.ErrorContains(t, err, `bad target: "300.0.0.1"`)
+	require.Equal(t, "-", f.ports)
+}
+
 func listenLocal(t *testing.T, n int) []int {
 	t.Helper()
 	var ports []int
