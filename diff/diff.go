@@ -68,7 +68,20 @@ func Diff(prev, cur *snapshot.Snapshot, st *State, p Policy) Result {
 			return res // wait for a complete baseline
 		}
 		st.seed(cur, p)
-		res.Changes = st.newVerdicts(p, true)
+		// A tarpit in the baseline is worth one line: its ports are not
+		// diffed from now on.
+		found := allOpenHosts(cur, p)
+		addrs := make([]string, 0, len(found))
+		for a := range found {
+			addrs = append(addrs, a)
+		}
+		sortAddrs(addrs)
+		for _, a := range addrs {
+			c := snapshot.Change{Kind: snapshot.AllPortsOpen, Address: a, Detail: found[a]}
+			st.stamp(&c)
+			res.Changes = append(res.Changes, c)
+		}
+		res.Changes = append(res.Changes, st.newVerdicts(p, true)...)
 		return res
 	}
 	d := differ{st: st, cur: cur, p: p}
@@ -166,11 +179,30 @@ func (d *differ) allOpen() {
 			d.change(snapshot.Change{Kind: snapshot.AllPortsOpen, Address: a, Detail: found[a]})
 		}
 	}
-	// A host leaves the all-open state when a scan that saw it up finds it
-	// normal; its ports are then compared with the view from before.
+	// A host leaves the all-open state when a complete scan finds it open
+	// on less than half the share that put it there (hysteresis, so a
+	// tarpit hovering at the threshold does not toggle). What it answered
+	// before is no guide to its real ports, so they become its new
+	// baseline silently; policy verdicts on them still fire.
+	half := d.p
+	half.AllOpenShare /= 2
+	stay := allOpenHosts(d.cur, half)
 	for _, h := range d.cur.Hosts {
-		if h.State == snapshot.HostUp && d.st.AllOpen[h.Address] && found[h.Address] == "" && d.cur.Complete {
-			delete(d.st.AllOpen, h.Address)
+		if h.State != snapshot.HostUp || !d.st.AllOpen[h.Address] || stay[h.Address] != "" || !d.cur.Complete {
+			continue
+		}
+		delete(d.st.AllOpen, h.Address)
+		for ks := range d.st.Ports {
+			if pk, ok := parsePortKey(ks); ok && pk.addr == h.Address {
+				delete(d.st.Ports, ks)
+			}
+		}
+		for _, pt := range h.Ports {
+			if pt.State == snapshot.StateOpen {
+				ps := &portState{Open: true}
+				ps.setService(pt.Service)
+				d.st.Ports[portKey{h.Address, pt.Port, pt.Protocol}.String()] = ps
+			}
 		}
 	}
 }

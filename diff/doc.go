@@ -9,7 +9,9 @@
 //   - A host that goes down is ONE host_down; its ports stay in the
 //     reported view, so its return reports only real port differences.
 //   - A host that answers open on more than Policy.AllOpenShare of the
-//     probed ports is ONE all_ports_open and its ports are not diffed.
+//     probed ports is ONE all_ports_open and its ports are not diffed
+//     until it answers on less than half that share; its open ports then
+//     become its baseline without port_opened changes.
 //   - Port openings and closures are Pending until Confirm re-probes them
 //     (n agreeing answers out of m).
 //   - A port whose state changes twice within Policy.StableScans scans is
