@@ -15,9 +15,26 @@ import (
 // service or hostname values superseded before it. It returns the number of
 // scans deleted. Each target is pruned in its own transaction.
 func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
-	targets, err := s.Targets()
+	var targets []string
+	err := s.view(func(tx *bolt.Tx) error {
+		seen := map[string]bool{}
+		if err := tx.Bucket(bucketTargets).ForEach(func(k, _ []byte) error {
+			seen[string(k)] = true
+			targets = append(targets, string(k))
+			return nil
+		}); err != nil {
+			return err
+		}
+		more, err := changeTargets(tx)
+		for _, t := range more {
+			if !seen[t] {
+				targets = append(targets, t)
+			}
+		}
+		return err
+	})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("store: prune: %w", err)
 	}
 	cut := nanos(before)
 	total := 0

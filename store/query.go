@@ -253,32 +253,9 @@ func (s *Store) Changes(target string, from, to time.Time) ([]snapshot.Change, e
 	err := s.view(func(tx *bolt.Tx) error {
 		targets := []string{target}
 		if target == "" {
-			targets = nil
-			if err := tx.Bucket(bucketTargets).ForEach(func(k, _ []byte) error {
-				targets = append(targets, string(k))
-				return nil
-			}); err != nil {
+			var err error
+			if targets, err = changeTargets(tx); err != nil {
 				return err
-			}
-			// Changes committed without a scan may name other targets.
-			seen := map[string]bool{}
-			for _, t := range targets {
-				seen[t] = true
-			}
-			c := tx.Bucket(bucketChanges).Cursor()
-			for k, _ := c.First(); k != nil; {
-				t, _, ok := splitChangeKey(k)
-				if !ok {
-					return fmt.Errorf("bad change key %q", k)
-				}
-				if !seen[t] {
-					seen[t] = true
-					targets = append(targets, t)
-				}
-				k, _ = c.Seek(scanKey(t, math.MaxInt64)) // skip to the next target
-				if k != nil && bytes.HasPrefix(k, prefix(t)) {
-					k, _ = c.Next()
-				}
 			}
 		}
 		c := tx.Bucket(bucketChanges).Cursor()
@@ -330,4 +307,24 @@ func (s *Store) DiffState(target string) ([]byte, error) {
 		return nil, fmt.Errorf("store: diff state of %s: %w", target, err)
 	}
 	return out, nil
+}
+
+// changeTargets lists the targets that have changes, hopping from one
+// target's keys to the next rather than reading them all. Changes
+// committed without a scan may name targets the targets bucket lacks.
+func changeTargets(tx *bolt.Tx) ([]string, error) {
+	var targets []string
+	c := tx.Bucket(bucketChanges).Cursor()
+	for k, _ := c.First(); k != nil; {
+		t, _, ok := splitChangeKey(k)
+		if !ok {
+			return nil, fmt.Errorf("bad change key %q", k)
+		}
+		targets = append(targets, t)
+		// The first key after every key of t: t 0x00 0xff... is beyond any
+		// time, then step past an exact hit.
+		end := append(prefix(t), bytes.Repeat([]byte{0xff}, 17)...)
+		k, _ = c.Seek(end)
+	}
+	return targets, nil
 }

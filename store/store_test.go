@@ -413,6 +413,10 @@ func TestPrune(t *testing.T) {
 	partial := scan("dmz", 95, nil)
 	partial.Complete = false
 	commit(t, s, partial)
+	require.NoError(t, s.Commit(context.Background(), Commit{Changes: []snapshot.Change{
+		{Kind: snapshot.HostDownKind, Target: "orphan", Address: "198.18.9.9", At: t0},
+		{Kind: snapshot.HostUpKind, Target: "orphan", Address: "198.18.9.9", At: t0.Add(time.Hour)},
+	}}))
 	sizeBefore := bucketKeys(t, s)
 
 	cut := scans[6].StartedAt
@@ -433,6 +437,12 @@ func TestPrune(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, changes, 4)
 	require.Less(t, bucketKeys(t, s), sizeBefore)
+	orphan, err := s.Changes("orphan", time.Time{}, time.Time{})
+	require.NoError(t, err)
+	require.Len(t, orphan, 1, "changes of targets without scans are pruned too")
+	all, err := s.Changes("", time.Time{}, time.Time{})
+	require.NoError(t, err)
+	require.Len(t, all, 5)
 
 	// Pruning everything keeps the latest complete scan.
 	n, err = s.Prune(context.Background(), t0.Add(24*time.Hour))
