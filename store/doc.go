@@ -34,4 +34,13 @@
 // t. Incomplete scans never end a run (an incomplete scan is no evidence that
 // something closed); they are kept whole, compressed, in the blobs bucket, as
 // are complete scans that arrive older than the target's head.
+//
+// # Cost
+//
+// Measured with BenchmarkUnchangedScan (250 hosts, 1,000 open ports with
+// services, 1,000 unchanged complete scans, fsync on): each scan grows
+// bbolt's allocated size by about 414 bytes (its scan record, the target
+// head and B+tree overhead); the file itself grows in bbolt's doubling steps
+// (about 0.5 to 1 KB per scan over that run). A commit takes about 15 ms
+// and rebuilding the latest snapshot about 8 ms on a 2-core machine.
 package store

@@ -118,9 +118,11 @@ func openWith(path string, o Options, migs []migration) (s *Store, err error) {
 	if err := preflight(path, o); err != nil {
 		return nil, err
 	}
-	// bbolt panics (or faults) on some damaged pages, e.g. a garbled
-	// freelist while opening; turn that into an error and close the file
-	// bbolt opened, which releases its lock.
+	// bbolt panics (or faults) on some damaged pages; turn that into an
+	// error and close the file bbolt opened. (Once bbolt has mapped the
+	// file, the mapping keeps the lock until exit: preflight checks the
+	// pages bbolt.Open itself reads, so that case needs a damage preflight
+	// cannot see.)
 	var file *os.File
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
