@@ -32,6 +32,9 @@ type Host struct {
 
 	mu        sync.Mutex
 	listeners map[uint16][]net.Listener
+
+	fwMu    sync.Mutex
+	fwReady bool // the lab's iptables chains exist
 }
 
 var hostName = regexp.MustCompile(`^[a-z][a-z0-9]{0,31}$`)
@@ -202,34 +205,68 @@ func (h *Host) Exec(ctx context.Context, args ...string) ([]byte, error) {
 
 // SetLoss makes the host drop incoming packets (IPv4 and IPv6) at random
 // with probability p, using iptables' statistic match inside the namespace.
-// p = 0 removes the loss.
+// p = 0 removes the loss. Neighbour discovery is exempt, as ARP is for IPv4:
+// loss is for the packets a scan sends, not for finding the host.
 func (h *Host) SetLoss(ctx context.Context, p float64) error {
 	if p < 0 || p > 1 || p != p {
 		return fmt.Errorf("set loss %s: probability %v outside [0, 1]", h.name, p)
 	}
-	prob := strconv.FormatFloat(p, 'f', 6, 64)
-	drop := []string{"-A", "INPUT", "-m", "statistic", "--mode", "random", "--probability", prob, "-j", "DROP"}
-	rules := map[string][][]string{
-		"iptables": {{"-F", "INPUT"}},
-		// Neighbour discovery is exempt, as ARP is for IPv4: loss is for
-		// the packets a scan sends, not for finding the host.
-		"ip6tables": {{"-F", "INPUT"},
-			{"-A", "INPUT", "-p", "ipv6-icmp", "--icmpv6-type", "neighbour-solicitation", "-j", "ACCEPT"},
-			{"-A", "INPUT", "-p", "ipv6-icmp", "--icmpv6-type", "neighbour-advertisement", "-j", "ACCEPT"}},
+	drop := ""
+	if p > 0 {
+		drop = "-A " + lossChain + " -m statistic --mode random --probability " + strconv.FormatFloat(p, 'f', 6, 64) + " -j DROP\n"
 	}
-	for _, ipt := range []string{"iptables", "ip6tables"} {
-		rs := rules[ipt]
-		if p == 0 {
-			rs = rs[:1]
-		} else {
-			rs = append(rs, drop)
-		}
-		for _, r := range rs {
-			if _, err := h.Exec(ctx, append([]string{ipt, "-w"}, r...)...); err != nil {
-				return fmt.Errorf("set loss %s: %w", h.name, err)
-			}
+	nd := ""
+	if p > 0 {
+		nd = "-A " + lossChain + " -p ipv6-icmp --icmpv6-type neighbour-solicitation -j ACCEPT\n" +
+			"-A " + lossChain + " -p ipv6-icmp --icmpv6-type neighbour-advertisement -j ACCEPT\n"
+	}
+	// Declaring the chain flushes it, so the new rate replaces the old.
+	if err := h.firewall(ctx, ":"+lossChain+" - [0:0]\n"+drop, ":"+lossChain+" - [0:0]\n"+nd+drop); err != nil {
+		return fmt.Errorf("set loss %s: %w", h.name, err)
+	}
+	return nil
+}
+
+// Filter makes the host silently drop TCP packets to the ports (IPv4 and
+// IPv6), so a scan sees them filtered whether or not something listens.
+// Without ports it removes all filters.
+func (h *Host) Filter(ctx context.Context, ports ...uint16) error {
+	var rules strings.Builder
+	if len(ports) == 0 {
+		rules.WriteString(":" + filterChain + " - [0:0]\n")
+	}
+	for _, p := range ports {
+		fmt.Fprintf(&rules, "-A %s -p tcp --dport %d -j DROP\n", filterChain, p)
+	}
+	if err := h.firewall(ctx, rules.String(), rules.String()); err != nil {
+		return fmt.Errorf("filter %s: %w", h.name, err)
+	}
+	return nil
+}
+
+const (
+	filterChain = "EXPLAB-FILTER"
+	lossChain   = "EXPLAB-LOSS"
+)
+
+// firewall loads rules into the filter table of the host's namespace with
+// iptables-restore --noflush, IPv4 and IPv6. The first call creates the
+// lab's chains and hooks them into INPUT.
+func (h *Host) firewall(ctx context.Context, rules4, rules6 string) error {
+	h.fwMu.Lock()
+	defer h.fwMu.Unlock()
+	prefix := ""
+	if !h.fwReady {
+		prefix = ":" + filterChain + " - [0:0]\n:" + lossChain + " - [0:0]\n" +
+			"-A INPUT -j " + filterChain + "\n-A INPUT -j " + lossChain + "\n"
+	}
+	for _, f := range []struct{ cmd, rules string }{{"iptables-restore", rules4}, {"ip6tables-restore", rules6}} {
+		in := "*filter\n" + prefix + f.rules + "COMMIT\n"
+		if _, err := run(ctx, strings.NewReader(in), "ip", "netns", "exec", h.ns, f.cmd, "-w", "--noflush"); err != nil {
+			return err
 		}
 	}
+	h.fwReady = true
 	return nil
 }
 

@@ -181,9 +181,33 @@ func TestLabLoss(t *testing.T) {
 		require.Less(t, failed, 60, "some connects must succeed")
 	}
 
+	require.NoError(t, h.SetLoss(ctx, 0.2))
 	require.NoError(t, h.SetLoss(ctx, 0))
 	require.Zero(t, connects(h.Addr(), 20), "loss removed")
+	require.Zero(t, connects(h.Addr6(), 20), "loss removed")
 	require.Error(t, h.SetLoss(ctx, 1.5))
+}
+
+func TestLabFilter(t *testing.T) {
+	l := New(t)
+	h := l.AddHost("fw")
+	ctx := context.Background()
+	h.Listen(8080)
+	h.Listen(8081)
+	require.NoError(t, h.Filter(ctx, 8081, 8082))
+	require.NoError(t, h.SetLoss(ctx, 0)) // loss rules leave filters alone
+	for _, addr := range []netip.Addr{h.Addr(), h.Addr6()} {
+		require.NoError(t, dial(netip.AddrPortFrom(addr, 8080), 2*time.Second), "open")
+		for _, p := range []uint16{8081, 8082} {
+			err := dial(netip.AddrPortFrom(addr, p), 500*time.Millisecond)
+			var ne net.Error
+			require.ErrorAs(t, err, &ne, "filtered port %d on %s", p, addr)
+			require.True(t, ne.Timeout(), "filtered port %d on %s times out: %v", p, addr, err)
+		}
+		require.ErrorIs(t, dial(netip.AddrPortFrom(addr, 8083), 2*time.Second), syscall.ECONNREFUSED, "closed")
+	}
+	require.NoError(t, h.Filter(ctx))
+	require.NoError(t, dial(netip.AddrPortFrom(h.Addr(), 8081), 2*time.Second), "filter removed")
 }
 
 func TestLabExec(t *testing.T) {
