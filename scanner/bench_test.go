@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/exposure-monitor/exposure/internal/lab"
 	"github.com/exposure-monitor/exposure/scanner/spec"
 )
 
@@ -54,4 +55,46 @@ func BenchmarkSYNLoopbackAllPorts(b *testing.B) {
 // 127.0.0.1 with the connect engine.
 func BenchmarkConnectLoopbackTop1000(b *testing.B) {
 	benchSweep(b, NewConnect(ConnectOptions{}), []string{"127.0.0.1"}, "top:1000")
+}
+
+// benchLab builds a lab of n hosts, each listening on 22, 80 and three
+// random top-100 ports, with loss applied to every host.
+func benchLab(b *testing.B, n int, loss float64) []string {
+	b.Helper()
+	l := lab.New(b)
+	hosts := l.AddHosts(n)
+	plan, err := lab.ParsePortPlan("22,80,rand:3")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var addrs []string
+	for i, h := range hosts {
+		for _, p := range plan.Ports(1, i) {
+			h.Listen(p)
+		}
+		if loss > 0 {
+			if err := h.SetLoss(context.Background(), loss); err != nil {
+				b.Fatal(err)
+			}
+		}
+		addrs = append(addrs, h.Addr().String())
+	}
+	return addrs
+}
+
+func benchLabSYN(b *testing.B, hosts int, ports string, loss float64) {
+	addrs := benchLab(b, hosts, loss)
+	s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(rate.Inf, 0)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchSweep(b, s, addrs, ports)
+}
+
+// The lab workloads of bench/syn-vs-nmap.sh, for `go test -bench Lab`.
+func BenchmarkLabSYNAllPorts(b *testing.B)        { benchLabSYN(b, 1, "-", 0) }
+func BenchmarkLabSYNAllPortsLoss5(b *testing.B)   { benchLabSYN(b, 1, "-", 0.05) }
+func BenchmarkLabSYN254HostsTop1000(b *testing.B) { benchLabSYN(b, 254, "top:1000", 0) }
+func BenchmarkLabSYN254HostsTop1000Loss5(b *testing.B) {
+	benchLabSYN(b, 254, "top:1000", 0.05)
 }

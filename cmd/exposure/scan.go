@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/exposure-monitor/exposure/scanner"
+	"github.com/exposure-monitor/exposure/scanner/service"
 	"github.com/exposure-monitor/exposure/scanner/spec"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
@@ -26,6 +28,8 @@ const defaultScanRate = "200000"
 
 type scanFlags struct {
 	ports      string
+	sV         bool
+	intensity  int
 	rate       int
 	retries    int
 	engine     string
@@ -39,6 +43,8 @@ func scanCommand(app *kingpin.Application) (string, runFunc) {
 	f := &scanFlags{}
 	cmd := app.Command("scan", "Scan targets once and print the result (nmap-like table or a JSON snapshot).")
 	cmd.Flag("ports", `Ports: "22,80", "1-1024", "-" for all, "top:1000" (default), "top:100,8080-8090".`).Short('p').Default("top:1000").StringVar(&f.ports)
+	cmd.Flag("sV", "Detect services and versions on the open ports (nmap's -sV).").BoolVar(&f.sV)
+	cmd.Flag("version-intensity", "Service detection intensity, 0 (light) to 9 (all probes).").Default(strconv.Itoa(service.DefaultIntensity)).IntVar(&f.intensity)
 	cmd.Flag("rate", "Packets (or connection attempts) per second; 0 for no limit.").Default(defaultScanRate).IntVar(&f.rate)
 	cmd.Flag("retries", "Retransmissions of an unanswered probe.").Default("2").IntVar(&f.retries)
 	cmd.Flag("engine", "Scan engine: syn (raw sockets, needs CAP_NET_RAW), connect, or auto.").Default("auto").EnumVar(&f.engine, "syn", "connect", "auto")
@@ -69,6 +75,15 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 	if f.retries < 0 || f.retries > 10 {
 		return usagef("bad --retries %d: must be between 0 and 10", f.retries)
 	}
+	if f.intensity < 0 || f.intensity > 9 {
+		return usagef("bad --version-intensity %d: must be between 0 and 9", f.intensity)
+	}
+	var detector *service.Detector
+	if f.sV {
+		if detector, err = service.New(service.Options{Intensity: f.intensity, Logger: e.logger}); err != nil {
+			return fmt.Errorf("service detection: %w", err)
+		}
+	}
 	limiter := rate.NewLimiter(rate.Inf, 0)
 	if f.rate > 0 {
 		limiter = rate.NewLimiter(rate.Limit(f.rate), max(1, f.rate/100))
@@ -93,6 +108,9 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 	if err != nil {
 		e.logger.Error("scan failed part way; the result is incomplete", "err", err)
 	}
+	if detector != nil && ctx.Err() == nil {
+		detector.Annotate(ctx, snap)
+	}
 	if !snap.Complete {
 		e.logger.Warn("scan was cut short: the result is incomplete")
 	}
@@ -104,7 +122,7 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 			return fmt.Errorf("write snapshot: %w", werr)
 		}
 	default:
-		if werr := writeScanText(e.stdout, snap, ports.Len(), false); werr != nil {
+		if werr := writeScanText(e.stdout, snap, ports.Len(), f.sV); werr != nil {
 			return fmt.Errorf("write report: %w", werr)
 		}
 	}
@@ -144,7 +162,9 @@ func writeScanText(w io.Writer, s *snapshot.Snapshot, nports int, versions bool)
 			for _, p := range h.Ports {
 				svc, ver := scanner.PortName(p.Port), ""
 				if p.Service != nil {
-					svc = p.Service.Name
+					if p.Service.Name != "" {
+						svc = p.Service.Name
+					}
 					if p.Service.Tunnel != "" {
 						svc = p.Service.Tunnel + "/" + svc
 					}

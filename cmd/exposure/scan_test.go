@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -28,6 +30,7 @@ func TestScanBadArguments(t *testing.T) {
 		{"bad engine", []string{"scan", "--engine", "udp", "127.0.0.1"}, "udp"},
 		{"bad format", []string{"scan", "--format", "xml", "127.0.0.1"}, "xml"},
 		{"no target", []string{"scan"}, "target"},
+		{"bad intensity", []string{"scan", "--sV", "--version-intensity", "12", "127.0.0.1"}, "--version-intensity 12"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,6 +51,29 @@ func TestScanAllPortsDash(t *testing.T) {
 	err := f.run(t.Context(), &env{stdout: &stdout, stderr: &stderr})
 	require.ErrorContains(t, err, `bad target: "300.0.0.1"`)
 	require.Equal(t, "-", f.ports)
+}
+
+// TestScanServiceDetection runs -sV against a loopback listener that
+// greets like an SSH server.
+func TestScanServiceDetection(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"))
+			time.AfterFunc(2*time.Second, func() { c.Close() })
+		}
+	}()
+	port := l.Addr().(*net.TCPAddr).Port
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"scan", "-n", "--engine", "connect", "--sV", "-p", strconv.Itoa(port), "127.0.0.1"}, &stdout, &stderr)
+	require.Equal(t, 0, code, "stderr: %s", stderr.String())
+	require.Regexp(t, fmt.Sprintf(`(?m)^PORT +STATE +SERVICE +VERSION\n%d/tcp +open +ssh +OpenSSH 9\.2p1`, port), stdout.String())
 }
 
 func listenLocal(t *testing.T, n int) []int {
