@@ -53,14 +53,18 @@ func crashIndex(id string) (int, bool) {
 	return int(time.Unix(0, n).Sub(crashT0) / time.Minute), true
 }
 
-// TestHelperWriter is the writer process of TestCrashRecovery; it does
-// nothing unless started by it. It commits scans (with a change and an
-// outbox entry each) forever and prints each id once Commit returned.
-func TestHelperWriter(t *testing.T) {
-	path := os.Getenv(crashEnv)
-	if path == "" {
-		t.Skip("helper process for TestCrashRecovery")
+// TestMain turns the test binary into the crash test's writer process when
+// TestCrashRecovery starts it with crashEnv set.
+func TestMain(m *testing.M) {
+	if path := os.Getenv(crashEnv); path != "" {
+		crashWriter(path)
 	}
+	os.Exit(m.Run())
+}
+
+// crashWriter commits scans (with a change, an outbox entry and diff state
+// each) until killed, printing each id once Commit returned.
+func crashWriter(path string) {
 	s, err := Open(path, Options{Timeout: 10 * time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -101,7 +105,7 @@ func TestCrashRecovery(t *testing.T) {
 	midRun := 0
 	start := time.Now()
 	for k := range kills {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperWriter$", "-test.count=1")
+		cmd := exec.Command(os.Args[0], "-test.run=^$") // TestMain runs the writer
 		cmd.Env = append(os.Environ(), crashEnv+"="+path)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
