@@ -150,7 +150,7 @@ func runScan(ctx context.Context, d jobDeps, t *config.Target, g config.Global, 
 				// Unconfirmed changes must not be reported; the scan is kept
 				// as incomplete and the next one diffs against the last
 				// complete snapshot again.
-				scanErr = fmt.Errorf("diff: %w", err)
+				scanErr = err
 				snap.Complete = false
 				dr = diffResult{}
 			}

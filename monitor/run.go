@@ -22,6 +22,7 @@ import (
 
 	"github.com/exposure-monitor/exposure/alert"
 	"github.com/exposure-monitor/exposure/config"
+	"github.com/exposure-monitor/exposure/scanner/service"
 	"github.com/exposure-monitor/exposure/store"
 )
 
@@ -35,6 +36,9 @@ type daemonState struct {
 	sched     *scheduler
 	limiter   *rate.Limiter
 	engines   *engineSet
+	// detectors on the embedded probe database, by detectorKey; touched
+	// only by the main loop (startup and reload).
+	detectors map[string]*service.Detector
 	scanners  scannerBuilder
 	status    *statusBoard
 

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/exposure-monitor/exposure/config"
 	"github.com/exposure-monitor/exposure/diff"
+	"github.com/exposure-monitor/exposure/scanner/service"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
@@ -22,15 +25,69 @@ func (d *daemonState) realScanners(cfg *config.Config) (scanFunc, differ, error)
 			return nil, nil, fmt.Errorf("target %q: %w", t.Name, err)
 		}
 	}
+	detectors := map[string]*service.Detector{}
+	for _, t := range cfg.OwnedTargets() {
+		sd := t.ServiceDetection
+		if !sd.Enabled {
+			continue
+		}
+		key := detectorKey(sd)
+		if _, ok := detectors[key]; ok {
+			continue
+		}
+		det, err := d.detector(key, sd)
+		if err != nil {
+			return nil, nil, fmt.Errorf("target %q: service detection: %w", t.Name, err)
+		}
+		detectors[key] = det
+	}
 	engines := d.engines
 	scan := func(ctx context.Context, t *config.Target) (*snapshot.Snapshot, error) {
 		e, err := engines.get(t.Engine)
 		if err != nil {
 			return nil, err
 		}
-		return sweepTarget(ctx, e, nil, t)
+		var det annotator
+		if t.ServiceDetection.Enabled {
+			if dt := detectors[detectorKey(t.ServiceDetection)]; dt != nil {
+				det = dt
+			}
+		}
+		return sweepTarget(ctx, e, det, t)
 	}
 	return scan, diffWithConfirm{engines: engines}, nil
+}
+
+func detectorKey(sd config.ServiceDetection) string {
+	return fmt.Sprintf("%d|%s|%s", sd.Intensity, time.Duration(sd.Timeout), strings.Join(sd.ProbeFiles, "\x00"))
+}
+
+// detector returns a service detector for sd. Detectors on the embedded
+// probe database alone are kept for the daemon's lifetime (parsing it is the
+// costly part); with operator probe files they are built again at every
+// reload, so edited files are read.
+func (d *daemonState) detector(key string, sd config.ServiceDetection) (*service.Detector, error) {
+	if len(sd.ProbeFiles) == 0 {
+		if det, ok := d.detectors[key]; ok {
+			return det, nil
+		}
+	}
+	det, err := service.New(service.Options{
+		Intensity:  sd.Intensity,
+		Timeout:    time.Duration(sd.Timeout),
+		ProbeFiles: sd.ProbeFiles,
+		Logger:     d.logger.With("component", "service"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(sd.ProbeFiles) == 0 {
+		if d.detectors == nil {
+			d.detectors = map[string]*service.Detector{}
+		}
+		d.detectors[key] = det
+	}
+	return det, nil
 }
 
 // diffWithConfirm is the real differ: diff.Diff against the stored state,
@@ -66,11 +123,10 @@ func (w diffWithConfirm) diff(ctx context.Context, prev, cur *snapshot.Snapshot,
 		if err != nil {
 			return diffResult{}, err
 		}
-		// config's confirm is "M of N re-probes agree"; diff.Confirm takes
-		// the agreeing count first, then the rounds.
-		confirmed, err := diff.Confirm(ctx, engineProber{engine: e, retries: t.Retries}, res.Pending, g.Confirm.M, g.Confirm.N)
+		// global.confirm: N agreeing re-probes out of at most M rounds.
+		confirmed, err := diff.Confirm(ctx, engineProber{engine: e, retries: t.Retries}, res.Pending, g.Confirm.N, g.Confirm.M)
 		if err != nil {
-			return diffResult{}, fmt.Errorf("confirm: %w", err)
+			return diffResult{}, err
 		}
 		changes = append(changes, confirmed...)
 	}
