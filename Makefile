@@ -18,7 +18,7 @@ test:
 # Root-only tests in network namespaces with real daemons. A missing
 # dependency is a failure here, not a skip.
 lab:
-	EXPOSURE_LAB=required CGO_ENABLED=0 $(GO) test -count=1 -timeout 20m -run 'Lab' $(PKGS)
+	EXPOSURE_LAB=required CGO_ENABLED=0 $(GO) test -count=1 -timeout 20m -run 'Lab|CrashRecovery' $(PKGS)
 
 bench:
 	CGO_ENABLED=0 $(GO) test -run '^$$' -bench . -benchmem $(PKGS)
