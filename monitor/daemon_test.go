@@ -489,3 +489,45 @@ func TestDefaultStoragePath(t *testing.T) {
 		require.Equal(t, tt.want, DefaultStoragePath(tt.env))
 	}
 }
+
+func TestDaemonWebConfigBasicAuth(t *testing.T) {
+	dir := t.TempDir()
+	webCfg := filepath.Join(dir, "web.yml")
+	// dave:dave123, from exporter-toolkit's test data.
+	require.NoError(t, os.WriteFile(webCfg, []byte("basic_auth_users:\n  dave: $2y$10$2UXri9cIDdgeKjBo4Rlpx.U3ZLDV8X1IxKmsfOvhcM5oXQt/mLmXq\n"), 0o600))
+	cfg := filepath.Join(dir, "exposure.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(testConfig), 0o600))
+	addrs := []string{"127.0.0.1:0"}
+	socket := false
+	d := newDaemonState(Options{
+		ConfigFile: cfg, StoragePath: filepath.Join(dir, "x.db"),
+		Web:      &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &socket, WebConfigFile: &webCfg},
+		Registry: prometheus.NewRegistry(), Logger: discardLogger(), Notify: func(string) error { return nil },
+	})
+	require.NoError(t, d.opts.validate())
+	n := newFakeNet()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- d.run(ctx, func(*config.Config) (scanFunc, differ, error) { return n.scan, &portDiffer{}, nil })
+	}()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+	select {
+	case <-d.readyCh:
+	case err := <-done:
+		t.Fatalf("daemon exited: %v", err)
+	}
+	u := "http://" + d.addrs[0] + "/metrics"
+	code, _ := get(t, u)
+	require.Equal(t, http.StatusUnauthorized, code)
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	require.NoError(t, err)
+	req.SetBasicAuth("dave", "dave123")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+}

@@ -234,6 +234,12 @@ func (s *scheduler) next(target string) time.Time {
 // alive reports whether the cron loop answers within d. The watchdog pings
 // systemd only while it does.
 func (s *scheduler) alive(d time.Duration) bool {
+	s.mu.Lock()
+	stopped := s.stopped
+	s.mu.Unlock()
+	if stopped {
+		return false
+	}
 	done := make(chan struct{})
 	go func() {
 		s.cron.Entries() // served by the cron loop while it runs

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -223,5 +224,40 @@ func TestSchedulerStopCancelsRunningScans(t *testing.T) {
 		require.True(t, s.alive(time.Second))
 		require.NoError(t, s.stop(context.Background()))
 		require.True(t, finished.Load())
+	})
+}
+
+func TestWatchdogPingsWhileSchedulerAlive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, _ := newTestScheduler(t, 1)
+		s.start()
+		var mu sync.Mutex
+		var states []string
+		d := &daemonState{sched: s, logger: discardLogger(), opts: Options{Notify: func(st string) error {
+			mu.Lock()
+			states = append(states, st)
+			mu.Unlock()
+			return nil
+		}}}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			d.watchdog(ctx, 10*time.Second)
+			close(done)
+		}()
+		time.Sleep(31 * time.Second) // pings at 5, 10, ..., 30 s
+		synctest.Wait()
+		mu.Lock()
+		require.Equal(t, []string{"WATCHDOG=1", "WATCHDOG=1", "WATCHDOG=1", "WATCHDOG=1", "WATCHDOG=1", "WATCHDOG=1"}, states)
+		mu.Unlock()
+
+		require.NoError(t, s.stop(context.Background()))
+		time.Sleep(30 * time.Second) // a stopped scheduler gets no pings
+		synctest.Wait()
+		mu.Lock()
+		require.Len(t, states, 6)
+		mu.Unlock()
+		cancel()
+		<-done
 	})
 }
