@@ -405,6 +405,7 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 	}
 	launchDone := false
 	tlsPending := !inTLS
+	sawData := false
 	var hardWait *outcome
 	var graceTimer <-chan time.Time
 	for {
@@ -413,6 +414,7 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 			mu.Lock()
 			delete(pending, o.idx)
 			mu.Unlock()
+			sawData = sawData || len(o.data) > 0
 			switch {
 			case o.tls:
 				return finish(phaseResult{tls: true, cert: o.cert})
@@ -435,8 +437,11 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 					continue
 				}
 				return finish(phaseResult{fields: o.fields, found: true})
-			case o.tcpwrapped:
+			case o.tcpwrapped && !sawData:
 				return finish(phaseResult{tcpwrapped: true})
+			case o.tcpwrapped:
+				// The service answered another probe: it merely drops
+				// idle connections (Go's ReadHeaderTimeout, say).
 			case o.soft:
 				if best == nil || o.idx < best.idx {
 					oc := o
@@ -467,7 +472,8 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 					if o.tls {
 						return finish(phaseResult{tls: true, cert: o.cert})
 					}
-					if o.tcpwrapped {
+					sawData = sawData || len(o.data) > 0
+					if o.tcpwrapped && !sawData {
 						return finish(phaseResult{tcpwrapped: true})
 					}
 					if o.soft && (best == nil || o.idx < best.idx) {

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
@@ -289,4 +290,17 @@ func TestClean(t *testing.T) {
 	for _, tt := range tests {
 		require.Equal(t, tt.want, clean(tt.in, maxProductLen), "%q", tt.in)
 	}
+}
+
+func TestDetectGoHTTPServer(t *testing.T) {
+	d, _ := newDetector(t, Options{Intensity: DefaultIntensity})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "<html><head><title>Lab \x1b dashboard</title></head></html>")
+	}), ReadHeaderTimeout: time.Second}
+	l := listen(t)
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	got, err := d.Detect(context.Background(), loopback, uint16(l.Addr().(*net.TCPAddr).Port))
+	require.NoError(t, err)
+	require.Equal(t, snapshot.Service{Name: "http", Product: "Golang net/http server", Info: "Lab dashboard", CPE: []string{"cpe:/a:golang:go"}}, *got)
 }

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# sv-vs-nmap.sh: service and version detection, exposure against nmap -sV,
+# on the same real Debian daemons in one lab host, in one run.
+#
+#   sudo bench/sv-vs-nmap.sh            # needs root (network namespaces) and nmap
+#
+# It brings up a lab host with every daemon of internal/lab (labctl), runs
+# `nmap -sV` and exposure's detector over the same ports, and prints both
+# times and a per-port table: nmap's answer, ours, and whether service and
+# product (and the version, where nmap has one) agree. exposure's side is
+# `exposure scan --sV` when the CLI has that flag, else the svscan harness
+# of scanner/service. Packets go only to the lab host, whose route labctl
+# checks before anything is sent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then echo "sv-vs-nmap: needs root for the lab" >&2; exit 2; fi
+for b in nmap jq python3 go; do
+  command -v "$b" >/dev/null || { echo "sv-vs-nmap: $b is not installed" >&2; exit 2; }
+done
+
+work=$(mktemp -d)
+labpid=
+cleanup() {
+  if [ -n "$labpid" ]; then kill "$labpid" 2>/dev/null || true; wait "$labpid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+export CGO_ENABLED=0
+go build -o "$work/labctl" ./internal/lab/labctl
+go build -o "$work/svscan" ./scanner/service/internal/svscan
+ours=svscan
+if go build -o "$work/exposure" ./cmd/exposure 2>/dev/null && "$work/exposure" scan --help 2>&1 | grep -q -- '--sV'; then
+  ours=exposure
+fi
+
+"$work/labctl" up --hosts 1 --daemons --open-ports "" --out "$work/lab.json" >/dev/null 2>"$work/labctl.log" &
+labpid=$!
+for _ in $(seq 1 600); do
+  [ -s "$work/lab.json" ] && break
+  kill -0 "$labpid" 2>/dev/null || { cat "$work/labctl.log" >&2; exit 1; }
+  sleep 0.2
+done
+[ -s "$work/lab.json" ] || { echo "sv-vs-nmap: lab did not come up" >&2; exit 1; }
+addr=$(jq -r '.hosts[0].addr' "$work/lab.json")
+ports=$(jq -r '.hosts[0].open | map(tostring) | join(",")' "$work/lab.json")
+echo "lab host $addr, ports $ports ($(jq -r '.hosts[0].daemons | join(" ")' "$work/lab.json"))"
+
+t0=$(date +%s.%N)
+nmap -sV -Pn -n -p "$ports" -oX "$work/nmap.xml" "$addr" >/dev/null
+t1=$(date +%s.%N)
+if [ "$ours" = exposure ]; then
+  "$work/exposure" scan --sV --engine connect -p "$ports" --format json "$addr" >"$work/ours.json"
+else
+  "$work/svscan" -p "$ports" "$addr" >"$work/ours.json" 2>"$work/svscan.log"
+fi
+t2=$(date +%s.%N)
+
+python3 - "$work/nmap.xml" "$work/ours.json" "$ours" "$t0" "$t1" "$t2" <<'PY'
+import json, sys, xml.etree.ElementTree as ET
+nmapxml, oursf, ourname, t0, t1, t2 = sys.argv[1:]
+nmap_s, ours_s = float(t1) - float(t0), float(t2) - float(t1)
+
+def fmt(s):
+    if not s:
+        return "-"
+    if s.get("guess"):
+        return "unknown (port table: " + s["guess"] + ")"
+    name = (s.get("tunnel") and s["tunnel"] + "/" or "") + (s.get("name") or "")
+    rest = " ".join(x for x in (s.get("product"), s.get("version")) if x)
+    return (name + " " + rest).strip()
+
+nm = {}
+for p in ET.parse(nmapxml).getroot().iter("port"):
+    sv = p.find("service")
+    d = {} if sv is None else {k: sv.get(k, "") for k in ("name", "product", "version", "tunnel", "method")}
+    if d.get("method") == "table":
+        # nmap guessed the name from the port number: it found nothing.
+        d = {"name": "unknown", "guess": d["name"]}
+    nm[int(p.get("portid"))] = d
+
+ours = {}
+text = open(oursf).read().strip()
+if ourname == "exposure":
+    snap = json.loads(text)
+    for h in snap.get("hosts", []):
+        for p in h.get("ports", []):
+            ours[p["port"]] = p.get("service") or {}
+else:
+    for line in text.splitlines():
+        r = json.loads(line)
+        ours[r["port"]] = r.get("service") or {}
+
+rows, agree, vagree, vtotal, better = [], 0, 0, 0, 0
+for port in sorted(set(nm) | set(ours)):
+    n, o = nm.get(port, {}), ours.get(port, {})
+    n_unknown = not n.get("product") and n.get("name") in ("", "unknown", None)
+    same = (n.get("name") == o.get("name") and n.get("product", "") == o.get("product", "")
+            and (n.get("tunnel", "") == o.get("tunnel", "")))
+    if same:
+        verdict = "yes"
+        agree += 1
+    elif n_unknown and o.get("name") not in ("", "unknown", None):
+        verdict = "better (nmap: unknown)"
+        better += 1
+    elif n.get("name") == o.get("name") and n.get("product", "") == o.get("product", ""):
+        verdict = "tunnel differs"
+    else:
+        verdict = "NO"
+    if n.get("version"):
+        vtotal += 1
+        if n.get("version") == o.get("version"):
+            vagree += 1
+        else:
+            verdict += ", version differs"
+    elif o.get("version") and verdict.startswith("yes"):
+        verdict += " (+version)"
+    rows.append((str(port), fmt(n), fmt(o), verdict))
+
+w = [max(len(r[i]) for r in rows + [("PORT", "NMAP -sV", "EXPOSURE", "AGREE")]) for i in range(4)]
+line = lambda r: "  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip()
+print(line(("PORT", "NMAP -sV", "EXPOSURE", "AGREE")))
+for r in rows:
+    print(line(r))
+total = len(rows)
+print()
+print(f"nmap -sV:        {nmap_s:7.2f} s")
+print(f"exposure ({ourname}): {ours_s:7.2f} s   ratio {ours_s / nmap_s:.3f} of nmap's time")
+print(f"service+product agree: {agree}/{total}; better where nmap said unknown: {better}; "
+      f"versions agree where nmap has one: {vagree}/{vtotal}")
+PY
