@@ -155,7 +155,9 @@ func TestLabLoss(t *testing.T) {
 	h.Listen(9000)
 	ctx := context.Background()
 
-	// A dropped SYN is retransmitted after a second, so a 400ms dial fails.
+	// A dropped SYN is retransmitted after a second, so a 700ms dial fails;
+	// without loss, 700ms is plenty for a handshake on a veth (neighbour
+	// resolution is done by the warm-up dials below).
 	connects := func(addr netip.Addr, n int) (failed int) {
 		var wg sync.WaitGroup
 		var f atomic.Int32
@@ -163,13 +165,16 @@ func TestLabLoss(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if dial(netip.AddrPortFrom(addr, 9000), 400*time.Millisecond) != nil {
+				if dial(netip.AddrPortFrom(addr, 9000), 700*time.Millisecond) != nil {
 					f.Add(1)
 				}
 			}()
 		}
 		wg.Wait()
 		return int(f.Load())
+	}
+	for _, addr := range []netip.Addr{h.Addr(), h.Addr6()} {
+		require.NoError(t, dial(netip.AddrPortFrom(addr, 9000), 5*time.Second), "warm-up")
 	}
 	require.Zero(t, connects(h.Addr(), 20), "no loss yet")
 
