@@ -155,8 +155,8 @@ func TestLabLoss(t *testing.T) {
 	h.Listen(9000)
 	ctx := context.Background()
 
-	// A dropped SYN is retransmitted after a second, so a 700ms dial fails;
-	// without loss, 700ms is plenty for a handshake on a veth (neighbour
+	// A dropped SYN is retransmitted after a second, so an 800ms dial fails;
+	// without loss, 800ms is plenty for a handshake on a veth (neighbour
 	// resolution is done by the warm-up dials below).
 	connects := func(addr netip.Addr, n int) (failed int) {
 		var wg sync.WaitGroup
@@ -165,7 +165,7 @@ func TestLabLoss(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if dial(netip.AddrPortFrom(addr, 9000), 700*time.Millisecond) != nil {
+				if dial(netip.AddrPortFrom(addr, 9000), 800*time.Millisecond) != nil {
 					f.Add(1)
 				}
 			}()
