@@ -21,7 +21,14 @@
 // (*Host).Addr and (*Host).Addr6 always return checked addresses, and
 // (*Lab).Targets checks again.
 //
-// Tests use New, AddHost, AddHosts, Listen and StartAll, which fail the test
-// on error. Programs (labctl) use Open, NewHost, NewHosts, ListenAddr and
-// Start, which return errors.
+// Hosts are configured over rtnetlink from a thread inside each namespace
+// (254 hosts take about a second). Listeners are opened the same way, so a
+// test serves ports of many hosts from its own process. Real daemons
+// (Daemons) run under `ip netns exec` with configuration and data under the
+// lab's directory. SetLoss and Filter load iptables rules inside the
+// namespace (chains EXPLAB-LOSS and EXPLAB-FILTER).
+//
+// Tests use New, AddHost, AddHosts, Listen, Start and StartAll, which fail
+// the test on error. Programs (labctl) use Open, NewHost, NewHosts,
+// ListenAddr and (*Host).Start, which return errors.
 package lab
