@@ -269,8 +269,12 @@ func (d *Detector) Annotate(ctx context.Context, s *snapshot.Snapshot) {
 	wg.Wait()
 }
 
-// tlsIdx is the outcome index of the TLS handshake probe.
-const tlsIdx = -1
+// Outcome indexes that are not probes: the TLS handshake probe, and the
+// note that every probe has been launched.
+const (
+	tlsIdx      = -1
+	launchedIdx = -2
+)
 
 type dialFunc func(ctx context.Context) (net.Conn, error)
 
@@ -397,98 +401,118 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 
-	var best *outcome
+	// held is the best hard match so far, not yet final while (a) it is
+	// HTTP and the TLS handshake probe may still succeed, since HTTPS
+	// servers answer plain HTTP in HTTP (nginx: "plain HTTP request was
+	// sent to HTTPS port"), or (b) it has no version and a probe still
+	// running could give one, within a grace period.
+	var (
+		held, best      *outcome
+		tlsPending      = !inTLS
+		sawData         bool
+		launchDone      bool
+		versionWaitOver bool
+		graceTimer      <-chan time.Time
+	)
 	finish := func(r phaseResult) phaseResult {
 		cancel()
 		<-done
 		return r
 	}
-	launchDone := false
-	tlsPending := !inTLS
-	sawData := false
-	var hardWait *outcome
-	var graceTimer <-chan time.Time
+	ready := func() bool {
+		if held == nil {
+			return false
+		}
+		if tlsPending && strings.HasPrefix(held.fields.Service, "http") {
+			// HTTPS servers answer plain HTTP in HTTP; other protocols'
+			// answers are not TLS, and a service that stalls a
+			// ClientHello (redis, DNS) would hold the verdict 3 s.
+			return false
+		}
+		if held.fields.Version != "" || versionWaitOver {
+			return true
+		}
+		return launchDone && !d.anyCanMatch(&mu, pending, held.fields.Service)
+	}
+	take := func(o outcome) (phaseResult, bool) {
+		sawData = sawData || len(o.data) > 0
+		switch {
+		case o.tls:
+			return phaseResult{tls: true, cert: o.cert}, true
+		case o.idx == tlsIdx:
+			tlsPending = false
+		case o.hard && o.fields.Service == "ssl" && !inTLS:
+			// A file probe (an nmap-style TLS hello) named TLS; the
+			// handshake probe confirms it and fetches the certificate.
+		case o.hard:
+			if held == nil || held.fields.Version == "" && o.fields.Version != "" {
+				oc := o
+				held = &oc
+			}
+			if graceTimer == nil {
+				graceTimer = time.After(max(500*time.Millisecond, time.Since(start)))
+			}
+		case o.tcpwrapped && !sawData:
+			return phaseResult{tcpwrapped: true}, true
+		case o.soft:
+			// o.tcpwrapped with data elsewhere: the service answered
+			// another probe and merely drops idle connections.
+			if best == nil || o.idx < best.idx {
+				oc := o
+				best = &oc
+			}
+			mu.Lock()
+			if softName == "" {
+				softName = o.fields.Service
+			}
+			mu.Unlock()
+		}
+		if ready() {
+			return phaseResult{fields: held.fields, found: true}, true
+		}
+		if held == nil && best != nil && launchDone && !tlsPending && !d.anyCanMatch(&mu, pending, best.fields.Service) {
+			return phaseResult{fields: best.fields, found: true}, true
+		}
+		return phaseResult{}, false
+	}
 	for {
 		select {
 		case o := <-results:
 			mu.Lock()
 			delete(pending, o.idx)
 			mu.Unlock()
-			sawData = sawData || len(o.data) > 0
-			switch {
-			case o.tls:
-				return finish(phaseResult{tls: true, cert: o.cert})
-			case o.idx == tlsIdx:
-				tlsPending = false
-				if hardWait != nil {
-					return finish(phaseResult{fields: hardWait.fields, found: true})
-				}
-			case o.hard && o.fields.Service == "ssl" && !inTLS:
-				// A file probe (an nmap-style TLS hello) named TLS; the
-				// handshake probe confirms it and fetches the certificate.
-				continue
-			case o.hard:
-				if tlsPending {
-					// A TLS server may answer plaintext in its own words
-					// (nginx: "plain HTTP request was sent to HTTPS port");
-					// give the handshake as long again as the match took.
-					hardWait = &o
-					graceTimer = time.After(max(500*time.Millisecond, time.Since(start)))
-					continue
-				}
-				return finish(phaseResult{fields: o.fields, found: true})
-			case o.tcpwrapped && !sawData:
-				return finish(phaseResult{tcpwrapped: true})
-			case o.tcpwrapped:
-				// The service answered another probe: it merely drops
-				// idle connections (Go's ReadHeaderTimeout, say).
-			case o.soft:
-				if best == nil || o.idx < best.idx {
-					oc := o
-					best = &oc
-				}
-				mu.Lock()
-				if softName == "" {
-					softName = o.fields.Service
-				}
-				mu.Unlock()
-			}
-			if best != nil && launchDone && !d.anyCanMatch(&mu, pending, best.fields.Service) {
-				return finish(phaseResult{fields: best.fields, found: true})
+			if r, ok := take(o); ok {
+				return finish(r)
 			}
 		case <-graceTimer:
-			return finish(phaseResult{fields: hardWait.fields, found: true})
+			graceTimer = nil
+			versionWaitOver = true
+			if ready() {
+				return finish(phaseResult{fields: held.fields, found: true})
+			}
 		case <-launched:
 			launched = nil
 			launchDone = true
+			if r, ok := take(outcome{idx: launchedIdx}); ok {
+				return finish(r)
+			}
 		case <-done:
-			// Drain outcomes sent before the last goroutine finished.
+			// Every probe has ended; take what they sent last.
 			for {
 				select {
 				case o := <-results:
-					if o.hard && (o.fields.Service != "ssl" || inTLS) {
-						return finish(phaseResult{fields: o.fields, found: true})
-					}
-					if o.tls {
-						return finish(phaseResult{tls: true, cert: o.cert})
-					}
-					sawData = sawData || len(o.data) > 0
-					if o.tcpwrapped && !sawData {
-						return finish(phaseResult{tcpwrapped: true})
-					}
-					if o.soft && (best == nil || o.idx < best.idx) {
-						oc := o
-						best = &oc
+					if r, ok := take(o); ok {
+						return r
 					}
 					continue
 				default:
 				}
 				break
 			}
-			if hardWait != nil {
-				return phaseResult{fields: hardWait.fields, found: true}
-			}
-			if best != nil {
+			switch {
+			case held != nil:
+				return phaseResult{fields: held.fields, found: true}
+			case best != nil:
 				return phaseResult{fields: best.fields, found: true}
 			}
 			return phaseResult{}
@@ -509,9 +533,14 @@ func (d *Detector) anyCanMatch(mu *sync.Mutex, pending map[int]*Probe, service s
 	return false
 }
 
-// canMatch reports whether p (or its fallbacks) has a hard match for service.
+// canMatch reports whether p (or its fallbacks) has a hard match for
+// service. The NULL probe as a fallback does not count: through it a probe
+// can only see the banner again, which the NULL probe itself has matched.
 func (p *Probe) canMatch(service string) bool {
 	for _, q := range append([]*Probe{p}, p.fallbacks...) {
+		if q.IsNull() && q != p {
+			continue
+		}
 		for _, m := range q.Matches {
 			if !m.Soft && m.Service == service {
 				return true
