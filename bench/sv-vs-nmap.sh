@@ -92,14 +92,28 @@ else:
         r = json.loads(line)
         ours[r["port"]] = r.get("service") or {}
 
+def later(a, b):
+    # a >= b for dotted versions like 14.0 and 9.6.0
+    try:
+        pa, pb = [int(x) for x in a.split(".")], [int(x) for x in b.split(".")]
+    except ValueError:
+        return False
+    return pa >= pb
+
 rows, agree, vagree, vtotal, better = [], 0, 0, 0, 0
 for port in sorted(set(nm) | set(ours)):
     n, o = nm.get(port, {}), ours.get(port, {})
     n_unknown = not n.get("product") and n.get("name") in ("", "unknown", None)
     same = (n.get("name") == o.get("name") and n.get("product", "") == o.get("product", "")
             and (n.get("tunnel", "") == o.get("tunnel", "")))
+    nname = n.get("name") or ""
     if same:
         verdict = "yes"
+        agree += 1
+    elif " " in nname and o.get("version") and o["version"] in nname and o.get("product", "").split()[-1].lower() in nname.lower():
+        # nmap's mqtt-subscribe script writes the broker's version string
+        # into the service name; the probe itself said mqtt.
+        verdict = "same (nmap's name is its NSE's version string)"
         agree += 1
     elif n_unknown and o.get("name") not in ("", "unknown", None):
         verdict = "better (nmap: unknown)"
@@ -110,8 +124,12 @@ for port in sorted(set(nm) | set(ours)):
         verdict = "NO"
     if n.get("version"):
         vtotal += 1
-        if n.get("version") == o.get("version"):
+        nv, ov = n.get("version"), o.get("version") or ""
+        if nv == ov:
             vagree += 1
+        elif nv.endswith(" or later") and ov.endswith(" or later") and later(ov[:-9], nv[:-9]):
+            vagree += 1
+            verdict += ", version range narrower"
         else:
             verdict += ", version differs"
     elif o.get("version") and verdict.startswith("yes"):

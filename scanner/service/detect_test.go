@@ -304,3 +304,47 @@ func TestDetectGoHTTPServer(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, snapshot.Service{Name: "http", Product: "Golang net/http server", Info: "Lab dashboard", CPE: []string{"cpe:/a:golang:go"}}, *got)
 }
+
+func BenchmarkDetectLoopback(b *testing.B) {
+	d, err := New(Options{Intensity: DefaultIntensity, Timeout: 3 * time.Second})
+	require.NoError(b, err)
+	cases := map[string]func(net.Conn){
+		"banner-ssh": func(c net.Conn) {
+			_, _ = io.WriteString(c, "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10\r\n")
+			_, _ = io.Copy(io.Discard, c)
+		},
+		"silent-memcached": func(c net.Conn) {
+			buf := make([]byte, 256)
+			n, _ := c.Read(buf)
+			if string(buf[:n]) == "version\r\n" {
+				_, _ = io.WriteString(c, "VERSION 1.6.18\r\n")
+			} else {
+				_, _ = io.WriteString(c, "ERROR\r\n")
+			}
+			_, _ = io.Copy(io.Discard, c)
+		},
+	}
+	for name, handle := range cases {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(b, err)
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() { defer c.Close(); handle(c) }()
+			}
+		}()
+		port := uint16(l.Addr().(*net.TCPAddr).Port)
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				s, err := d.Detect(context.Background(), loopback, port)
+				if err != nil || s.Version == "" {
+					b.Fatalf("detect: %v %+v", err, s)
+				}
+			}
+		})
+		l.Close()
+	}
+}

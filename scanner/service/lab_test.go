@@ -99,6 +99,9 @@ func TestLabDaemons(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	s6, err := d.Detect(ctx, h.Addr6(), 22)
+	require.NoError(t, err)
+	require.Equal(t, "OpenSSH", s6.Product, "over IPv6")
 	for port, w := range want {
 		g := got[port]
 		if g == nil {

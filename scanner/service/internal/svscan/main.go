@@ -46,7 +46,7 @@ func main() {
 
 func run(portList string, intensity int, timeout time.Duration, probeFiles string, args []string) error {
 	if portList == "" || len(args) == 0 {
-		return errors.New("usage: svscan -p PORTS ADDRESS...")
+		return errors.New("usage: svscan -p PORTS ADDRESS [ADDRESS]")
 	}
 	var ports []uint16
 	for _, s := range strings.Split(portList, ",") {
