@@ -31,7 +31,7 @@ export CGO_ENABLED=0
 go build -o "$work/labctl" ./internal/lab/labctl
 go build -o "$work/svscan" ./scanner/service/internal/svscan
 ours=svscan
-if go build -o "$work/exposure" ./cmd/exposure 2>/dev/null && "$work/exposure" scan --help 2>&1 | grep -q -- '--sV'; then
+if go build -o "$work/exposure" ./cmd/exposure 2>/dev/null && "$work/exposure" scan --help 2>&1 | grep -q 'sV'; then
   ours=exposure
 fi
 

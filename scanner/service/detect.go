@@ -347,8 +347,9 @@ func (d *Detector) plan(port uint16, inTLS bool) []*Probe {
 // detectPhase sends the planned probes, each on its own connection, up to
 // perPort at once, the NULL probe among the first, so a silent service does
 // not cost a banner wait and a banner service does not wait for the rest.
-// The first hard match ends the phase; a softmatch narrows the probes still
-// to be sent to those that can name that service.
+// A hard match ends the phase (see held below for the two short waits); a
+// softmatch narrows the probes still to be sent to those that can name that
+// service, and is the verdict when no hard match follows.
 func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, inTLS bool) phaseResult {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, d.o.Timeout)
