@@ -161,6 +161,7 @@ receivers:
 // vanishes when closed; a bad reload keeps the daemon up with the gauge at
 // 0; SIGTERM stops it cleanly with everything committed.
 func TestLabDaemonEndToEnd(t *testing.T) {
+	t.Parallel()
 	l := lab.New(t)
 	h := l.AddHost("web")
 	addr := h.Addr().String()
@@ -241,6 +242,7 @@ func TestLabDaemonEndToEnd(t *testing.T) {
 // within two schedule periods of the scrape catching up, and drops it once
 // the port is closed.
 func TestLabPrometheusScrapesDaemon(t *testing.T) {
+	t.Parallel()
 	lab.RequireBinary(t, "prometheus")
 	l := lab.New(t)
 	h := l.AddHost("app")
