@@ -289,7 +289,9 @@ func (r *receiver) readAvailable(limit int, fn func(reply)) (int, error) {
 		if r.v6 && !r.icmp {
 			size, oobn, _, from, err = unix.Recvmsg(r.fd, r.buf, r.oob, unix.MSG_DONTWAIT)
 		} else {
-			size, _, err = unix.Recvfrom(r.fd, r.buf, unix.MSG_DONTWAIT)
+			// The packet carries the addresses (IPv4 header, or the
+			// probe an ICMPv6 error quotes): no sockaddr to allocate.
+			size, err = unix.Read(r.fd, r.buf)
 		}
 		switch err {
 		case nil:

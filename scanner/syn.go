@@ -158,6 +158,7 @@ type probe struct {
 	deadline time.Time
 	idx      int // position in the timeout heap, -1 when not in it
 	done     bool
+	queued   bool // in the retransmit queue: not reusable yet
 }
 
 // probeHeap orders outstanding probes by deadline.
@@ -204,6 +205,7 @@ type synScan struct {
 	senderWG sync.WaitGroup
 
 	win       map[pairKey]*probe
+	spare     []*probe // finished probes for reuse: no garbage per pair
 	timeouts  probeHeap
 	retx      []*probe
 	pairsDone bool
@@ -530,6 +532,9 @@ func (sc *synScan) finish(p *probe) {
 	}
 	p.done = true
 	delete(sc.win, p.key)
+	if !p.queued {
+		sc.spare = append(sc.spare, p)
+	}
 }
 
 // expire moves timed-out probes to the retransmit queue, or gives them up
@@ -538,6 +543,7 @@ func (sc *synScan) expire(now time.Time) {
 	for len(sc.timeouts) > 0 && !sc.timeouts[0].deadline.After(now) {
 		p := heap.Pop(&sc.timeouts).(*probe)
 		if p.tries <= sc.retries(p.key.addr) {
+			p.queued = true
 			sc.retx = append(sc.retx, p)
 			continue
 		}
@@ -585,9 +591,11 @@ func (sc *synScan) next() *probe {
 		p := sc.retx[0]
 		sc.retx[0] = nil
 		sc.retx = sc.retx[1:]
+		p.queued = false
 		if !p.done {
 			return p
 		}
+		sc.spare = append(sc.spare, p)
 	}
 	if len(sc.retx) == 0 {
 		sc.retx = sc.retx[:0:0]
@@ -606,7 +614,14 @@ func (sc *synScan) next() *probe {
 		if _, dup := sc.win[k]; dup {
 			continue // the same pair twice in one job: one probe answers both
 		}
-		p := &probe{key: k, idx: -1}
+		var p *probe
+		if n := len(sc.spare); n > 0 {
+			p, sc.spare = sc.spare[n-1], sc.spare[:n-1]
+			*p = probe{}
+		} else {
+			p = &probe{}
+		}
+		p.key, p.idx = k, -1
 		sc.win[k] = p
 		return p
 	}
