@@ -125,6 +125,14 @@ func TestDetectFakeServices(t *testing.T) {
 			}
 			idle(c)
 		}, snapshot.Service{Name: "redis", Product: "Redis key-value store", Version: "7.2.4", CPE: []string{"cpe:/a:redis:redis:7.2.4"}}},
+		{"endless stream is read up to the bound", func(c net.Conn) {
+			chunk := []byte(strings.Repeat("A", 4096))
+			for {
+				if _, err := c.Write(chunk); err != nil {
+					return
+				}
+			}
+		}, snapshot.Service{Name: "unknown", CPE: []string{}}},
 		{"unknown", func(c net.Conn) { _, _ = io.WriteString(c, "\x00\x01garbage\r\n"); idle(c) },
 			snapshot.Service{Name: "unknown", CPE: []string{}}},
 	}
