@@ -31,9 +31,12 @@ export CGO_ENABLED=0
 go build -o "$work/labctl" ./internal/lab/labctl
 go build -o "$work/svscan" ./scanner/service/internal/svscan
 ours=svscan
-if go build -o "$work/exposure" ./cmd/exposure 2>/dev/null && "$work/exposure" scan --help 2>&1 | grep -q 'sV'; then
-  ours=exposure
+if go build -o "$work/exposure" ./cmd/exposure 2>/dev/null; then
+  help=$("$work/exposure" scan --help 2>&1 || true)
+  case "$help" in *"sV"*) ours=exposure ;; esac
 fi
+# OURS=svscan forces the harness.
+ours=${OURS:-$ours}
 
 "$work/labctl" up --hosts 1 --daemons --open-ports "" --out "$work/lab.json" >/dev/null 2>"$work/labctl.log" &
 labpid=$!
