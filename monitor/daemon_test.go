@@ -281,6 +281,7 @@ func TestDaemonServesMetricsHealthAndStatus(t *testing.T) {
 
 	code, body := get(t, td.url+"/-/ready")
 	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "Ready.\n", body)
 	code, _ = get(t, td.url+"/-/healthy")
 	require.Equal(t, http.StatusOK, code)
 	code, body = get(t, td.url+"/metrics")

@@ -173,7 +173,14 @@ func runScan(ctx context.Context, d jobDeps, t *config.Target, g config.Global, 
 	}
 
 	conditions := dr.Conditions
-	if !snap.Complete {
+	switch {
+	case snap.Complete:
+	case errors.Is(ctx.Err(), context.Canceled):
+		// Shutdown or removal of the target, not a failing scan: keep
+		// whatever was firing (Plan resolves nothing for an incomplete
+		// scan) and raise nothing new.
+		conditions = nil
+	default:
 		conditions = []snapshot.Change{{
 			Kind: alert.ScanFailing, Target: name, At: snap.FinishedAt,
 			Snapshot: snap.ID, Detail: out.Err,

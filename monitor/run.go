@@ -86,7 +86,7 @@ func (d *daemonState) run(ctx context.Context, scanners scannerBuilder) (err err
 	}
 	if *o.Web.WebConfigFile != "" {
 		if err := web.Validate(*o.Web.WebConfigFile); err != nil {
-			return fmt.Errorf("web config %s: %w", *o.Web.WebConfigFile, err)
+			return &ConfigError{Err: fmt.Errorf("web config %s: %w", *o.Web.WebConfigFile, err)}
 		}
 	}
 	if d.metrics, err = newMetrics(o.Registry); err != nil {
@@ -119,6 +119,7 @@ func (d *daemonState) run(ctx context.Context, scanners scannerBuilder) (err err
 	d.current.Store(rc)
 	d.preload(rc)
 
+	d.sched = newScheduler(time.Local, cfg.Global.MaxConcurrentScans, d.metrics, d.logger)
 	listeners, err := d.listen()
 	if err != nil {
 		return err
@@ -137,7 +138,6 @@ func (d *daemonState) run(ctx context.Context, scanners scannerBuilder) (err err
 		serveErr <- err
 	}()
 
-	d.sched = newScheduler(time.Local, cfg.Global.MaxConcurrentScans, d.metrics, d.logger)
 	if err := d.startDispatcher(ctx, rc); err != nil {
 		_ = srv.Close()
 		return err

@@ -132,7 +132,6 @@ type statusData struct {
 	Targets []statusTarget
 	Ports   []statusPort
 	Changes []statusChange
-	Dropped int
 }
 
 // recentChanges bounds the timeline.

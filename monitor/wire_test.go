@@ -116,7 +116,7 @@ receivers:
 	require.NoError(t, err)
 	require.Equal(t, 2, n, "one log entry for the opening, one for the closing")
 
-	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(fmt.Sprintf(`
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP exposure_changes_total Changes and policy verdicts committed, by kind.
 # TYPE exposure_changes_total counter
 exposure_changes_total{kind="forbidden_open",target="lo"} 1
@@ -137,45 +137,63 @@ exposure_scans_total{result="success",target="lo"} 3
 # HELP exposure_series_dropped Per-port series left out of this scrape because global.series_budget was reached.
 # TYPE exposure_series_dropped gauge
 exposure_series_dropped 0
-`)), "exposure_changes_total", "exposure_hosts_up", "exposure_open_ports", "exposure_probes_sent_total",
+`), "exposure_changes_total", "exposure_hosts_up", "exposure_open_ports", "exposure_probes_sent_total",
 		"exposure_scans_total", "exposure_port_open", "exposure_series_dropped"))
 	require.Len(t, outcomes, 3)
 }
 
-// TestRunScanCancelled checks a scan cut short by its context: stored as
-// incomplete, counted, never diffed, and the scan_failing condition
-// planned.
-func TestRunScanCancelled(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	m, err := newMetrics(reg)
-	require.NoError(t, err)
-	st, err := store.Open(filepath.Join(t.TempDir(), "x.db"), store.Options{})
-	require.NoError(t, err)
-	defer st.Close()
-	differ := &portDiffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	tgt := &config.Target{Name: "t"}
-	deps := jobDeps{
-		store: st, differ: differ, collector: newPortCollector(10), metrics: m, logger: discardLogger(), now: time.Now,
-		scan: func(ctx context.Context, _ *config.Target) (*snapshot.Snapshot, error) {
-			return &snapshot.Snapshot{Complete: true, Hosts: []snapshot.Host{{Address: "127.0.0.1", State: snapshot.HostUp}}}, nil
-		},
+// TestRunScanCutShort checks scans cut short by their context: stored as
+// incomplete, counted, never diffed. A timeout raises scan_failing; a
+// cancellation (shutdown, target removed) raises nothing.
+func TestRunScanCutShort(t *testing.T) {
+	tests := []struct {
+		name        string
+		ctx         func() (context.Context, context.CancelFunc)
+		wantErr     string
+		wantFailing bool
+	}{
+		{"cancelled", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx, cancel
+		}, "scan cut short: context canceled", false},
+		{"timed out", func() (context.Context, context.CancelFunc) {
+			return context.WithDeadline(context.Background(), time.Unix(1, 0))
+		}, "scan cut short: context deadline exceeded", true},
 	}
-	pi := planInfo{receivers: nil}
-	out := runScan(ctx, deps, tgt, config.Global{}, pi)
-	require.Equal(t, resultIncomplete, out.Result)
-	require.Equal(t, "scan cut short: context canceled", out.Err)
-	require.Zero(t, differ.count())
-	latest, err := st.Latest("t")
-	require.NoError(t, err)
-	require.False(t, latest.Complete)
-	raw, err := st.DiffState("t")
-	require.NoError(t, err)
-	require.Contains(t, string(raw), `"kind":"scan_failing"`)
-	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			m, err := newMetrics(reg)
+			require.NoError(t, err)
+			st, err := store.Open(filepath.Join(t.TempDir(), "x.db"), store.Options{})
+			require.NoError(t, err)
+			defer st.Close()
+			differ := &portDiffer{}
+			ctx, cancel := tt.ctx()
+			defer cancel()
+			tgt := &config.Target{Name: "t"}
+			deps := jobDeps{
+				store: st, differ: differ, collector: newPortCollector(10), metrics: m, logger: discardLogger(), now: time.Now,
+				scan: func(ctx context.Context, _ *config.Target) (*snapshot.Snapshot, error) {
+					return &snapshot.Snapshot{Complete: true, Hosts: []snapshot.Host{{Address: "127.0.0.1", State: snapshot.HostUp}}}, nil
+				},
+			}
+			out := runScan(ctx, deps, tgt, config.Global{}, planInfo{})
+			require.Equal(t, resultIncomplete, out.Result)
+			require.Equal(t, tt.wantErr, out.Err)
+			require.Zero(t, differ.count())
+			latest, err := st.Latest("t")
+			require.NoError(t, err)
+			require.False(t, latest.Complete)
+			raw, err := st.DiffState("t")
+			require.NoError(t, err)
+			require.Equal(t, tt.wantFailing, strings.Contains(string(raw), `"kind":"scan_failing"`), string(raw))
+			require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP exposure_scans_total Scans by result: success, incomplete (cut short, stored but not diffed), failed.
 # TYPE exposure_scans_total counter
 exposure_scans_total{result="incomplete",target="t"} 1
 `), "exposure_scans_total", "exposure_last_scan_success_timestamp_seconds"))
+		})
+	}
 }
