@@ -356,3 +356,39 @@ func BenchmarkDetectLoopback(b *testing.B) {
 		l.Close()
 	}
 }
+
+func TestEmbeddedExcludesPrinterPorts(t *testing.T) {
+	d, _ := newDetector(t, Options{Intensity: DefaultIntensity})
+	for _, port := range []uint16{9100, 9107} {
+		_, err := d.Detect(context.Background(), loopback, port)
+		require.ErrorIs(t, err, ErrExcluded)
+	}
+}
+
+func TestPlan(t *testing.T) {
+	names := func(ps []*Probe) []string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.Name)
+		}
+		return out
+	}
+	tests := []struct {
+		intensity int
+		port      uint16
+		inTLS     bool
+		want      []string
+	}{
+		{0, 12345, false, []string{"NULL"}},
+		{0, 6379, false, []string{"NULL", "RedisInfo"}},
+		{1, 12345, false, []string{"NULL", "GetRequest", "DNSVersionBindTCP"}},
+		{2, 5432, false, []string{"NULL", "PostgresStartup", "GetRequest", "DNSVersionBindTCP", "RedisInfo", "MemcachedVersion"}},
+		{0, 443, false, []string{"NULL"}},
+		{0, 443, true, []string{"NULL", "GetRequest"}},
+		{0, 8883, true, []string{"NULL", "MQTTConnect"}},
+	}
+	for _, tt := range tests {
+		d, _ := newDetector(t, Options{Intensity: tt.intensity})
+		require.Equal(t, tt.want, names(d.plan(tt.port, tt.inTLS)), "intensity %d port %d tls %v", tt.intensity, tt.port, tt.inTLS)
+	}
+}
