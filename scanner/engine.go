@@ -62,11 +62,14 @@ var (
 )
 
 // NewEngine builds the engine of the given kind. limiter is the process-wide
-// packet budget shared by all scans. "auto" picks SYN when a raw socket can
+// packet budget shared by all scans (nil: unlimited). "auto" picks SYN when a raw socket can
 // be opened and connect otherwise, and logs one line saying which and why.
 func NewEngine(kind string, limiter *rate.Limiter, logger *slog.Logger) (Engine, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if limiter == nil {
+		limiter = rate.NewLimiter(rate.Inf, 0)
 	}
 	switch kind {
 	case KindSYN:

@@ -198,18 +198,20 @@ func reverseNames(ctx context.Context, lookup func(context.Context, string) ([]s
 	return names
 }
 
-// cleanHostname keeps a PTR answer printable and bounded: it comes from
-// the network and ends up in logs, labels and alerts.
+// cleanHostname vets a PTR answer, which comes from the network and ends
+// up in logs, labels and alerts: a name with anything but letters, digits,
+// '-', '_' and dots, or longer than a DNS name can be, is dropped whole
+// rather than mangled into something that looks trustworthy.
 func cleanHostname(s string) string {
 	s = strings.TrimSuffix(s, ".")
-	s = strings.Map(func(r rune) rune {
-		if r < 0x21 || r > 0x7e {
-			return -1
+	if s == "" || len(s) > maxHostnameLen {
+		return ""
+	}
+	for _, r := range s {
+		ok := r == '.' || r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+		if !ok {
+			return ""
 		}
-		return r
-	}, s)
-	if len(s) > maxHostnameLen {
-		s = s[:maxHostnameLen]
 	}
 	return s
 }
