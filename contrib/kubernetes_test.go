@@ -274,6 +274,15 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	require.Equal(t, claim.Metadata.Name, mounts["/var/lib/exposure"])
 	require.Contains(t, mounts, "/etc/exposure")
+
+	// The container gives only args: the image's entry point must be the
+	// binary, built from this repository's command.
+	df, err := os.ReadFile(filepath.Join("kubernetes", "Dockerfile"))
+	require.NoError(t, err)
+	require.Contains(t, string(df), `ENTRYPOINT ["/usr/local/bin/exposure"]`)
+	require.Contains(t, string(df), "CGO_ENABLED=0 go build -trimpath -o /out/exposure ./cmd/exposure")
+	_, err = os.Stat(filepath.Join("..", "cmd", "exposure", "main.go"))
+	require.NoError(t, err)
 }
 
 // shardScript is the init container's script and its SHARD_TOTAL.
