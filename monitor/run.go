@@ -337,7 +337,7 @@ func (d *daemonState) runTarget(ctx context.Context, name string) {
 // reload loads the configuration file again and swaps it in only when all
 // of it, including everything built from it, is valid.
 func (d *daemonState) reload(ctx context.Context) error {
-	d.notify(sdReloading)
+	d.notify(reloadingState())
 	defer d.notify(sdReady)
 	err := d.doReload(ctx)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 // does not change 100 times on a 1 s schedule: not one change may come out,
 // with a clean network and with 5% random packet loss on the host.
 func TestLabSoakUnchangedLab(t *testing.T) {
+	t.Parallel()
 	for _, loss := range []float64{0, 0.05} {
 		t.Run(fmt.Sprintf("loss=%g", loss), func(t *testing.T) {
 			t.Parallel()

@@ -2,9 +2,11 @@ package monitor
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"golang.org/x/sys/unix"
 )
 
 // sd_notify states.
@@ -42,4 +44,14 @@ func (d *daemonState) notify(state string) {
 	if err := d.opts.Notify(state); err != nil {
 		d.logger.Warn("sd_notify failed", "state", state, "err", err)
 	}
+}
+
+// reloadingState is RELOADING=1 with the MONOTONIC_USEC that
+// Type=notify-reload units require; Type=notify units ignore it.
+func reloadingState() string {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return sdReloading
+	}
+	return fmt.Sprintf("%s\nMONOTONIC_USEC=%d", sdReloading, ts.Nano()/1000)
 }
