@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,6 +28,16 @@ type labDaemon struct {
 	cmd               *exec.Cmd
 	log               *os.File
 	exited            chan error
+
+	// notify collects what the daemon sent to its NOTIFY_SOCKET.
+	mu       sync.Mutex
+	notified []string
+}
+
+func (d *labDaemon) states() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.notified...)
 }
 
 // buildExposure builds the command into dir.
@@ -59,7 +70,24 @@ func startLabDaemon(t *testing.T, cfg string) *labDaemon {
 	var err error
 	d.log, err = os.Create(filepath.Join(dir, "daemon.log"))
 	require.NoError(t, err)
+	// A NOTIFY_SOCKET as systemd provides it, with a 2 s watchdog.
+	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "notify.sock"), Net: "unixgram"})
+	require.NoError(t, err)
+	t.Cleanup(func() { sock.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := sock.Read(buf)
+			if err != nil {
+				return
+			}
+			d.mu.Lock()
+			d.notified = append(d.notified, string(buf[:n]))
+			d.mu.Unlock()
+		}
+	}()
 	d.cmd = exec.Command(d.bin, "daemon", "--config.file", d.cfg, "--storage.path", d.db, "--web.listen-address", addr)
+	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock.LocalAddr().String(), "WATCHDOG_USEC=2000000")
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	require.NoError(t, d.cmd.Start())
 	go func() { d.exited <- d.cmd.Wait() }()
@@ -209,6 +237,10 @@ func TestLabDaemonEndToEnd(t *testing.T) {
 	})
 	code, _ := httpGet(d.url + "/-/ready")
 	require.Equal(t, http.StatusOK, code)
+	eventually(t, 5*time.Second, "READY=1 after the failed reload", func() bool {
+		st := d.states()
+		return len(st) > 0 && st[len(st)-1] == "READY=1"
+	})
 	before, _ := d.metric(t, `exposure_scans_total{result="success",target="lab"}`)
 	eventually(t, 15*time.Second, "scans to go on", func() bool {
 		v, _ := d.metric(t, `exposure_scans_total{result="success",target="lab"}`)
@@ -223,6 +255,20 @@ func TestLabDaemonEndToEnd(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no exit 30 s after SIGTERM")
 	}
+	var states []string
+	pings := 0
+	for _, s := range d.states() {
+		switch {
+		case s == "WATCHDOG=1":
+			pings++
+			continue
+		case strings.HasPrefix(s, "RELOADING=1\nMONOTONIC_USEC="):
+			s = "RELOADING=1"
+		}
+		states = append(states, s)
+	}
+	require.Equal(t, []string{"READY=1", "RELOADING=1", "READY=1", "STOPPING=1"}, states)
+	require.GreaterOrEqual(t, pings, 5, "watchdog pings every second while the scheduler runs")
 	out, err := exec.Command(d.bin, "history", "--storage.path", d.db, "--target", "lab", "--format", "json").Output()
 	require.NoError(t, err)
 	var kinds []string
