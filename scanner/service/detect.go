@@ -359,8 +359,27 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 	var (
 		mu       sync.Mutex
 		softName string
-		pending  = map[int]*Probe{}
+		pending  = map[int]*Probe{} // launched, no outcome yet
+		cancels  = map[int]context.CancelFunc{}
+		next     int // probes[next:] are not launched yet
 	)
+	// mayMatch reports whether a probe running or still to be sent could
+	// give a hard match for service.
+	mayMatch := func(service string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range pending {
+			if p.canMatch(service) {
+				return true
+			}
+		}
+		for _, p := range probes[next:] {
+			if p.canMatch(service) {
+				return true
+			}
+		}
+		return false
+	}
 	sem := make(chan struct{}, perPort)
 	var wg sync.WaitGroup
 	launched := make(chan struct{})
@@ -383,9 +402,12 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 			}
 			mu.Lock()
 			skip := softName != "" && !p.canMatch(softName)
+			var pctx context.Context
 			if !skip {
 				pending[i] = p
+				pctx, cancels[i] = context.WithCancel(ctx)
 			}
+			next = i + 1
 			mu.Unlock()
 			if skip {
 				<-sem
@@ -395,7 +417,7 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				results <- d.runProbe(ctx, dial, i, p)
+				results <- d.runProbe(pctx, dial, i, p)
 			}()
 		}
 	}()
@@ -411,7 +433,6 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 		held, best      *outcome
 		tlsPending      = !inTLS
 		sawData         bool
-		launchDone      bool
 		versionWaitOver bool
 		graceTimer      <-chan time.Time
 	)
@@ -433,7 +454,7 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 		if held.fields.Version != "" || versionWaitOver {
 			return true
 		}
-		return launchDone && !d.anyCanMatch(&mu, pending, held.fields.Service)
+		return !mayMatch(held.fields.Service)
 	}
 	take := func(o outcome) (phaseResult, bool) {
 		sawData = sawData || len(o.data) > 0
@@ -464,14 +485,22 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 			}
 			mu.Lock()
 			if softName == "" {
+				// Narrow: probes that cannot name this service are not
+				// sent, and those running are stopped, freeing their
+				// connections for the ones that can.
 				softName = o.fields.Service
+				for i, p := range pending {
+					if !p.canMatch(softName) {
+						cancels[i]()
+					}
+				}
 			}
 			mu.Unlock()
 		}
 		if ready() {
 			return phaseResult{fields: held.fields, found: true}, true
 		}
-		if held == nil && best != nil && launchDone && !tlsPending && !d.anyCanMatch(&mu, pending, best.fields.Service) {
+		if held == nil && best != nil && !tlsPending && !mayMatch(best.fields.Service) {
 			return phaseResult{fields: best.fields, found: true}, true
 		}
 		return phaseResult{}, false
@@ -481,6 +510,10 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 		case o := <-results:
 			mu.Lock()
 			delete(pending, o.idx)
+			if c, ok := cancels[o.idx]; ok {
+				c()
+				delete(cancels, o.idx)
+			}
 			mu.Unlock()
 			if r, ok := take(o); ok {
 				return finish(r)
@@ -493,7 +526,6 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 			}
 		case <-launched:
 			launched = nil
-			launchDone = true
 			if r, ok := take(outcome{idx: launchedIdx}); ok {
 				return finish(r)
 			}
@@ -519,19 +551,6 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 			return phaseResult{}
 		}
 	}
-}
-
-// anyCanMatch reports whether a probe still running could turn a softmatch
-// of service into a hard match.
-func (d *Detector) anyCanMatch(mu *sync.Mutex, pending map[int]*Probe, service string) bool {
-	mu.Lock()
-	defer mu.Unlock()
-	for _, p := range pending {
-		if p.canMatch(service) {
-			return true
-		}
-	}
-	return false
 }
 
 // canMatch reports whether p (or its fallbacks) has a hard match for

@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
@@ -391,4 +392,24 @@ func TestPlan(t *testing.T) {
 		d, _ := newDetector(t, Options{Intensity: tt.intensity})
 		require.Equal(t, tt.want, names(d.plan(tt.port, tt.inTLS)), "intensity %d port %d tls %v", tt.intensity, tt.port, tt.inTLS)
 	}
+}
+
+// TestDetectHTTPSAnsweringPlainHTTP: Go's HTTPS server, like nginx, answers
+// a plain GET with an HTTP 400; the verdict must still come from inside TLS.
+func TestDetectHTTPSAnsweringPlainHTTP(t *testing.T) {
+	d, _ := newDetector(t, Options{Intensity: DefaultIntensity})
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "<title>inside</title>")
+	}))
+	defer srv.Close()
+	port := uint16(srv.Listener.Addr().(*net.TCPAddr).Port)
+	got, err := d.Detect(context.Background(), loopback, port)
+	require.NoError(t, err)
+	require.Equal(t, "ssl", got.Tunnel)
+	require.Equal(t, "http", got.Name)
+	require.Equal(t, "Golang net/http server", got.Product)
+	require.Equal(t, "inside", got.Info)
+	require.NotNil(t, got.Cert)
+	sum := sha256.Sum256(srv.Certificate().Raw)
+	require.Equal(t, hex.EncodeToString(sum[:]), got.Cert.Fingerprint)
 }
