@@ -184,6 +184,9 @@ func (d *Detector) Detect(ctx context.Context, addr netip.Addr, port uint16) (*s
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("detect %s: %w", target, ctx.Err())
 	}
+	if res.unreachable != nil {
+		return nil, fmt.Errorf("detect %s: %w", target, res.unreachable)
+	}
 	if !res.tls {
 		return res.service(), nil
 	}
@@ -288,6 +291,7 @@ type outcome struct {
 	tls        bool
 	cert       *x509.Certificate
 	data       []byte
+	dialErr    error
 }
 
 // phaseResult is the verdict of one detection phase.
@@ -297,6 +301,8 @@ type phaseResult struct {
 	tcpwrapped bool
 	tls        bool
 	cert       *x509.Certificate
+	// unreachable is set when no probe could connect at all.
+	unreachable error
 }
 
 func (r phaseResult) service() *snapshot.Service {
@@ -433,6 +439,8 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 		held, best      *outcome
 		tlsPending      = !inTLS
 		sawData         bool
+		connected       bool
+		dialErr         error
 		versionWaitOver bool
 		graceTimer      <-chan time.Time
 	)
@@ -458,6 +466,11 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 	}
 	take := func(o outcome) (phaseResult, bool) {
 		sawData = sawData || len(o.data) > 0
+		if o.dialErr != nil {
+			dialErr = o.dialErr
+		} else if o.idx >= 0 {
+			connected = true
+		}
 		switch {
 		case o.tls:
 			return phaseResult{tls: true, cert: o.cert}, true
@@ -547,6 +560,8 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 				return phaseResult{fields: held.fields, found: true}
 			case best != nil:
 				return phaseResult{fields: best.fields, found: true}
+			case !connected && dialErr != nil:
+				return phaseResult{unreachable: dialErr}
 			}
 			return phaseResult{}
 		}
@@ -601,6 +616,7 @@ func (d *Detector) runProbe(ctx context.Context, dial dialFunc, idx int, p *Prob
 	start := time.Now()
 	c, err := dial(ctx)
 	if err != nil {
+		o.dialErr = err
 		return o
 	}
 	defer c.Close()

@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -412,4 +413,13 @@ func TestDetectHTTPSAnsweringPlainHTTP(t *testing.T) {
 	require.NotNil(t, got.Cert)
 	sum := sha256.Sum256(srv.Certificate().Raw)
 	require.Equal(t, hex.EncodeToString(sum[:]), got.Cert.Fingerprint)
+}
+
+func TestDetectClosedPort(t *testing.T) {
+	d, _ := newDetector(t, Options{Intensity: DefaultIntensity})
+	l := listen(t)
+	port := uint16(l.Addr().(*net.TCPAddr).Port)
+	require.NoError(t, l.Close())
+	_, err := d.Detect(context.Background(), loopback, port)
+	require.ErrorIs(t, err, syscall.ECONNREFUSED)
 }

@@ -23,8 +23,12 @@
 //     registered for the port and then the rest up to the intensity, rarest
 //     last, so a silent service does not cost the banner wait;
 //   - each reply is matched as it arrives (at most 16 KiB per connection);
-//     the first hard match ends the phase, a softmatch narrows the probes
-//     not yet sent to those that can name that service;
+//     a hard match ends the phase, except that a versionless one waits a
+//     moment for a probe that may still give the version, and an HTTP one
+//     for the TLS handshake (HTTPS servers answer plain HTTP with a 400);
+//   - a softmatch narrows the probes to those that can name that service:
+//     the others are not sent and those running are stopped; with no hard
+//     match it is the verdict;
 //   - a TLS handshake (crypto/tls) runs alongside; when it succeeds the
 //     whole detection is repeated inside TLS, reported as tunnel "ssl" with
 //     the leaf certificate's facts;
@@ -32,6 +36,11 @@
 //     then closed by the peer, with no data, within tcpwrappedms;
 //   - Options.Timeout bounds each phase of a port, the caller's context the
 //     whole scan, Options.Concurrency the ports Annotate examines at once.
+//
+// Only TCP probes run: UDP probes in a file are parsed and kept, and the
+// detector reports TCP services. Ports the probe files Exclude (the embedded
+// file excludes the raw printer ports 9100-9107, as nmap does) return
+// ErrExcluded; a port no probe could connect to returns the dial error.
 //
 // Text from the network (product, version, info, certificate names) is made
 // valid UTF-8, stripped of control characters and bounded in length.
