@@ -5,7 +5,7 @@ import "time"
 // Timeout bounds of the SYN engine, nmap -T4 like.
 const (
 	defaultInitialRTO = time.Second
-	defaultMinRTO     = 50 * time.Millisecond
+	defaultMinRTO     = 20 * time.Millisecond
 	defaultMaxRTO     = 2 * time.Second
 )
 
@@ -47,16 +47,14 @@ func (e *rttEstimator) sample(r time.Duration) {
 	e.rto = e.clamp(e.srtt + 4*e.rttvar)
 }
 
-// maxBackoff bounds the doubling of the timeout over retransmissions. The
-// engine keeps its rate under loss, so backoff is not congestion control,
-// only patience with a slow answer: a few doublings are enough.
-const maxBackoff = 4
-
-// timeout is how long to wait after transmission number try (1 = first),
-// doubling per retransmission up to maxBackoff times the base timeout.
+// timeout is how long to wait after transmission number try (1 = first).
+// The engine keeps its rate under loss, so backoff is not congestion
+// control here, only patience with a slow answer: the first retransmission
+// waits as long as the probe, later ones twice as long. A lost probe thus
+// costs a few round-trip timeouts at the end of a scan, not seconds.
 func (e *rttEstimator) timeout(try int) time.Duration {
 	d := e.rto
-	for i := 1; i < try && d < maxBackoff*e.rto; i++ {
+	if try >= 3 {
 		d *= 2
 	}
 	return e.clamp(d)

@@ -9,18 +9,18 @@ import (
 )
 
 func TestRTTEstimator(t *testing.T) {
-	e := newRTTEstimator(time.Second, 50*time.Millisecond, 2*time.Second)
+	e := newRTTEstimator(time.Second, 50*time.Millisecond, 1500*time.Millisecond)
 	require.Equal(t, time.Second, e.timeout(1), "initial timeout before any sample")
-	require.Equal(t, 2*time.Second, e.timeout(2), "backoff")
-	require.Equal(t, 2*time.Second, e.timeout(5), "bounded by max")
+	require.Equal(t, time.Second, e.timeout(2))
+	require.Equal(t, 1500*time.Millisecond, e.timeout(3), "backoff, bounded by max")
 
 	for range 20 {
 		e.sample(100 * time.Microsecond)
 	}
 	require.Equal(t, 50*time.Millisecond, e.timeout(1), "a LAN round trip is bounded by min")
-	require.Equal(t, 100*time.Millisecond, e.timeout(2))
-	require.Equal(t, 200*time.Millisecond, e.timeout(3))
-	require.Equal(t, 200*time.Millisecond, e.timeout(7), "backoff bounded: loss must not stall the scan")
+	require.Equal(t, 50*time.Millisecond, e.timeout(2))
+	require.Equal(t, 100*time.Millisecond, e.timeout(3))
+	require.Equal(t, 100*time.Millisecond, e.timeout(7), "backoff bounded: loss must not stall the scan")
 
 	for range 50 {
 		e.sample(300 * time.Millisecond)
