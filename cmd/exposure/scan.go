@@ -22,9 +22,11 @@ import (
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
-// defaultScanRate is the packet budget of a one-off scan. A sweep of a LAN
-// or loopback is bounded by the kernel, not by this.
-const defaultScanRate = "200000"
+// defaultScanRate is the packet budget of a one-off scan: a ceiling, high
+// enough that a sweep of a LAN or loopback is bounded by the kernel's work
+// per probe (about 150,000 probes/s on two cores), not by the budget. Lower
+// it with --rate for slow links; the daemon has its own global.scan_rate.
+const defaultScanRate = "300000"
 
 type scanFlags struct {
 	ports      string
