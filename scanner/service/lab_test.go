@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -77,7 +78,18 @@ func TestLabDaemons(t *testing.T) {
 		9093:  {Name: "http", Product: "Golang net/http server", Info: "Prometheus Alertmanager " + installed(t, `alertmanager, version (\S+)`, "prometheus-alertmanager", "--version")},
 		53:    {Name: "domain", Product: "ISC BIND", Version: installed(t, `BIND (\d+\.\d+\.\d+(?:-[\w.+~]+?)?)-Debian`, "named", "-v")},
 	}
-	d, err := New(Options{Intensity: DefaultIntensity, Timeout: 10 * time.Second})
+	variants := map[string][]string{"embedded": nil}
+	if _, err := os.Stat(nmapProbes); err == nil {
+		// An operator's full nmap file merged in must not change a verdict.
+		variants["with nmap's file"] = []string{nmapProbes}
+	}
+	for name, files := range variants {
+		t.Run(name, func(t *testing.T) { checkLab(t, h, want, files) })
+	}
+}
+
+func checkLab(t *testing.T, h *lab.Host, want map[uint16]snapshot.Service, probeFiles []string) {
+	d, err := New(Options{Intensity: DefaultIntensity, Timeout: 10 * time.Second, ProbeFiles: probeFiles})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

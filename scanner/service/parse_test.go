@@ -162,10 +162,13 @@ func TestSubstitute(t *testing.T) {
 	}
 }
 
+// nmapProbes is where Debian's nmap package installs its probe file.
+const nmapProbes = "/usr/share/nmap/nmap-service-probes"
+
 // TestParseNmapFile parses the operator-supplied nmap file when nmap is
 // installed; it is read from the system, never shipped.
 func TestParseNmapFile(t *testing.T) {
-	const path = "/usr/share/nmap/nmap-service-probes"
+	path := nmapProbes
 	if _, err := os.Stat(path); err != nil {
 		t.Skipf("nmap's probe file is not installed: %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -38,13 +39,13 @@ func main() {
 	timeout := flag.Duration("timeout", service.DefaultTimeout, "per-port timeout")
 	probeFiles := flag.String("probe-files", "", "comma-separated extra probe files")
 	flag.Parse()
-	if err := run(*ports, *intensity, *timeout, *probeFiles, flag.Args()); err != nil {
+	if err := run(os.Stdout, *ports, *intensity, *timeout, *probeFiles, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "svscan:", err)
 		os.Exit(1)
 	}
 }
 
-func run(portList string, intensity int, timeout time.Duration, probeFiles string, args []string) error {
+func run(stdout io.Writer, portList string, intensity int, timeout time.Duration, probeFiles string, args []string) error {
 	if portList == "" || len(args) == 0 {
 		return errors.New("usage: svscan -p PORTS ADDRESS [ADDRESS]")
 	}
@@ -77,7 +78,7 @@ func run(portList string, intensity int, timeout time.Duration, probeFiles strin
 	var (
 		mu  sync.Mutex
 		wg  sync.WaitGroup
-		enc = json.NewEncoder(os.Stdout)
+		enc = json.NewEncoder(stdout)
 		sem = make(chan struct{}, service.DefaultConcurrency)
 	)
 	for _, a := range addrs {
