@@ -134,7 +134,6 @@ type decoder struct {
 	tcp   layers.TCP
 	icmp4 layers.ICMPv4
 	icmp6 layers.ICMPv6
-	ip6   layers.IPv6
 }
 
 // tcp4 decodes what an ip4:tcp raw socket delivers: the IPv4 header and the
