@@ -12,6 +12,16 @@
 //     retransmitted individually with an RTT-adaptive timeout, and the send
 //     rate comes from a token bucket shared by every scan of the process, so
 //     random loss costs retransmissions, never rate.
+//
+//     One goroutine runs a scan's loop: it reads every reply already queued
+//     on the sockets before it declares any timeout (so a busy CPU delays
+//     verdicts but never invents filtered ports), builds packets, and hands
+//     batches to one sender per CPU, since the kernel does most of a probe's
+//     work in the sending thread. The window is bounded by what the receive
+//     buffer can hold. When replies show loss towards hosts that are up,
+//     the number of retransmissions grows (up to 8) until a port lost on
+//     every try becomes improbable for the whole scan.
+//
 //   - Connect uses ordinary connect(2) calls with bounded concurrency for
 //     processes without CAP_NET_RAW. Its results have the same shape.
 //
@@ -19,6 +29,7 @@
 // pseudo-random order of all (address, port) pairs and builds the
 // snapshot.Snapshot. Closed ports are counted in Quality.Closed; filtered
 // ports are listed only when the scan has at most SmallScanPairs pairs
-// (nmap lists the minority state too) and counted otherwise; hosts that
-// answered nothing are left out of the snapshot.
+// (nmap lists the minority state too) and counted otherwise. Hosts that
+// answered nothing are left out of the snapshot, except in such small scans,
+// where they are listed as down with their filtered ports.
 package scanner
