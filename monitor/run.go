@@ -45,6 +45,9 @@ type daemonState struct {
 	current atomic.Pointer[runtimeConfig]
 	ready   atomic.Bool
 	reloads chan chan error
+	// stopping is closed when the main loop ends: reload requests no
+	// longer wait for it.
+	stopping chan struct{}
 
 	generatorURL string
 	addrs        []string
@@ -70,7 +73,7 @@ func Run(ctx context.Context, o Options) error {
 }
 
 func newDaemonState(o Options) *daemonState {
-	return &daemonState{opts: o, logger: o.Logger, reloads: make(chan chan error), readyCh: make(chan struct{})}
+	return &daemonState{opts: o, logger: o.Logger, reloads: make(chan chan error), readyCh: make(chan struct{}), stopping: make(chan struct{})}
 }
 
 func (d *daemonState) run(ctx context.Context, scanners scannerBuilder) (err error) {
@@ -181,6 +184,7 @@ loop:
 	}
 
 	d.ready.Store(false)
+	close(d.stopping)
 	d.notify(sdStopping)
 	d.logger.Info("stopping: cancelling running scans")
 	wdStop()
@@ -393,6 +397,8 @@ func (d *daemonState) requestReload(ctx context.Context) error {
 	reply := make(chan error, 1)
 	select {
 	case d.reloads <- reply:
+	case <-d.stopping:
+		return errors.New("shutting down")
 	case <-ctx.Done():
 		return ctx.Err()
 	}
