@@ -647,6 +647,11 @@ func (d *Detector) runProbe(ctx context.Context, dial dialFunc, idx int, p *Prob
 				o.fields, o.soft = f, true
 			}
 			_ = c.SetReadDeadline(minTime(deadline, time.Now().Add(idleAfterData)))
+			if ctx.Err() != nil {
+				// Cancelled just before the line above undid the
+				// cancellation's deadline.
+				break
+			}
 		}
 		if err != nil {
 			if len(buf) == 0 && p.Name == "NULL" && isClosed(err) && time.Since(start) < p.TCPWrapped {
