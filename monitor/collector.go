@@ -24,7 +24,15 @@ type portCollector struct {
 
 	mu     sync.RWMutex
 	latest map[string]*snapshot.Snapshot
+	// series holds the metrics of each latest snapshot, built once when
+	// it is set rather than at every scrape.
+	series map[string]*targetSeries
 	budget int
+}
+
+// targetSeries are one target's per-port metrics, by kind.
+type targetSeries struct {
+	portOpen, serviceInfo, certExpiry []prometheus.Metric
 }
 
 var _ prometheus.Collector = (*portCollector)(nil)
@@ -44,6 +52,7 @@ func newPortCollector(budget int) *portCollector {
 			"Per-port series left out of this scrape because global.series_budget was reached.",
 			nil, nil),
 		latest: map[string]*snapshot.Snapshot{},
+		series: map[string]*targetSeries{},
 		budget: budget,
 	}
 }
@@ -63,8 +72,10 @@ func (c *portCollector) set(s *snapshot.Snapshot) {
 	if s == nil || !s.Complete {
 		return
 	}
+	ts := c.build(s)
 	c.mu.Lock()
 	c.latest[s.Target] = s
+	c.series[s.Target] = ts
 	c.mu.Unlock()
 }
 
@@ -74,6 +85,7 @@ func (c *portCollector) retain(keep map[string]bool) {
 	for name := range c.latest {
 		if !keep[name] {
 			delete(c.latest, name)
+			delete(c.series, name)
 		}
 	}
 	c.mu.Unlock()
@@ -90,65 +102,74 @@ func (c *portCollector) setBudget(n int) {
 // under a tight budget the open ports survive before the service details.
 func (c *portCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.RLock()
-	names := make([]string, 0, len(c.latest))
-	for name := range c.latest {
+	names := make([]string, 0, len(c.series))
+	for name := range c.series {
 		names = append(names, name)
 	}
-	snaps := make([]*snapshot.Snapshot, 0, len(names))
 	slices.Sort(names)
+	all := make([]*targetSeries, 0, len(names))
 	for _, name := range names {
-		snaps = append(snaps, c.latest[name])
+		all = append(all, c.series[name])
 	}
 	budget := c.budget
 	c.mu.RUnlock()
 
 	left, dropped := budget, 0
-	emit := func(m prometheus.Metric) {
-		if budget > 0 && left <= 0 {
-			dropped++
-			return
+	emit := func(ms []prometheus.Metric) {
+		n := min(len(ms), max(left, 0))
+		for _, m := range ms[:n] {
+			ch <- m
 		}
-		left--
-		ch <- m
+		left -= n
+		dropped += len(ms) - n
 	}
-	each := func(fn func(target string, h *snapshot.Host, p *snapshot.Port)) {
-		for _, s := range snaps {
-			for i := range s.Hosts {
-				h := &s.Hosts[i]
-				for j := range h.Ports {
-					if h.Ports[j].State == snapshot.StateOpen {
-						fn(s.Target, h, &h.Ports[j])
-					}
+	for _, ts := range all {
+		emit(ts.portOpen)
+	}
+	for _, ts := range all {
+		emit(ts.serviceInfo)
+	}
+	for _, ts := range all {
+		emit(ts.certExpiry)
+	}
+	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.GaugeValue, float64(dropped))
+}
+
+// build makes the per-port metrics of one snapshot.
+func (c *portCollector) build(s *snapshot.Snapshot) *targetSeries {
+	ts := &targetSeries{}
+	for i := range s.Hosts {
+		h := &s.Hosts[i]
+		for j := range h.Ports {
+			p := &h.Ports[j]
+			if p.State != snapshot.StateOpen {
+				continue
+			}
+			port := strconv.Itoa(int(p.Port))
+			name := ""
+			if sv := p.Service; sv != nil {
+				name = sv.Name
+				if sv.Tunnel != "" && name != "" {
+					name = sv.Tunnel + "/" + name
 				}
 			}
-		}
-	}
-	each(func(target string, h *snapshot.Host, p *snapshot.Port) {
-		name := ""
-		if p.Service != nil {
-			name = p.Service.Name
-			if p.Service.Tunnel != "" && name != "" {
-				name = p.Service.Tunnel + "/" + name
+			ts.portOpen = append(ts.portOpen, prometheus.MustNewConstMetric(c.portOpen, prometheus.GaugeValue, 1,
+				s.Target, h.Address, port, p.Protocol, cleanLabel(name)))
+			sv := p.Service
+			if sv == nil {
+				continue
+			}
+			if sv.Product != "" || sv.Version != "" {
+				ts.serviceInfo = append(ts.serviceInfo, prometheus.MustNewConstMetric(c.serviceInfo, prometheus.GaugeValue, 1,
+					s.Target, h.Address, port, cleanLabel(sv.Product), cleanLabel(sv.Version)))
+			}
+			if sv.Cert != nil && !sv.Cert.NotAfter.IsZero() {
+				ts.certExpiry = append(ts.certExpiry, prometheus.MustNewConstMetric(c.certExpiry, prometheus.GaugeValue,
+					float64(sv.Cert.NotAfter.Unix()), s.Target, h.Address, port))
 			}
 		}
-		emit(prometheus.MustNewConstMetric(c.portOpen, prometheus.GaugeValue, 1,
-			target, h.Address, strconv.Itoa(int(p.Port)), p.Protocol, cleanLabel(name)))
-	})
-	each(func(target string, h *snapshot.Host, p *snapshot.Port) {
-		if p.Service == nil || (p.Service.Product == "" && p.Service.Version == "") {
-			return
-		}
-		emit(prometheus.MustNewConstMetric(c.serviceInfo, prometheus.GaugeValue, 1,
-			target, h.Address, strconv.Itoa(int(p.Port)), cleanLabel(p.Service.Product), cleanLabel(p.Service.Version)))
-	})
-	each(func(target string, h *snapshot.Host, p *snapshot.Port) {
-		if p.Service == nil || p.Service.Cert == nil || p.Service.Cert.NotAfter.IsZero() {
-			return
-		}
-		emit(prometheus.MustNewConstMetric(c.certExpiry, prometheus.GaugeValue,
-			float64(p.Service.Cert.NotAfter.Unix()), target, h.Address, strconv.Itoa(int(p.Port))))
-	})
-	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.GaugeValue, float64(dropped))
+	}
+	return ts
 }
 
 // maxLabelLen bounds label values that come from the network (product and

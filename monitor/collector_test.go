@@ -75,6 +75,15 @@ exposure_series_dropped 3
 `,
 		},
 		{
+			name: "budget 0 exports none", budget: 0,
+			snaps: []*snapshot.Snapshot{testSnapshot("a", true, openPort(22, ssh))},
+			want: `
+# HELP exposure_series_dropped Per-port series left out of this scrape because global.series_budget was reached.
+# TYPE exposure_series_dropped gauge
+exposure_series_dropped 2
+`,
+		},
+		{
 			name: "incomplete snapshot ignored", budget: 100,
 			snaps: []*snapshot.Snapshot{
 				testSnapshot("a", true, openPort(22, nil)),
@@ -119,7 +128,7 @@ exposure_series_dropped 0
 }
 
 func TestPortCollectorRetain(t *testing.T) {
-	c := newPortCollector(0)
+	c := newPortCollector(10)
 	c.set(testSnapshot("a", true, openPort(22, nil)))
 	c.set(testSnapshot("b", true, openPort(22, nil)))
 	c.retain(map[string]bool{"b": true})
