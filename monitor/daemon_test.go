@@ -541,3 +541,23 @@ func TestDaemonWebConfigBasicAuth(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 }
+
+func TestDaemonReloadSwapsReceivers(t *testing.T) {
+	td := startTestDaemon(t, testConfig)
+	two := testConfig + "  - name: audit\n    log: {}\n"
+	require.NoError(t, os.WriteFile(td.cfg, []byte(two), 0o600))
+	code, body := post(t, td.url+"/-/reload")
+	require.Equal(t, http.StatusOK, code, body)
+	_, metrics := get(t, td.url+"/metrics")
+	require.Contains(t, metrics, `exposure_notifications_total{receiver="audit",result="delivered"} 0`)
+	require.Contains(t, metrics, `exposure_notifications_total{receiver="log",result="delivered"}`)
+	require.Equal(t, 1, strings.Count(metrics, "# TYPE exposure_outbox_pending gauge"))
+
+	// An alert from a scan after the swap reaches the new receiver.
+	td.net.set("alpha", 23) // forbidden_open in portDiffer
+	td.d.runTarget(context.Background(), "alpha")
+	waitFor(t, "delivery to the audit receiver", func() bool {
+		_, m := get(t, td.url+"/metrics")
+		return !strings.Contains(m, `exposure_notifications_total{receiver="audit",result="delivered"} 0`)
+	})
+}

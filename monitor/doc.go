@@ -1,17 +1,73 @@
 // Package monitor is the exposure daemon: it schedules every configured
-// target with robfig/cron/v3, runs each scan job (sweep, service detection,
-// diff, confirmation, one store commit with the alert outbox), exports the
-// Prometheus metrics of DESIGN.md, serves /metrics, the health endpoints and
-// a status page through prometheus/exporter-toolkit, reloads its
-// configuration on SIGHUP or POST /-/reload, and talks to systemd
-// (READY, RELOADING, STOPPING, watchdog).
+// target with robfig/cron/v3, runs each scan job, exports the Prometheus
+// metrics of DESIGN.md, serves HTTP through prometheus/exporter-toolkit,
+// reloads its configuration on SIGHUP or POST /-/reload, and talks to
+// systemd. Run is the only entry point; everything it needs (registry,
+// logger, clock, reload signal) comes in through Options, and the package
+// keeps no package-level state.
 //
-// Run is the only entry point. Everything it needs (registry, logger, clock,
-// reload signal) is passed in through Options; the package keeps no
-// package-level state.
+// # Scheduling
 //
-// The scheduler, the job pipeline and the collector each depend on small
-// interfaces defined here (jobFunc, sweeper, annotator, commitStore) so they
-// can be tested with fakes and testing/synctest, and are wired to the real
-// scanner, service, store, diff and alert packages in wire.go.
+// One cron.Cron (Recover in its chain) holds one entry per target owned by
+// this shard, each wrapped in cron.SkipIfStillRunning whose logger turns
+// "skip" into exposure_scans_skipped_total{target}. A per-target lock that
+// survives reschedules catches the overlaps cron cannot see (a run at start,
+// a target rescheduled mid-scan). Each run waits a random delay up to
+// global.jitter, then a slot of global.max_concurrent_scans, then scans under
+// the target's timeout. All engines share one rate.Limiter
+// (global.scan_rate).
+//
+// # A job
+//
+// Sweep (scanner, SYN or connect), -sV on open ports (scanner/service),
+// then, for a complete scan only, diff.Diff against the stored state,
+// diff.Confirm re-probing exactly the pending ports with the same engine,
+// and diff.Evaluate for the conditions that hold. alert.Plan turns events
+// and conditions into outbox entries, and snapshot, changes, outbox entries
+// and state (diff state plus firing conditions) go to the store in ONE
+// store.Commit. A failed or cut-short scan is stored with complete=false
+// and never diffed; a timeout or failure raises the scan_failing condition,
+// a cancellation (shutdown, target removed) raises nothing. Each scan logs
+// one line: target, result, duration, hosts_up, open_ports, changes,
+// snapshot (and err, control characters stripped and bounded).
+//
+// # HTTP
+//
+//	GET  /           status page (html/template, no JavaScript)
+//	GET  /metrics    Prometheus metrics (OpenMetrics negotiated)
+//	GET  /-/healthy  200 while the process runs
+//	GET  /-/ready    200 once config, store and listener are up; 503 before
+//	                 and while stopping
+//	POST /-/reload   reload the config; 200, or 500 with the errors
+//
+// # Metrics
+//
+// Per target: exposure_scan_duration_seconds, exposure_scans_total{result}
+// (success, incomplete, failed), exposure_scans_skipped_total,
+// exposure_last_scan_success_timestamp_seconds, exposure_open_ports,
+// exposure_hosts_up, exposure_changes_total{kind},
+// exposure_probes_sent_total, exposure_probe_retransmits_total. Daemon:
+// exposure_targets, exposure_scans_running,
+// exposure_config_last_reload_successful,
+// exposure_config_last_reload_success_timestamp_seconds; the alert package
+// adds exposure_notifications_total{receiver,result} and
+// exposure_outbox_pending. Per open port, from the latest complete snapshot
+// held in memory (built once per commit, never read from bbolt at scrape
+// time): exposure_port_open{target,address,port,protocol,service},
+// exposure_service_info{target,address,port,product,version} and
+// exposure_tls_cert_not_after_timestamp_seconds{target,address,port},
+// at most global.series_budget of them per scrape (open ports first), with
+// exposure_series_dropped counting what was left out.
+//
+// # Reload and systemd
+//
+// A reload builds everything from the new file (notifiers, engines,
+// service detectors) before swapping; a bad file keeps the running
+// configuration and sets exposure_config_last_reload_successful to 0.
+// Removed targets stop (their running scan is cancelled), added ones start
+// (with their run at start), targets whose schedule, timeout or jitter
+// changed are rescheduled; other changes apply from the next run. Around it
+// the daemon sends RELOADING=1 (with MONOTONIC_USEC) and READY=1; READY=1
+// at start once config, store and listener are up; STOPPING=1 on the way
+// out; WATCHDOG=1 at half of WatchdogSec while the cron loop answers.
 package monitor
