@@ -32,7 +32,10 @@ func TestDocCoversEveryField(t *testing.T) {
 	fields := map[string]bool{}
 	yamlFields(reflect.TypeFor[Config](), map[reflect.Type]bool{}, fields)
 	require.Greater(t, len(fields), 40)
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
 	for f := range fields {
 		require.Regexp(t, `(?m)[\s{,]`+regexp.QuoteMeta(f)+`:`, string(doc), "doc.go does not document %q", f)
+		require.Regexp(t, `(?m)[\s{,]`+regexp.QuoteMeta(f)+`:`, string(readme), "README.md does not document %q", f)
 	}
 }
