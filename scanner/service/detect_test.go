@@ -127,6 +127,18 @@ func TestDetectFakeServices(t *testing.T) {
 			}
 			idle(c)
 		}, snapshot.Service{Name: "redis", Product: "Redis key-value store", Version: "7.2.4", CPE: []string{"cpe:/a:redis:redis:7.2.4"}}},
+		{"versionless answer waits for a versioned one", func(c net.Conn) {
+			buf := make([]byte, 64)
+			n, _ := c.Read(buf)
+			switch string(buf[:n]) {
+			case "QUICK\r\n":
+				_, _ = io.WriteString(c, "FAKE-QUICK\r\n")
+			case "SLOW\r\n":
+				time.Sleep(150 * time.Millisecond)
+				_, _ = io.WriteString(c, "FAKE-SLOW 3.1\r\n")
+			}
+			idle(c)
+		}, snapshot.Service{Name: "fake", Product: "Fake daemon", Version: "3.1", CPE: []string{}}},
 		{"endless stream is read up to the bound", func(c net.Conn) {
 			chunk := []byte(strings.Repeat("A", 4096))
 			for {
