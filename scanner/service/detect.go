@@ -727,6 +727,14 @@ func certFacts(c *x509.Certificate) *snapshot.Cert {
 	for _, u := range c.URIs {
 		sans = append(sans, u.String())
 	}
+	// Names from an untrusted certificate: cleaned and bounded like banners.
+	const maxSANs = 100
+	if len(sans) > maxSANs {
+		sans = sans[:maxSANs]
+	}
+	for i := range sans {
+		sans[i] = clean(sans[i], 256)
+	}
 	return &snapshot.Cert{
 		Subject:     clean(c.Subject.String(), 512),
 		Issuer:      clean(c.Issuer.String(), 512),
