@@ -9,15 +9,16 @@
 #   2. 254 lab hosts x nmap's top 1,000 ports;
 #   3. and 4. the same with 5% random inbound loss on every host.
 #
+# Two labs (labctl) are up at once, one clean and one with 5% loss, so that
+# exposure's clean and lossy runs can alternate and see the same machine
+# load: the figures are medians of --runs runs (default 3). nmap runs --runs
+# times on the clean lab and once on the lossy one (it takes minutes there).
+#
 # Needs root, nmap (.ci/install-deps installs it), iproute2, iptables, jq and
 # GNU time. Both tools run with -n (no reverse DNS): the lab's addresses have
 # no PTR records and the benchmark sends packets to lab hosts only.
 #
 # Usage: sudo bench/syn-vs-nmap.sh [--hosts N] [--runs N] [--no-loss]
-#
-# The machine is often shared: each lossless figure is the median of --runs
-# runs (default 3) of each tool; under loss
-# nmap runs once (it takes minutes there).
 set -euo pipefail
 
 HOSTS=254
@@ -42,12 +43,12 @@ for b in nmap jq /usr/bin/time ip iptables; do
 done
 
 WORK=$(mktemp -d /tmp/syn-vs-nmap.XXXXXX)
-LABPID=""
+LABPIDS=""
 cleanup() {
-	if [ -n "$LABPID" ]; then
-		kill -TERM "$LABPID" 2>/dev/null || true
-		wait "$LABPID" 2>/dev/null || true
-	fi
+	for pid in $LABPIDS; do
+		kill -TERM "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
 	rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -57,24 +58,23 @@ trap cleanup EXIT INT TERM
 go build -o "$WORK/exposure" ./cmd/exposure
 go build -o "$WORK/labctl" ./internal/lab/labctl
 
-lab_up() { # lab_up LOSS: starts a lab, waits for its JSON in $WORK/lab.json
-	rm -f "$WORK/lab.json"
-	"$WORK/labctl" up --hosts "$HOSTS" --open-ports 22,80,rand:3 --seed 1 --loss "$1" \
-		--for 60m --out "$WORK/lab.json" >/dev/null 2>"$WORK/labctl.log" &
-	LABPID=$!
+lab_up() { # lab_up NAME LOSS: starts a lab and waits for $WORK/NAME.json
+	local json="$WORK/$1.json"
+	"$WORK/labctl" up --hosts "$HOSTS" --open-ports 22,80,rand:3 --seed 1 --loss "$2" \
+		--for 60m --out "$json" >/dev/null 2>"$WORK/$1.log" &
+	local pid=$!
+	LABPIDS="$LABPIDS $pid"
 	for _ in $(seq 1200); do
-		[ -s "$WORK/lab.json" ] && return 0
-		kill -0 "$LABPID" 2>/dev/null || { cat "$WORK/labctl.log" >&2; exit 1; }
+		if [ -s "$json" ]; then
+			jq -r '.hosts[0].addr' "$json" >"$WORK/$1.first"
+			jq -r '.hosts[].addr' "$json" >"$WORK/$1.targets"
+			return 0
+		fi
+		kill -0 "$pid" 2>/dev/null || { cat "$WORK/$1.log" >&2; exit 1; }
 		sleep 0.25
 	done
-	echo "syn-vs-nmap: lab did not come up" >&2
+	echo "syn-vs-nmap: lab $1 did not come up" >&2
 	exit 1
-}
-
-lab_down() {
-	kill -TERM "$LABPID"
-	wait "$LABPID" || true
-	LABPID=""
 }
 
 nmap_open() { # grepable output -> "addr port" lines
@@ -89,77 +89,96 @@ exposure_open() { # snapshot JSON -> "addr port" lines
 	jq -r '.hosts[] | .address as $a | .ports[] | select(.state == "open") | "\($a) \(.port)"' "$1" | sort -u
 }
 
-truth() { # truth FIRST_N: open ports of the first N lab hosts
-	jq -r --argjson n "$1" '.hosts[:$n][] | .addr as $a | .open[] | "\($a) \(.)"' "$WORK/lab.json" | sort -u
+truth() { # truth LAB N: open ports of the first N hosts of a lab
+	jq -r --argjson n "$2" '.hosts[:$n][] | .addr as $a | .open[] | "\($a) \(.)"' "$WORK/$1.json" | sort -u
 }
 
-# measure TOOL RUNS TRUTH ARGS...: runs nmap or exposure RUNS times and
-# prints "median_seconds max_rss_kb verdict", the verdict "exact" only if
-# every run found exactly the open ports in TRUTH.
+# measure TOOL KEY TRUTH ARGS...: runs nmap or exposure once, appends
+# "seconds rss_kb" to $WORK/KEY.times, and a line to $WORK/KEY.bad unless
+# it found exactly the open ports in TRUTH.
 measure() {
-	local tool=$1 runs=$2 want=$3; shift 3
-	local out="$WORK/out" verdict="exact" i
-	: >"$WORK/times"
-	for i in $(seq "$runs"); do
-		if [ "$tool" = nmap ]; then
-			/usr/bin/time -f "%e %M" -o "$WORK/t" nmap -sS -T4 -n -oG "$out" "$@" >/dev/null
-			nmap_open "$out" >"$WORK/open"
-		else
-			/usr/bin/time -f "%e %M" -o "$WORK/t" "$WORK/exposure" scan -n --format json "$@" >"$out" 2>"$WORK/exposure.log"
-			exposure_open "$out" >"$WORK/open"
-		fi
-		cat "$WORK/t" >>"$WORK/times"
-		if ! diff -q "$want" "$WORK/open" >/dev/null; then
-			verdict="MISMATCH"
-			diff "$want" "$WORK/open" | head -5 >&2
+	local tool=$1 key=$2 want=$3
+	shift 3
+	local out="$WORK/out"
+	if [ "$tool" = nmap ]; then
+		/usr/bin/time -f "%e %M" -o "$WORK/t" nmap -sS -T4 -n -oG "$out" "$@" >/dev/null
+		nmap_open "$out" >"$WORK/open"
+	else
+		/usr/bin/time -f "%e %M" -o "$WORK/t" "$WORK/exposure" scan -n --format json "$@" >"$out" 2>"$WORK/exposure.log"
+		exposure_open "$out" >"$WORK/open"
+	fi
+	cat "$WORK/t" >>"$WORK/$key.times"
+	if ! diff -q "$want" "$WORK/open" >/dev/null; then
+		echo MISMATCH >>"$WORK/$key.bad"
+		diff "$want" "$WORK/open" | head -5 >&2
+	fi
+}
+
+summary() { # summary KEY: "median_seconds peak_rss_kb verdict"
+	local verdict=exact
+	[ -s "$WORK/$1.bad" ] && verdict=MISMATCH
+	sort -n "$WORK/$1.times" | awk -v v="$verdict" '
+		{ t[NR] = $1; if ($2 > rss) rss = $2 }
+		END { printf "%s %s %s\n", t[int((NR + 1) / 2)], rss, v }'
+}
+
+# Argument lists per workload and lab.
+args_one_nmap() { echo "-p- $(cat "$WORK/$1.first")"; }
+args_one_expo() { echo "-p - $(cat "$WORK/$1.first")"; }
+args_all_nmap() { echo "--top-ports 1000 -iL $WORK/$1.targets"; }
+args_all_expo() { echo "-p top:1000 $(tr '\n' ' ' <"$WORK/$1.targets")"; }
+
+# workload KEY N: nmap RUNS times on the clean lab; exposure RUNS times on
+# the clean and the lossy lab alternately; nmap once on the lossy lab.
+workload() {
+	local key=$1 n=$2 i
+	truth lab0 "$n" >"$WORK/$key.truth0"
+	[ "$LOSS" = 1 ] && truth lab5 "$n" >"$WORK/$key.truth5"
+	for i in $(seq "$RUNS"); do
+		# shellcheck disable=SC2046
+		measure nmap "$key.nmap0" "$WORK/$key.truth0" $(args_"$key"_nmap lab0)
+	done
+	for i in $(seq "$RUNS"); do
+		# shellcheck disable=SC2046
+		measure exposure "$key.expo0" "$WORK/$key.truth0" $(args_"$key"_expo lab0)
+		if [ "$LOSS" = 1 ]; then
+			# shellcheck disable=SC2046
+			measure exposure "$key.expo5" "$WORK/$key.truth5" $(args_"$key"_expo lab5)
 		fi
 	done
-	local med rss
-	med=$(sort -n "$WORK/times" | awk '{ t[NR] = $1 } END { print t[int((NR + 1) / 2)] }')
-	rss=$(sort -k2 -n "$WORK/times" | tail -1 | cut -d' ' -f2)
-	echo "$med $rss $verdict"
+	if [ "$LOSS" = 1 ]; then
+		# shellcheck disable=SC2046
+		measure nmap "$key.nmap5" "$WORK/$key.truth5" $(args_"$key"_nmap lab5)
+	fi
+	return 0
 }
 
-RESULTS="$WORK/results"
-: >"$RESULTS"
-
-run_workloads() { # run_workloads LABEL NMAP_RUNS
-	local label=$1 nruns=$2
-	local first n
-	first=$(jq -r '.hosts[0].addr' "$WORK/lab.json")
-	jq -r '.hosts[].addr' "$WORK/lab.json" >"$WORK/targets"
-	n=$(wc -l <"$WORK/targets")
-
-	truth 1 >"$WORK/truth1"
-	local nm ex
-	nm=$(measure nmap "$nruns" "$WORK/truth1" -p- "$first")
-	ex=$(measure exposure "$RUNS" "$WORK/truth1" -p - "$first")
-	echo "1 host x 65535 ports$label|$nm|$ex" >>"$RESULTS"
-
-	truth "$n" >"$WORK/truthN"
-	nm=$(measure nmap "$nruns" "$WORK/truthN" --top-ports 1000 -iL "$WORK/targets")
-	# shellcheck disable=SC2046
-	ex=$(measure exposure "$RUNS" "$WORK/truthN" -p top:1000 $(cat "$WORK/targets"))
-	echo "$n hosts x top 1000$label|$nm|$ex" >>"$RESULTS"
-}
-
-echo "syn-vs-nmap: $(nmap --version | head -1); exposure $("$WORK/exposure" version)" >&2
+echo "syn-vs-nmap: $(nmap --version | head -1); $("$WORK/exposure" version)" >&2
 echo "syn-vs-nmap: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-lab_up 0
-run_workloads "" "$RUNS"
-lab_down
-if [ "$LOSS" = 1 ]; then
-	# nmap needs minutes under loss: one run of it.
-	lab_up 0.05
-	run_workloads ", 5% loss" 1
-	lab_down
-fi
+lab_up lab0 0
+[ "$LOSS" = 1 ] && lab_up lab5 0.05
+N=$(wc -l <"$WORK/lab0.targets")
+workload one 1
+workload all "$N"
 
-echo "median of $RUNS runs (nmap once under loss); RSS is the peak over the runs"
-printf '%-34s %9s %9s %7s %10s %10s  %-8s %-8s\n' workload nmap_s expo_s ratio nmap_rss expo_rss nmap exposure
-while IFS='|' read -r name nt et; do
-	read -r ns nr nok <<<"$nt"
-	read -r es er eok <<<"$et"
-	ratio=$(awk -v a="$es" -v b="$ns" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-	printf '%-34s %9s %9s %6sx %8sKB %8sKB  %-8s %-8s\n' "$name" "$ns" "$es" "$ratio" "$nr" "$er" "$nok" "$eok"
-done <"$RESULTS"
+row() { # row NAME NMAPKEY EXPOKEY [BASEKEY]
+	local ns nr nok es er eok extra=""
+	read -r ns nr nok <<<"$(summary "$2")"
+	read -r es er eok <<<"$(summary "$3")"
+	if [ $# -eq 4 ]; then
+		local bs
+		read -r bs _ _ <<<"$(summary "$4")"
+		extra=$(awk -v a="$es" -v b="$bs" 'BEGIN { printf "%.2fx own clean time", a / b }')
+	fi
+	printf '%-30s %8s %8s %6sx %9s %9s  %-8s %-8s %s\n' "$1" "$ns" "$es" \
+		"$(awk -v a="$es" -v b="$ns" 'BEGIN { printf "%.2f", a / b }')" "${nr}KB" "${er}KB" "$nok" "$eok" "$extra"
+}
+
+echo "median of $RUNS runs (nmap once under loss); RSS is the peak over the runs; $(cut -d' ' -f1-3 /proc/loadavg) load"
+printf '%-30s %8s %8s %7s %9s %9s  %-8s %-8s %s\n' workload nmap_s expo_s ratio nmap_rss expo_rss nmap exposure loss_cost
+row "1 host x 65535 ports" one.nmap0 one.expo0
+row "$N hosts x top 1000" all.nmap0 all.expo0
+if [ "$LOSS" = 1 ]; then
+	row "1 host x 65535, 5% loss" one.nmap5 one.expo5 one.expo0
+	row "$N hosts x top 1000, 5% loss" all.nmap5 all.expo5 all.expo0
+fi

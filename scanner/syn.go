@@ -139,6 +139,7 @@ func (s *SYN) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, erro
 		srcs:    newSourceCache(),
 		log:     s.opts.Logger,
 	}
+	sc.deadlineRTO = sc.est.rto
 	sc.startSenders()
 	defer sc.shutdown()
 	start := time.Now()
@@ -214,10 +215,13 @@ type synScan struct {
 	// answeredLate counts replies that came only after a retransmission:
 	// evidence of loss, from which retries adapts.
 	answeredLate uint64
-	upHosts      map[netip.Addr]struct{}
-	stats        Stats
-	builder      *packetBuilder
-	srcs         *sourceCache
+	// deadlineRTO is the timeout the pending deadlines were computed with,
+	// at most; see redeadline.
+	deadlineRTO time.Duration
+	upHosts     map[netip.Addr]struct{}
+	stats       Stats
+	builder     *packetBuilder
+	srcs        *sourceCache
 }
 
 // sendJob is one batch of packets of one family for a sender.
@@ -514,6 +518,9 @@ func (sc *synScan) handle(rp reply, at time.Time) {
 	}
 	if p.tries == 1 { // Karn: only unambiguous samples
 		sc.est.sample(res.RTT)
+		if sc.est.rto < sc.deadlineRTO/2 {
+			sc.redeadline()
+		}
 	} else {
 		sc.answeredLate++
 	}
@@ -523,6 +530,18 @@ func (sc *synScan) handle(rp reply, at time.Time) {
 	sc.stats.Replies++
 	sc.finish(p)
 	sc.emit(res)
+}
+
+// redeadline recomputes the deadlines of the probes waiting for a reply
+// after the timeout fell a lot, typically at the first RTT samples: the
+// first probes went out under the initial timeout (1 s), and a lost one
+// must not hold a scan of a fast network up for that long.
+func (sc *synScan) redeadline() {
+	for _, p := range sc.timeouts {
+		p.deadline = p.sent.Add(sc.est.timeout(p.tries))
+	}
+	heap.Init(&sc.timeouts)
+	sc.deadlineRTO = sc.est.rto
 }
 
 // finish removes p from the window.
@@ -711,5 +730,6 @@ func (sc *synScan) sent(p *probe, now time.Time) {
 	}
 	p.sent = now
 	p.deadline = now.Add(sc.est.timeout(p.tries))
+	sc.deadlineRTO = max(sc.deadlineRTO, sc.est.rto)
 	heap.Push(&sc.timeouts, p)
 }
