@@ -24,13 +24,16 @@ func (d *daemonState) routes() http.Handler {
 		}
 		fmt.Fprintln(w, "Ready.")
 	})
-	mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, r *http.Request) {
+	reload := func(w http.ResponseWriter, r *http.Request) {
 		if err := d.requestReload(r.Context()); err != nil {
 			http.Error(w, "reload failed: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
 		fmt.Fprintln(w, "Reloaded.")
-	})
+	}
+	// PUT as well as POST, as Prometheus accepts both.
+	mux.HandleFunc("POST /-/reload", reload)
+	mux.HandleFunc("PUT /-/reload", reload)
 	mux.HandleFunc("GET /{$}", d.statusPage)
 	return mux
 }
