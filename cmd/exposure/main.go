@@ -55,9 +55,16 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	app := kingpin.New("exposure", "Continuous exposure monitor: scheduled SYN and service scans, snapshots, diffs, metrics and alerts.")
-	app.UsageWriter(stderr)
+	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
-	app.Terminate(nil)
+	// kingpin calls terminate after --help and --version; remember the code
+	// instead of exiting, so run stays testable, and stop there.
+	terminated := -1
+	app.Terminate(func(code int) {
+		if terminated < 0 {
+			terminated = code
+		}
+	})
 	logLevel := app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").Enum("debug", "info", "warn", "error")
 	logFormat := app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").Enum("logfmt", "json")
 
@@ -67,12 +74,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		actions[name] = fn
 	}
 	cmd, err := app.Parse(args)
+	if terminated >= 0 {
+		return terminated
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "exposure: %v\n", err)
 		return 2
-	}
-	if cmd == "" { // --help
-		return 0
 	}
 
 	var level slog.Level
