@@ -2,7 +2,9 @@ package diff
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
+	"time"
 
 	"github.com/exposure-monitor/exposure/scanner/spec"
 	"github.com/exposure-monitor/exposure/snapshot"
@@ -239,7 +241,7 @@ func (d *differ) hosts() {
 }
 
 func (d *differ) ports() {
-	k := d.p.StableScans
+	now := d.st.scan.at
 	observed := map[string]*snapshot.Port{}
 	diffed := map[string]bool{} // hosts whose ports this scan judges
 	for _, h := range d.cur.Hosts {
@@ -274,15 +276,16 @@ func (d *differ) ports() {
 			continue // absence in a partial scan means nothing
 		}
 		ps := d.st.Ports[ks]
+		if ps != nil {
+			ps.prune(now, d.p.FlapWindow)
+		}
 		if ps != nil && ps.Damped {
 			if obs != ps.Obs {
 				ps.Flaps++
-				ps.Obs, ps.Stable = obs, 0
-			} else {
-				ps.Stable++
-			}
-			if ps.Stable >= k {
-				ps.Damped, ps.Stable, ps.Cool, ps.Trans = false, 0, 0, 0
+				ps.Obs, ps.Since = obs, now.UnixNano()
+			} else if now.Sub(time.Unix(0, ps.Since)) >= d.p.FlapWindow {
+				// Settled: one report if it settled on the other state.
+				ps.Damped, ps.Since, ps.Recent = false, 0, nil
 				if obs != ps.Open {
 					d.propose(pk, ps, pt, obs, ps.Flaps, false)
 				}
@@ -294,21 +297,14 @@ func (d *differ) ports() {
 		reported := ps != nil && ps.Open
 		if obs != reported {
 			flaps, damp := 0, false
-			if ps != nil && ps.Cool > 0 && ps.Trans >= 2 {
-				// A third transition, each within StableScans scans of
-				// the last: the port alternates. Report this one with the
-				// count, then hold the port.
-				flaps, damp = ps.Trans+1, true
+			if ps != nil && len(ps.Recent)+1 >= d.p.FlapThreshold {
+				// The threshold-th transition within the window: report
+				// this one with the count, then hold the port.
+				flaps, damp = len(ps.Recent)+1, true
 			}
 			d.propose(pk, ps, pt, obs, flaps, damp)
 		} else if obs && pt.Service != nil {
 			d.service(pk, ps, pt)
-		}
-		if ps != nil && ps.Cool > 0 && d.cur.Complete {
-			ps.Cool++
-			if ps.Cool > k {
-				ps.Cool, ps.Trans = 0, 0
-			}
 		}
 		if ps != nil {
 			d.forget(ks, ps)
@@ -318,7 +314,7 @@ func (d *differ) ports() {
 
 // forget drops closed ports that no bookkeeping needs any more.
 func (d *differ) forget(ks string, ps *portState) {
-	if !ps.Open && !ps.Damped && ps.Cool == 0 {
+	if !ps.Open && !ps.Damped && len(ps.Recent) == 0 {
 		delete(d.st.Ports, ks)
 	}
 }
@@ -389,13 +385,13 @@ func (pd *Pending) apply() {
 	if !pd.Open {
 		ps.Name, ps.Product, ps.Version, ps.Cert = "", "", "", ""
 	}
-	if ps.Cool == 0 {
-		ps.Trans = 0
+	now := st.scan.at.UnixNano()
+	ps.Recent = append(ps.Recent, now)
+	if n := st.scan.policy.FlapThreshold; n > 0 && len(ps.Recent) > n {
+		ps.Recent = slices.Delete(ps.Recent, 0, len(ps.Recent)-n)
 	}
-	ps.Cool = 1
-	ps.Trans++
 	if pd.damp {
-		ps.Damped, ps.Obs, ps.Stable, ps.Flaps = true, pd.Open, 0, pd.Change.Flaps
+		ps.Damped, ps.Obs, ps.Since, ps.Flaps = true, pd.Open, now, pd.Change.Flaps
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -316,7 +317,7 @@ func FuzzDiffNeverPanics(f *testing.F) {
 			}
 			return s
 		}
-		p := Policy{NeverOpen: []uint16{3}, Open: []uint16{1, 2}, ExpectOpenSet: true, StableScans: 2}
+		p := Policy{NeverOpen: []uint16{3}, Open: []uint16{1, 2}, ExpectOpenSet: true, FlapThreshold: 2, FlapWindow: 3 * time.Minute}
 		r1 := Diff(nil, mk(1, a), nil, p)
 		r2 := Diff(mk(1, a), mk(2, b), r1.State, p)
 		if _, err := Confirm(context.Background(), nil, r2.Pending, 0, 0); err != nil {
@@ -338,4 +339,47 @@ func TestNonAddressHostsAreFinal(t *testing.T) {
 	require.Equal(t, snapshot.PortOpened, res.Changes[0].Kind)
 	res = Diff(cur, cur, res.State, Policy{})
 	require.Empty(t, res.Changes, "recorded in the view")
+}
+
+// TestFlapSettings checks that FlapThreshold and FlapWindow decide when a
+// port opening and closing every scan (10 minutes apart) is held.
+func TestFlapSettings(t *testing.T) {
+	alternating := make([]step, 0, 8)
+	for i := range 8 {
+		ports := []string{"22"}
+		if i%2 == 1 {
+			ports = append(ports, "9000")
+		}
+		alternating = append(alternating, step{Hosts: map[string][]string{"198.18.0.2": ports}})
+	}
+	tests := []struct {
+		name      string
+		policy    Policy
+		wantFlaps string // the first flapping report, "" for none
+		wantLines int    // port_opened and port_closed reports
+	}{
+		{"threshold 2", Policy{FlapThreshold: 2, FlapWindow: time.Hour}, "port_closed 198.18.0.2 9000/tcp before=open flaps=2", 2},
+		{"threshold 3", Policy{FlapThreshold: 3, FlapWindow: time.Hour}, "port_opened 198.18.0.2 9000/tcp after=open flaps=3", 3},
+		{"threshold 4 (default)", Policy{}, "port_closed 198.18.0.2 9000/tcp before=open flaps=4", 4},
+		{"window shorter than two scans", Policy{FlapThreshold: 3, FlapWindow: 15 * time.Minute}, "", 7},
+		{"threshold 8 never reached", Policy{FlapThreshold: 8, FlapWindow: time.Hour}, "", 7},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := runScenario(t, scenario{Policy: tt.policy, Steps: alternating})
+			reports, firstFlap := 0, ""
+			for _, line := range strings.Split(out, "\n") {
+				c, ok := strings.CutPrefix(strings.TrimSpace(line), "confirmed ")
+				if !ok {
+					continue
+				}
+				reports++
+				if firstFlap == "" && strings.Contains(c, "flaps=") {
+					firstFlap = c
+				}
+			}
+			require.Equal(t, tt.wantFlaps, firstFlap, out)
+			require.Equal(t, tt.wantLines, reports, out)
+		})
+	}
 }

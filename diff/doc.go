@@ -14,9 +14,10 @@
 //     become its baseline without port_opened changes.
 //   - Port openings and closures are Pending until Confirm re-probes them
 //     (n agreeing answers out of m).
-//   - A port whose state changes twice within Policy.StableScans scans is
-//     reported once with Flaps set, then held until it keeps one state for
-//     StableScans scans; if that state differs from the last report, it is
+//   - A port whose reported state changes Policy.FlapThreshold times
+//     within Policy.FlapWindow (config global.flap) is reported that time
+//     with Flaps set, then held until it keeps one state for a whole
+//     FlapWindow; if that state differs from the last report, it is
 //     reported again with the number of folded alternations.
 //   - Policy verdicts fire when they newly hold; Evaluate lists all that
 //     hold now, for alerts that fire while a condition lasts.

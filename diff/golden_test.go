@@ -25,7 +25,10 @@ var t0 = time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
 // scenario is one testdata/*.json file: a policy and a sequence of scans.
 type scenario struct {
 	Policy Policy `json:"policy"`
-	Steps  []step `json:"steps"`
+	// FlapWindow sets Policy.FlapWindow in Go syntax ("30m"); scans are
+	// 10 minutes apart.
+	FlapWindow string `json:"flap_window"`
+	Steps      []step `json:"steps"`
 }
 
 // step is one scan. Hosts map an address to port descriptions
@@ -208,6 +211,10 @@ func TestGolden(t *testing.T) {
 			dec := json.NewDecoder(strings.NewReader(string(data)))
 			dec.DisallowUnknownFields()
 			require.NoError(t, dec.Decode(&sc))
+			if sc.FlapWindow != "" {
+				sc.Policy.FlapWindow, err = time.ParseDuration(sc.FlapWindow)
+				require.NoError(t, err)
+			}
 			got := runScenario(t, sc)
 			golden := strings.TrimSuffix(f, ".json") + ".golden"
 			if *update {

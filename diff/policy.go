@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/exposure-monitor/exposure/snapshot"
 )
@@ -34,11 +35,24 @@ type Policy struct {
 	PortsProbed int
 	// MinProbed is the fewest probed ports for all_ports_open; zero means 20.
 	MinProbed int
-	// StableScans is how many scans a flapping port must keep one state
-	// before it is reported again, and the window in which a second
-	// transition counts as flapping. Zero means 3.
-	StableScans int
+	// FlapWindow and FlapThreshold (config global.flap): when the reported
+	// state of a port changes for the FlapThreshold-th time within
+	// FlapWindow (measured on the scans' start times), that change is
+	// reported with Flaps set to the count and the port is held: further
+	// alternations are folded until it keeps one state for a whole
+	// FlapWindow; if that state differs from the last report, it is
+	// reported once more with Flaps set to the alternations folded.
+	// Zero means 1h and 4; a threshold below 2 means 2.
+	FlapWindow    time.Duration
+	FlapThreshold int
 }
+
+// Defaults of Policy.FlapWindow and Policy.FlapThreshold, the same as
+// config's global.flap.
+const (
+	DefaultFlapWindow    = time.Hour
+	DefaultFlapThreshold = 4
+)
 
 func (p Policy) withDefaults() Policy {
 	if p.AllOpenShare <= 0 || p.AllOpenShare > 1 {
@@ -47,8 +61,14 @@ func (p Policy) withDefaults() Policy {
 	if p.MinProbed <= 0 {
 		p.MinProbed = 20
 	}
-	if p.StableScans <= 0 {
-		p.StableScans = 3
+	if p.FlapWindow <= 0 {
+		p.FlapWindow = DefaultFlapWindow
+	}
+	switch {
+	case p.FlapThreshold <= 0:
+		p.FlapThreshold = DefaultFlapThreshold
+	case p.FlapThreshold < 2:
+		p.FlapThreshold = 2
 	}
 	return p
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,20 +57,18 @@ type portState struct {
 	Product string `json:"pr,omitempty"`
 	Version string `json:"v,omitempty"`
 	Cert    string `json:"x,omitempty"`
-	// Cool counts scans since the last reported open/closed transition,
-	// while it is at most Policy.StableScans; 0 when long ago.
-	Cool int `json:"cl,omitempty"`
-	// Trans counts reported transitions, each within StableScans scans of
-	// the one before; the third makes the port a flapper.
-	Trans int `json:"tr,omitempty"`
+	// Recent holds the times (unix nanoseconds, oldest first) of the
+	// reported open/closed transitions within Policy.FlapWindow, at most
+	// Policy.FlapThreshold of them: the flap detector's memory.
+	Recent []int64 `json:"rc,omitempty"`
 	// Damped ports flap: their transitions are not reported until they
-	// have been stable for Policy.StableScans scans. Obs is the last
-	// observed state, Stable the scans it has held, Flaps the alternations
-	// folded so far.
-	Damped bool `json:"dm,omitempty"`
-	Obs    bool `json:"ob,omitempty"`
-	Stable int  `json:"st,omitempty"`
-	Flaps  int  `json:"fl,omitempty"`
+	// have kept one state for Policy.FlapWindow. Obs is the last observed
+	// state, Since when it was first observed (unix nanoseconds), Flaps
+	// the alternations folded so far.
+	Damped bool  `json:"dm,omitempty"`
+	Obs    bool  `json:"ob,omitempty"`
+	Since  int64 `json:"sn,omitempty"`
+	Flaps  int   `json:"fl,omitempty"`
 }
 
 // NewState is the state of a target never scanned.
@@ -125,6 +124,7 @@ func (s *State) clone() *State {
 	}
 	for k, v := range s.Ports {
 		p := *v
+		p.Recent = slices.Clone(v.Recent)
 		c.Ports[k] = &p
 	}
 	c.init()
@@ -152,6 +152,20 @@ func parsePortKey(s string) (portKey, bool) {
 		return portKey{}, false
 	}
 	return portKey{addr, uint16(n), proto}, true
+}
+
+// prune forgets the transitions that left the flap window ending at now.
+func (p *portState) prune(now time.Time, window time.Duration) {
+	i := 0
+	for i < len(p.Recent) && now.Sub(time.Unix(0, p.Recent[i])) >= window {
+		i++
+	}
+	if i > 0 {
+		p.Recent = slices.Delete(p.Recent, 0, i)
+	}
+	if len(p.Recent) == 0 {
+		p.Recent = nil
+	}
 }
 
 // setService records the service facts the diff compares.
