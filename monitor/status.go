@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/exposure-monitor/exposure/alert"
 	"github.com/exposure-monitor/exposure/snapshot"
 	"github.com/exposure-monitor/exposure/store"
 )
@@ -33,6 +34,21 @@ func parseStatusTemplate() *template.Template {
 				return ""
 			}
 			return t.UTC().Format(time.RFC3339)
+		},
+		// when is a timestamp for people: UTC, to the second.
+		"when": func(t time.Time) string {
+			if t.IsZero() {
+				return ""
+			}
+			return t.UTC().Format("2006-01-02 15:04:05Z")
+		},
+		// breakable lets a browser wrap a long list after its commas.
+		"breakable": func(s string) template.HTML {
+			parts := strings.Split(s, ",")
+			for i, p := range parts {
+				parts[i] = template.HTMLEscapeString(p)
+			}
+			return template.HTML(strings.Join(parts, ",<wbr>"))
 		},
 		"dur": func(d time.Duration) string { return d.Round(time.Millisecond).String() },
 	}).Parse(statusHTML))
@@ -121,15 +137,17 @@ type statusPort struct {
 }
 
 type statusChange struct {
-	At                          time.Time
-	Kind, Target, Address, Port string
-	Before, After, Detail       string
+	At                                    time.Time
+	Kind, Severity, Target, Address, Port string
+	Before, After, Detail                 string
 }
 
 type statusData struct {
 	Now     time.Time
 	Config  string
 	Targets []statusTarget
+	// Failing counts targets whose last run failed or was incomplete.
+	Failing int
 	Ports   []statusPort
 	Changes []statusChange
 }
@@ -151,6 +169,9 @@ func (d *daemonState) statusPage(w http.ResponseWriter, r *http.Request) {
 		}
 		st.Last, st.Scanned = d.status.lastRun(t.Name)
 		st.Finished = st.Last.Started.Add(st.Last.Duration)
+		if st.Scanned && st.Last.Result != resultSuccess {
+			data.Failing++
+		}
 		data.Targets = append(data.Targets, st)
 	}
 	d.collector.mu.RLock()
@@ -206,7 +227,10 @@ func statusPorts(s *snapshot.Snapshot) []statusPort {
 }
 
 func statusChangeOf(c snapshot.Change) statusChange {
-	sc := statusChange{At: c.At, Kind: string(c.Kind), Target: c.Target, Address: c.Address, Detail: cleanLabel(c.Detail)}
+	sc := statusChange{
+		At: c.At, Kind: string(c.Kind), Severity: alert.SeverityOf(c.Kind).String(),
+		Target: c.Target, Address: c.Address, Detail: cleanLabel(c.Detail),
+	}
 	if c.Port != 0 {
 		sc.Port = strconv.Itoa(int(c.Port)) + "/" + c.Protocol
 	}
