@@ -49,7 +49,10 @@
 // exposure_probes_sent_total, exposure_probe_retransmits_total. Daemon:
 // exposure_targets, exposure_scans_running,
 // exposure_config_last_reload_successful,
-// exposure_config_last_reload_success_timestamp_seconds; the alert package
+// exposure_config_last_reload_success_timestamp_seconds. A target's
+// counters (scans_total for every result, changes_total for every kind,
+// scans_skipped_total) are created at 0 when it is scheduled, so
+// increase() sees its first change; the alert package
 // adds exposure_notifications_total{receiver,result} and
 // exposure_outbox_pending. Per open port, from the latest complete snapshot
 // held in memory (built once per commit, never read from bbolt at scrape

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/exposure-monitor/exposure/snapshot"
 )
 
 const namespace = "exposure"
@@ -98,6 +100,30 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// changeKinds are the values of the kind label of exposure_changes_total:
+// every kind a diff can commit.
+var changeKinds = [...]snapshot.Kind{
+	snapshot.HostUpKind, snapshot.HostDownKind, snapshot.PortOpened, snapshot.PortClosed,
+	snapshot.ServiceChanged, snapshot.VersionChanged, snapshot.CertChanged, snapshot.AllPortsOpen,
+	snapshot.UnexpectedOpen, snapshot.ForbiddenOpen, snapshot.ExpectedMissing, snapshot.VersionPolicy,
+}
+
+// scanResults are the values of the result label of exposure_scans_total.
+var scanResults = [...]string{resultSuccess, resultIncomplete, resultFailed}
+
+// init creates the per-target counters at 0 when a target is scheduled, so
+// that the first change, failure or skip of a target is an increase that
+// rate() and increase() can see, not a series appearing at 1.
+func (m *metrics) init(target string) {
+	for _, k := range changeKinds {
+		m.changes.WithLabelValues(target, string(k))
+	}
+	for _, r := range scanResults {
+		m.scans.WithLabelValues(target, r)
+	}
+	m.skipped.WithLabelValues(target)
 }
 
 // forget drops the per-target series of a target that left the

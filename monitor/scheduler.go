@@ -152,6 +152,7 @@ func (s *scheduler) apply(specs []scheduleSpec, initial bool) {
 		).Then(cron.FuncJob(func() { s.runOnce(ctx, e, lock) }))
 		e.id = s.cron.Schedule(sp.sched, job)
 		s.entries[sp.name] = e
+		s.metrics.init(sp.name)
 		if !existed && !initial {
 			s.logger.Info("target added", "target", sp.name)
 		}

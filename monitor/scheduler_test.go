@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -260,4 +261,45 @@ func TestWatchdogPingsWhileSchedulerAlive(t *testing.T) {
 		cancel()
 		<-done
 	})
+}
+
+// TestSchedulerInitialisesTargetCounters checks that a scheduled target
+// has every change kind, scan result and the skip counter at 0 before its
+// first scan, so increase() sees the first change, and that the series go
+// when the target is removed.
+func TestSchedulerInitialisesTargetCounters(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	require.NoError(t, err)
+	s := newScheduler(time.UTC, 1, m, discardLogger())
+	s.apply([]scheduleSpec{{name: "dmz", sched: every(t, time.Hour), key: "1", run: func(context.Context) {}}}, true)
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP exposure_changes_total Changes and policy verdicts committed, by kind.
+# TYPE exposure_changes_total counter
+exposure_changes_total{kind="all_ports_open",target="dmz"} 0
+exposure_changes_total{kind="cert_changed",target="dmz"} 0
+exposure_changes_total{kind="expected_missing",target="dmz"} 0
+exposure_changes_total{kind="forbidden_open",target="dmz"} 0
+exposure_changes_total{kind="host_down",target="dmz"} 0
+exposure_changes_total{kind="host_up",target="dmz"} 0
+exposure_changes_total{kind="port_closed",target="dmz"} 0
+exposure_changes_total{kind="port_opened",target="dmz"} 0
+exposure_changes_total{kind="service_changed",target="dmz"} 0
+exposure_changes_total{kind="unexpected_open",target="dmz"} 0
+exposure_changes_total{kind="version_changed",target="dmz"} 0
+exposure_changes_total{kind="version_policy",target="dmz"} 0
+# HELP exposure_scans_skipped_total Scheduled runs skipped because the previous scan of the target was still running.
+# TYPE exposure_scans_skipped_total counter
+exposure_scans_skipped_total{target="dmz"} 0
+# HELP exposure_scans_total Scans by result: success, incomplete (cut short, stored but not diffed), failed.
+# TYPE exposure_scans_total counter
+exposure_scans_total{result="failed",target="dmz"} 0
+exposure_scans_total{result="incomplete",target="dmz"} 0
+exposure_scans_total{result="success",target="dmz"} 0
+`), "exposure_changes_total", "exposure_scans_total", "exposure_scans_skipped_total"))
+
+	s.apply(nil, false)
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(""),
+		"exposure_changes_total", "exposure_scans_total", "exposure_scans_skipped_total"))
+	require.NoError(t, s.stop(context.Background()))
 }
