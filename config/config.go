@@ -111,8 +111,11 @@ type Confirm struct {
 	M int `yaml:"m"`
 }
 
-// Flap: once a port changes state Threshold times within Window, further
-// alternations are folded into one change (Change.Flaps counts them).
+// Flap: when the reported state of a port changes for the Threshold-th
+// time within Window, that change carries the count (Change.Flaps) and the
+// port is held: further alternations are folded until it keeps one state
+// for a whole Window, and reported then (with the count) only if that state
+// differs from the last report (diff.Policy.FlapWindow, FlapThreshold).
 type Flap struct {
 	Window    model.Duration `yaml:"window"`
 	Threshold int            `yaml:"threshold"`

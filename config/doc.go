@@ -36,8 +36,9 @@
 //	  confirm: {n: 2, m: 3}       # a port change is reported when n of up to m re-probe
 //	                              # rounds agree (diff.Confirm); m: 0 turns confirmation
 //	                              # off; 1 <= n <= m <= 10
-//	  flap: {window: 1h, threshold: 4}  # a port changing state threshold (>= 2) times
-//	                              # within window is folded into one change
+//	  flap: {window: 1h, threshold: 4}  # a port whose state changes threshold (>= 2) times
+//	                              # within window is reported that time with the count,
+//	                              # then held until it keeps one state for a whole window
 //	defaults:                     # every target inherits these, field by field
 //	  ports: top:1000             # "22,80", "1-1024", "-" (all), "top:N" (N <= 1000), combined
 //	  schedule: "@every 15m"      # 5-field cron, CRON_TZ=Zone prefix, @hourly, @every 10m;

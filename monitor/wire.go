@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,12 +74,7 @@ func (d *daemonState) detector(key string, sd config.ServiceDetection) (*service
 			return det, nil
 		}
 	}
-	det, err := service.New(service.Options{
-		Intensity:  sd.Intensity,
-		Timeout:    time.Duration(sd.Timeout),
-		ProbeFiles: sd.ProbeFiles,
-		Logger:     d.logger.With("component", "service"),
-	})
+	det, err := service.New(serviceOptions(sd, d.logger))
 	if err != nil {
 		return nil, err
 	}
@@ -88,6 +85,17 @@ func (d *daemonState) detector(key string, sd config.ServiceDetection) (*service
 		d.detectors[key] = det
 	}
 	return det, nil
+}
+
+// serviceOptions maps a target's service_detection onto the detector's
+// options.
+func serviceOptions(sd config.ServiceDetection, logger *slog.Logger) service.Options {
+	return service.Options{
+		Intensity:  sd.Intensity,
+		Timeout:    time.Duration(sd.Timeout),
+		ProbeFiles: slices.Clone(sd.ProbeFiles),
+		Logger:     logger.With("component", "service"),
+	}
 }
 
 // diffWithConfirm is the real differ: diff.Diff against the stored state,
@@ -105,6 +113,8 @@ func policyOf(t *config.Target, g config.Global) diff.Policy {
 		Versions:      t.Expect.Versions,
 		AllOpenShare:  g.AllOpenShare,
 		PortsProbed:   t.PortSpec.Len(),
+		FlapWindow:    time.Duration(g.Flap.Window),
+		FlapThreshold: g.Flap.Threshold,
 	}
 }
 
