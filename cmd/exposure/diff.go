@@ -10,23 +10,22 @@ import (
 
 	"github.com/exposure-monitor/exposure/diff"
 	"github.com/exposure-monitor/exposure/snapshot"
-	"github.com/exposure-monitor/exposure/store"
 )
 
 func diffCommand(app *kingpin.Application) (string, runFunc) {
 	cmd := app.Command("diff", "Print the changes between two stored scans of a target (default: the last two complete ones).")
-	path := storageFlag(cmd)
+	src := sourceFlags(cmd)
 	target := cmd.Flag("target", "Target name.").Required().String()
 	format := cmd.Flag("format", "Output format: text or json (one change per line).").Default("text").Enum("text", "json")
 	fromID := cmd.Arg("from", "Older scan id (target/nanos, or just nanos); default: the second-last complete scan.").String()
 	toID := cmd.Arg("to", "Newer scan id; default: the last complete scan.").String()
-	return cmd.FullCommand(), func(_ context.Context, e *env) error {
-		s, err := openReadOnly(*path)
+	return cmd.FullCommand(), func(ctx context.Context, e *env) error {
+		r, err := src.open(ctx, e)
 		if err != nil {
 			return err
 		}
-		defer s.Close()
-		from, to, err := pickScans(s, *target, *fromID, *toID)
+		defer r.Close()
+		from, to, err := pickScans(r, *target, *fromID, *toID)
 		if err != nil {
 			return err
 		}
@@ -43,7 +42,7 @@ func diffCommand(app *kingpin.Application) (string, runFunc) {
 	}
 }
 
-func pickScans(s *store.Store, target, fromID, toID string) (from, to *snapshot.Snapshot, err error) {
+func pickScans(s reader, target, fromID, toID string) (from, to *snapshot.Snapshot, err error) {
 	load := func(id string) (*snapshot.Snapshot, error) {
 		if !strings.Contains(id, "/") {
 			id = target + "/" + id

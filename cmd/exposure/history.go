@@ -3,11 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,7 +14,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/exposure-monitor/exposure/snapshot"
-	"github.com/exposure-monitor/exposure/store"
 )
 
 // storageFlag adds --storage.path with the daemon's default.
@@ -25,30 +21,13 @@ func storageFlag(cmd *kingpin.CmdClause) *string {
 	return cmd.Flag("storage.path", "Database file (default: $STATE_DIRECTORY/exposure.db under systemd, else ./data/exposure.db).").PlaceHolder("PATH").String()
 }
 
-// openReadOnly opens the database for the read-only commands.
-func openReadOnly(path string) (*store.Store, error) {
-	if path == "" {
-		// The daemon's default: systemd's StateDirectory (the first of a
-		// colon-separated list), else ./data.
-		path = filepath.Join("data", "exposure.db")
-		if dir, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":"); dir != "" {
-			path = filepath.Join(dir, "exposure.db")
-		}
-	}
-	s, err := store.Open(path, store.Options{ReadOnly: true, Timeout: time.Second})
-	if errors.Is(err, store.ErrLocked) {
-		return nil, fmt.Errorf("%w; a running daemon holds it: stop it or use its web interface", err)
-	}
-	return s, err
-}
-
 func historyCommand(app *kingpin.Application) (string, runFunc) {
 	cmd := app.Command("history", "Print the timeline of changes (oldest first).")
-	path := storageFlag(cmd)
+	src := sourceFlags(cmd)
 	target := cmd.Flag("target", "Only this target.").String()
 	since := cmd.Flag("since", "Only changes of the last DURATION (e.g. 24h, 7d).").PlaceHolder("DURATION").String()
 	format := cmd.Flag("format", "Output format: text or json (one change per line).").Default("text").Enum("text", "json")
-	return cmd.FullCommand(), func(_ context.Context, e *env) error {
+	return cmd.FullCommand(), func(ctx context.Context, e *env) error {
 		var from time.Time
 		if *since != "" {
 			d, err := model.ParseDuration(*since)
@@ -57,12 +36,12 @@ func historyCommand(app *kingpin.Application) (string, runFunc) {
 			}
 			from = time.Now().Add(-time.Duration(d))
 		}
-		s, err := openReadOnly(*path)
+		r, err := src.open(ctx, e)
 		if err != nil {
 			return err
 		}
-		defer s.Close()
-		changes, err := s.Changes(*target, from, time.Time{})
+		defer r.Close()
+		changes, err := r.Changes(*target, from, time.Time{})
 		if err != nil {
 			return err
 		}

@@ -14,11 +14,11 @@ import (
 
 func showCommand(app *kingpin.Application) (string, runFunc) {
 	cmd := app.Command("show", "Print a target's exposure now (its last complete scan) or at a past moment.")
-	path := storageFlag(cmd)
+	src := sourceFlags(cmd)
 	target := cmd.Flag("target", "Target name.").Required().String()
 	at := cmd.Flag("at", "A past moment: RFC 3339 time (2026-11-25T06:00:00Z) or a duration ago (36h, 7d).").PlaceHolder("TIME").String()
 	format := cmd.Flag("format", "Output format: text or json (the snapshot document).").Default("text").Enum("text", "json")
-	return cmd.FullCommand(), func(_ context.Context, e *env) error {
+	return cmd.FullCommand(), func(ctx context.Context, e *env) error {
 		var when time.Time
 		if *at != "" {
 			var err error
@@ -26,16 +26,16 @@ func showCommand(app *kingpin.Application) (string, runFunc) {
 				return err
 			}
 		}
-		s, err := openReadOnly(*path)
+		r, err := src.open(ctx, e)
 		if err != nil {
 			return err
 		}
-		defer s.Close()
+		defer r.Close()
 		var sn *snapshot.Snapshot
 		if when.IsZero() {
-			sn, err = s.LatestComplete(*target)
+			sn, err = r.LatestComplete(*target)
 		} else {
-			sn, err = s.At(*target, when)
+			sn, err = r.At(*target, when)
 		}
 		if err != nil {
 			return err
