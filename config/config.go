@@ -94,6 +94,13 @@ type Global struct {
 	// Flap sets when a port going open and closed repeatedly is folded into
 	// one change.
 	Flap Flap `yaml:"flap"`
+	// Interface, if set, binds every socket of every scan (probes, service
+	// detection, DNS) to this network interface, like nmap's -e: nothing a
+	// scan sends can leave through another one, and a target not routed
+	// through it is not probed. Empty (the default) binds nothing. The
+	// interface need not exist at load time; a scan while it is missing
+	// fails, naming it.
+	Interface string `yaml:"interface"`
 }
 
 // Shard assigns targets to one of Total daemons by a stable hash of the

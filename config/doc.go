@@ -39,6 +39,10 @@
 //	  flap: {window: 1h, threshold: 4}  # a port whose state changes threshold (>= 2) times
 //	                              # within window is reported that time with the count,
 //	                              # then held until it keeps one state for a whole window
+//	  interface: ""               # bind every scan socket (probes, -sV, DNS) to this
+//	                              # interface, as nmap -e; a target it does not route
+//	                              # to is filtered "not probed: no route via NAME";
+//	                              # "" binds nothing; missing at scan time: scan fails
 //	defaults:                     # every target inherits these, field by field
 //	  ports: top:1000             # "22,80", "1-1024", "-" (all), "top:N" (N <= 1000), combined
 //	  schedule: "@every 15m"      # 5-field cron, CRON_TZ=Zone prefix, @hourly, @every 10m;

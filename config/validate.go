@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/exposure-monitor/exposure/diff"
+	"github.com/exposure-monitor/exposure/scanner/netif"
 	"github.com/exposure-monitor/exposure/scanner/spec"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
@@ -156,6 +157,21 @@ func (v *validator) global(g *Global) {
 	}
 	v.positive("global.flap.window", g.Flap.Window)
 	v.atLeast("global.flap.threshold", g.Flap.Threshold, 2)
+	if g.Interface != "" {
+		if err := netif.CheckName(g.Interface); err != nil {
+			v.errorf("global.interface", g.Interface, "%s", interfaceReason(err))
+		}
+	}
+}
+
+// interfaceReason is the reason part of a netif name error: the value is
+// already in the config error.
+func interfaceReason(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		return msg[i+2:]
+	}
+	return msg
 }
 
 // scan validates the fields of s under path for which want returns true,

@@ -14,8 +14,9 @@ import (
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
-// engineSet holds one scan engine per kind for the daemon's lifetime; all
-// of them draw from the one shared packet-rate limiter (global.scan_rate).
+// engineSet holds one scan engine per kind and interface (global.interface)
+// for the daemon's lifetime; all of them draw from the one shared
+// packet-rate limiter (global.scan_rate).
 type engineSet struct {
 	limiter *rate.Limiter
 	logger  *slog.Logger
@@ -28,22 +29,29 @@ func newEngineSet(limiter *rate.Limiter, logger *slog.Logger) *engineSet {
 	return &engineSet{limiter: limiter, logger: logger, m: map[string]scanner.Engine{}}
 }
 
-// get returns the engine of a kind, creating it on first use. A reload that
-// asks for syn without CAP_NET_RAW fails here, before anything is swapped.
-func (s *engineSet) get(kind string) (scanner.Engine, error) {
+// get returns the engine of a kind bound to iface ("" for none), creating
+// it on first use. A reload that asks for syn without CAP_NET_RAW fails
+// here, before anything is swapped; a missing interface does not (scans
+// fail while it is missing).
+func (s *engineSet) get(kind, iface string) (scanner.Engine, error) {
 	if kind == "" {
 		kind = scanner.KindAuto
 	}
+	key := kind + "|" + iface
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.m[kind]; ok {
+	if e, ok := s.m[key]; ok {
 		return e, nil
 	}
-	e, err := scanner.NewEngine(kind, s.limiter, s.logger.With("engine", kind))
+	logger := s.logger.With("engine", kind)
+	if iface != "" {
+		logger = logger.With("interface", iface)
+	}
+	e, err := scanner.NewEngine(kind, scanner.EngineOptions{Limiter: s.limiter, Logger: logger, Interface: iface})
 	if err != nil {
 		return nil, fmt.Errorf("scan engine %s: %w", kind, err)
 	}
-	s.m[kind] = e
+	s.m[key] = e
 	return e, nil
 }
 

@@ -22,8 +22,9 @@ func (d *daemonState) realScanners(cfg *config.Config) (scanFunc, differ, error)
 	if d.engines == nil {
 		d.engines = newEngineSet(d.limiter, d.logger)
 	}
+	iface := cfg.Global.Interface
 	for _, t := range cfg.OwnedTargets() {
-		if _, err := d.engines.get(t.Engine); err != nil {
+		if _, err := d.engines.get(t.Engine, iface); err != nil {
 			return nil, nil, fmt.Errorf("target %q: %w", t.Name, err)
 		}
 	}
@@ -33,11 +34,11 @@ func (d *daemonState) realScanners(cfg *config.Config) (scanFunc, differ, error)
 		if !sd.Enabled {
 			continue
 		}
-		key := detectorKey(sd)
+		key := detectorKey(sd, iface)
 		if _, ok := detectors[key]; ok {
 			continue
 		}
-		det, err := d.detector(key, sd)
+		det, err := d.detector(key, sd, iface)
 		if err != nil {
 			return nil, nil, fmt.Errorf("target %q: service detection: %w", t.Name, err)
 		}
@@ -45,13 +46,13 @@ func (d *daemonState) realScanners(cfg *config.Config) (scanFunc, differ, error)
 	}
 	engines := d.engines
 	scan := func(ctx context.Context, t *config.Target) (*snapshot.Snapshot, error) {
-		e, err := engines.get(t.Engine)
+		e, err := engines.get(t.Engine, iface)
 		if err != nil {
 			return nil, err
 		}
 		var det annotator
 		if t.ServiceDetection.Enabled {
-			if dt := detectors[detectorKey(t.ServiceDetection)]; dt != nil {
+			if dt := detectors[detectorKey(t.ServiceDetection, iface)]; dt != nil {
 				det = dt
 			}
 		}
@@ -60,21 +61,24 @@ func (d *daemonState) realScanners(cfg *config.Config) (scanFunc, differ, error)
 	return scan, diffWithConfirm{engines: engines}, nil
 }
 
-func detectorKey(sd config.ServiceDetection) string {
-	return fmt.Sprintf("%d|%s|%s", sd.Intensity, time.Duration(sd.Timeout), strings.Join(sd.ProbeFiles, "\x00"))
+func detectorKey(sd config.ServiceDetection, iface string) string {
+	return fmt.Sprintf("%d|%s|%s|%s", sd.Intensity, time.Duration(sd.Timeout), iface, strings.Join(sd.ProbeFiles, "\x00"))
 }
 
 // detector returns a service detector for sd. Detectors on the embedded
 // probe database alone are kept for the daemon's lifetime (parsing it is the
 // costly part); with operator probe files they are built again at every
 // reload, so edited files are read.
-func (d *daemonState) detector(key string, sd config.ServiceDetection) (*service.Detector, error) {
+func (d *daemonState) detector(key string, sd config.ServiceDetection, iface string) (*service.Detector, error) {
 	if len(sd.ProbeFiles) == 0 {
 		if det, ok := d.detectors[key]; ok {
 			return det, nil
 		}
 	}
-	det, err := service.New(serviceOptions(sd, d.logger))
+	o := serviceOptions(sd, d.logger)
+	// global.interface binds -sV connections like the scan's probes.
+	o.Interface = iface
+	det, err := service.New(o)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +133,8 @@ func (w diffWithConfirm) diff(ctx context.Context, prev, cur *snapshot.Snapshot,
 	res := diff.Diff(prev, cur, st, p)
 	changes := res.Changes
 	if len(res.Pending) > 0 {
-		e, err := w.engines.get(t.Engine)
+		// Re-probes go through global.interface like the scan did.
+		e, err := w.engines.get(t.Engine, g.Interface)
 		if err != nil {
 			return diffResult{}, err
 		}

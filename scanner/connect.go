@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/exposure-monitor/exposure/scanner/netif"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
@@ -32,6 +33,9 @@ type ConnectOptions struct {
 	Concurrency int
 	// Timeout is the limit of one attempt; 0 means 1.5 s.
 	Timeout time.Duration
+	// Interface, if set, binds every connection to that network interface
+	// (see EngineOptions.Interface). A bad name fails Scan.
+	Interface string
 }
 
 func (o *ConnectOptions) validate() {
@@ -64,6 +68,10 @@ func NewConnect(o ConnectOptions) *Connect {
 // Name implements Engine.
 func (c *Connect) Name() string { return KindConnect }
 
+// Interface is the network interface the engine's connections are bound
+// to, "" for none.
+func (c *Connect) Interface() string { return c.opts.Interface }
+
 type connectOutcome struct {
 	res         Result
 	attempts    uint64
@@ -80,6 +88,13 @@ func (c *Connect) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, 
 	if err != nil {
 		return Stats{}, fmt.Errorf("connect scan: %w", err)
 	}
+	bind, err := netif.New(c.opts.Interface)
+	if err == nil {
+		err = bind.Check()
+	}
+	if err != nil {
+		return Stats{}, fmt.Errorf("connect scan: %w", err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	jobs := make(chan pairKey)
@@ -87,7 +102,7 @@ func (c *Connect) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, 
 	for range c.opts.Concurrency {
 		go func() {
 			for k := range jobs {
-				outcomes <- c.probe(ctx, guard, k, job.Retries)
+				outcomes <- c.probe(ctx, guard, bind, k, job.Retries)
 			}
 		}()
 	}
@@ -143,14 +158,15 @@ func (c *Connect) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, 
 	return st, nil
 }
 
-// probe connects to k up to retries+1 times.
-func (c *Connect) probe(ctx context.Context, guard *destGuard, k pairKey, retries int) connectOutcome {
+// probe connects to k up to retries+1 times, through bind's interface if
+// set: a destination it does not route to is not probed at all.
+func (c *Connect) probe(ctx context.Context, guard *destGuard, bind *netif.Binding, k pairKey, retries int) connectOutcome {
 	res := Result{Addr: k.addr, Port: k.port, State: snapshot.StateFiltered}
 	if err := guard.check(k.addr); err != nil {
 		res.Reason = "not probed: " + err.Error()
 		return connectOutcome{res: res}
 	}
-	d := net.Dialer{Timeout: c.opts.Timeout}
+	d := net.Dialer{Timeout: c.opts.Timeout, Control: bind.Control}
 	var o connectOutcome
 attempts:
 	for try := 0; try <= retries; try++ {
@@ -174,6 +190,12 @@ attempts:
 		case errors.Is(err, syscall.ECONNREFUSED):
 			res.State, res.Reason, res.RTT = snapshot.StateClosed, "conn-refused", rtt
 			o.replied = true
+		case errors.Is(err, netif.ErrNoRoute):
+			// Refused before connect: nothing was sent.
+			o.attempts--
+			var nr *netif.NoRouteError
+			errors.As(err, &nr)
+			res.Reason = "not probed: " + nr.Error()
 		case errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err):
 			res.Reason = "no-response"
 			continue

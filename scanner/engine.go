@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/exposure-monitor/exposure/scanner/netif"
 	"github.com/exposure-monitor/exposure/scanner/spec"
 )
 
@@ -61,29 +62,50 @@ var (
 	_ Engine = (*Connect)(nil)
 )
 
-// NewEngine builds the engine of the given kind. limiter is the process-wide
-// packet budget shared by all scans (nil: unlimited). "auto" picks SYN when a raw socket can
-// be opened and connect otherwise, and logs one line saying which and why.
-func NewEngine(kind string, limiter *rate.Limiter, logger *slog.Logger) (Engine, error) {
+// EngineOptions are what NewEngine passes on to the engine it builds.
+type EngineOptions struct {
+	// Limiter is the process-wide packet budget shared by all scans (nil:
+	// unlimited).
+	Limiter *rate.Limiter
+	Logger  *slog.Logger
+	// Interface, if set, binds every socket of the engine's scans to that
+	// network interface (SO_BINDTODEVICE, like nmap's -e): a destination
+	// not routed through it is not probed. The interface need not exist
+	// yet; a scan fails if it does not when the scan starts.
+	Interface string
+}
+
+// NewEngine builds the engine of the given kind. "auto" picks SYN when a raw
+// socket can be opened and connect otherwise, and logs one line saying which
+// and why.
+func NewEngine(kind string, o EngineOptions) (Engine, error) {
+	logger, limiter := o.Logger, o.Limiter
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if limiter == nil {
 		limiter = rate.NewLimiter(rate.Inf, 0)
 	}
+	if o.Interface != "" {
+		if err := netif.CheckName(o.Interface); err != nil {
+			return nil, err
+		}
+	}
+	syn := SYNOptions{Limiter: limiter, Logger: logger, Interface: o.Interface}
+	conn := ConnectOptions{Limiter: limiter, Logger: logger, Interface: o.Interface}
 	switch kind {
 	case KindSYN:
-		return NewSYN(SYNOptions{Limiter: limiter, Logger: logger})
+		return NewSYN(syn)
 	case KindConnect:
-		return NewConnect(ConnectOptions{Limiter: limiter, Logger: logger}), nil
+		return NewConnect(conn), nil
 	case KindAuto, "":
-		s, err := NewSYN(SYNOptions{Limiter: limiter, Logger: logger})
+		s, err := NewSYN(syn)
 		if err == nil {
 			logger.Info("using the SYN engine: raw sockets are available")
 			return s, nil
 		}
 		logger.Info("using the connect engine: raw sockets are not available", "err", err)
-		return NewConnect(ConnectOptions{Limiter: limiter, Logger: logger}), nil
+		return NewConnect(conn), nil
 	}
 	return nil, fmt.Errorf("unknown engine %q (want syn, connect or auto)", kind)
 }

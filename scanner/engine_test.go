@@ -20,14 +20,14 @@ func TestNewEngine(t *testing.T) {
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 
-	e, err := NewEngine(KindConnect, nil, logger)
+	e, err := NewEngine(KindConnect, EngineOptions{Logger: logger})
 	require.NoError(t, err)
 	require.Equal(t, KindConnect, e.Name())
 
-	_, err = NewEngine("udp", nil, logger)
+	_, err = NewEngine("udp", EngineOptions{Logger: logger})
 	require.ErrorContains(t, err, `unknown engine "udp"`)
 
-	e, err = NewEngine(KindAuto, rate.NewLimiter(1000, 10), logger)
+	e, err = NewEngine(KindAuto, EngineOptions{Limiter: rate.NewLimiter(1000, 10), Logger: logger})
 	require.NoError(t, err)
 	want := KindConnect
 	if os.Geteuid() == 0 {
@@ -38,7 +38,7 @@ func TestNewEngine(t *testing.T) {
 	require.Contains(t, strings.ToLower(logs.String()), "using the "+want+" engine")
 
 	if os.Geteuid() == 0 {
-		s, err := NewEngine(KindSYN, nil, logger)
+		s, err := NewEngine(KindSYN, EngineOptions{Logger: logger})
 		require.NoError(t, err)
 		lo, hi, err := ephemeralRange()
 		require.NoError(t, err)

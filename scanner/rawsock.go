@@ -10,6 +10,8 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
+
+	"github.com/exposure-monitor/exposure/scanner/netif"
 )
 
 // Socket buffer sizes: a fast sweep produces replies in bursts far above the
@@ -36,8 +38,10 @@ type rawFamily struct {
 
 // openRaw opens the raw sockets of one family with BPF filters for source
 // port sport attached, plus senders-1 extra send-only TCP sockets, so that
-// parallel senders do not contend for one socket.
-func openRaw(v6 bool, sport uint16, senders int) (*rawFamily, error) {
+// parallel senders do not contend for one socket. With a binding, every one
+// of them is bound to its interface before anything is sent: the kernel
+// then routes probes only through it, and replies are read only from it.
+func openRaw(v6 bool, sport uint16, senders int, b *netif.Binding) (*rawFamily, error) {
 	netTCP, netICMP, laddr := "ip4:tcp", "ip4:icmp", "0.0.0.0"
 	if v6 {
 		netTCP, netICMP, laddr = "ip6:tcp", "ip6:ipv6-icmp", "::"
@@ -53,6 +57,10 @@ func openRaw(v6 bool, sport uint16, senders int) (*rawFamily, error) {
 		return nil, fmt.Errorf("open raw socket %s: %w", netICMP, err)
 	}
 	f.icmp = ic.(*net.IPConn)
+	if err := errors.Join(bindConn(f.tcp, b), bindConn(f.icmp, b)); err != nil {
+		f.close()
+		return nil, err
+	}
 	if err := f.setup(sport); err != nil {
 		f.close()
 		return nil, err
@@ -71,6 +79,10 @@ func openRaw(v6 bool, sport uint16, senders int) (*rawFamily, error) {
 		}
 		ic := c.(*net.IPConn)
 		f.extra = append(f.extra, ic)
+		if err := bindConn(ic, b); err != nil {
+			f.close()
+			return nil, err
+		}
 		if err := dropAll(ic, v6); err != nil {
 			f.close()
 			return nil, err
@@ -83,6 +95,18 @@ func openRaw(v6 bool, sport uint16, senders int) (*rawFamily, error) {
 		f.sendFDs = append(f.sendFDs, fd)
 	}
 	return f, nil
+}
+
+// bindConn binds c to b's interface; nothing without a binding.
+func bindConn(c *net.IPConn, b *netif.Binding) error {
+	if b == nil {
+		return nil
+	}
+	fd, err := connFD(c)
+	if err != nil {
+		return err
+	}
+	return b.BindFD(fd)
 }
 
 // dropAll attaches a filter that accepts nothing: a send-only raw socket

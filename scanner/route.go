@@ -9,6 +9,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/exposure-monitor/exposure/scanner/netif"
 )
 
 // routeCacheMax bounds the per-destination source address cache; it is
@@ -19,17 +21,22 @@ const routeCacheMax = 4096
 // sourceCache picks the source address for a destination from the routing
 // table: a UDP "connect" binds the socket the way the kernel would route a
 // packet, and sends nothing.
+// With a binding, the UDP socket is bound to the interface and a
+// destination not routed through it is an error (*netif.NoRouteError).
 type sourceCache struct {
-	m map[netip.Addr]netip.Addr
+	m    map[netip.Addr]netip.Addr
+	bind *netif.Binding
 }
 
-func newSourceCache() *sourceCache { return &sourceCache{m: map[netip.Addr]netip.Addr{}} }
+func newSourceCache(b *netif.Binding) *sourceCache {
+	return &sourceCache{m: map[netip.Addr]netip.Addr{}, bind: b}
+}
 
 func (c *sourceCache) source(dst netip.Addr) (netip.Addr, error) {
 	if s, ok := c.m[dst]; ok {
 		return s, nil
 	}
-	s, err := routeSource(dst)
+	s, err := routeSource(dst, c.bind)
 	if err != nil {
 		return netip.Addr{}, err
 	}
@@ -40,9 +47,10 @@ func (c *sourceCache) source(dst netip.Addr) (netip.Addr, error) {
 	return s, nil
 }
 
-// routeSource is the local address the kernel would use towards dst.
-func routeSource(dst netip.Addr) (netip.Addr, error) {
-	var d net.Dialer
+// routeSource is the local address the kernel would use towards dst, through
+// the interface of b if set.
+func routeSource(dst netip.Addr, b *netif.Binding) (netip.Addr, error) {
+	d := net.Dialer{Control: b.Control}
 	// Port 9 (discard) is arbitrary: a UDP connect sends no packet.
 	c, err := d.DialContext(context.Background(), "udp", netip.AddrPortFrom(dst, 9).String())
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/exposure-monitor/exposure/scanner/netif"
 	"github.com/exposure-monitor/exposure/scanner/spec"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
@@ -38,10 +39,10 @@ type SweepOptions struct {
 	// a hostname, within a bounded time.
 	ReverseDNS bool
 	// Lookup resolves hostnames of the target spec; nil means the system
-	// resolver.
+	// resolver (its queries bound to the engine's interface, if it has one).
 	Lookup spec.LookupFunc
 	// ReverseLookup returns the PTR names of an address; nil means the
-	// system resolver.
+	// system resolver (bound like Lookup's).
 	ReverseLookup func(ctx context.Context, addr string) ([]string, error)
 	// Progress, if set, is called now and then with the pairs done so far.
 	Progress func(done, total uint64)
@@ -59,10 +60,14 @@ type hostAcc struct {
 // false) is returned together with the error.
 func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*snapshot.Snapshot, error) {
 	started := time.Now().UTC()
+	resolver := net.DefaultResolver
+	if r := boundResolver(e); r != nil {
+		resolver = r
+	}
 	lookup := o.Lookup
 	if lookup == nil {
 		lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
-			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+			return resolver.LookupNetIP(ctx, "ip", host)
 		}
 	}
 	addrs, err := t.Resolve(ctx, lookup)
@@ -143,7 +148,7 @@ func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*sna
 	if len(needName) > 0 && ctx.Err() == nil {
 		rl := o.ReverseLookup
 		if rl == nil {
-			rl = net.DefaultResolver.LookupAddr
+			rl = resolver.LookupAddr
 		}
 		names := reverseNames(ctx, rl, needName)
 		for i := range snap.Hosts {
@@ -158,6 +163,33 @@ func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*sna
 		return snap, fmt.Errorf("sweep %s: %w", o.Target, scanErr)
 	}
 	return snap, nil
+}
+
+// boundEngine is an engine whose sockets are bound to a network interface.
+type boundEngine interface {
+	Interface() string
+}
+
+// boundResolver is a resolver whose queries go out only through the
+// interface e is bound to, nil when e is not bound: a scan bound to an
+// interface sends nothing anywhere else, DNS included: a name server not
+// routed through that interface answers nothing (/etc/hosts still does).
+func boundResolver(e Engine) *net.Resolver {
+	be, ok := e.(boundEngine)
+	if !ok || be.Interface() == "" {
+		return nil
+	}
+	b, err := netif.New(be.Interface())
+	return &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			if err != nil {
+				return nil, err
+			}
+			d := net.Dialer{Control: b.Control}
+			return d.DialContext(ctx, network, address)
+		},
+	}
 }
 
 // reverseNames looks up PTR names with bounded concurrency and a bounded

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 
+	"github.com/exposure-monitor/exposure/scanner/netif"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
@@ -46,6 +47,9 @@ type SYNOptions struct {
 	Window int
 	// InitialRTO, MinRTO and MaxRTO bound the adaptive probe timeout.
 	InitialRTO, MinRTO, MaxRTO time.Duration
+	// Interface, if set, binds the raw sockets and the source address
+	// lookup to that network interface (see EngineOptions.Interface).
+	Interface string
 }
 
 func (o *SYNOptions) validate() error {
@@ -54,6 +58,11 @@ func (o *SYNOptions) validate() error {
 	}
 	if o.Limiter.Limit() != rate.Inf && (o.Limiter.Limit() <= 0 || o.Limiter.Burst() < 1) {
 		return fmt.Errorf("rate limiter allows no packets (limit %v, burst %d)", o.Limiter.Limit(), o.Limiter.Burst())
+	}
+	if o.Interface != "" {
+		if err := netif.CheckName(o.Interface); err != nil {
+			return err
+		}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -83,6 +92,7 @@ type SYN struct {
 	key   cookieKey
 	sport uint16
 	guard *destGuard
+	bind  *netif.Binding
 }
 
 // NewSYN checks that raw sockets can be opened (CAP_NET_RAW) and picks the
@@ -96,6 +106,9 @@ func NewSYN(o SYNOptions) (*SYN, error) {
 		return nil, fmt.Errorf("syn engine: %w", err)
 	}
 	s := &SYN{opts: o, key: key, sport: o.SourcePort}
+	if s.bind, err = netif.New(o.Interface); err != nil {
+		return nil, fmt.Errorf("syn engine: %w", err)
+	}
 	if s.sport == 0 {
 		lo, hi, err := ephemeralRange()
 		if err != nil {
@@ -108,7 +121,8 @@ func NewSYN(o SYNOptions) (*SYN, error) {
 	if s.guard, err = newDestGuard(); err != nil {
 		return nil, fmt.Errorf("syn engine: %w", err)
 	}
-	f, err := openRaw(false, s.sport, 1)
+	// Only the privilege is checked here: the interface may not exist yet.
+	f, err := openRaw(false, s.sport, 1, nil)
 	if err != nil {
 		return nil, fmt.Errorf("syn engine: %w", err)
 	}
@@ -122,10 +136,17 @@ func (s *SYN) Name() string { return KindSYN }
 // SourcePort is the engine's fixed probe source port.
 func (s *SYN) SourcePort() uint16 { return s.sport }
 
+// Interface is the network interface the engine's sockets are bound to, ""
+// for none.
+func (s *SYN) Interface() string { return s.bind.Name() }
+
 // Scan implements Engine.
 func (s *SYN) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, error) {
 	if job.Pairs == nil {
 		return Stats{}, errors.New("syn scan: no pairs")
+	}
+	if err := s.bind.Check(); err != nil {
+		return Stats{}, fmt.Errorf("syn scan: %w", err)
 	}
 	sc := &synScan{
 		SYN:     s,
@@ -136,7 +157,7 @@ func (s *SYN) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, erro
 		window:  s.opts.Window,
 		est:     newRTTEstimator(s.opts.InitialRTO, s.opts.MinRTO, s.opts.MaxRTO),
 		builder: newPacketBuilder(),
-		srcs:    newSourceCache(),
+		srcs:    newSourceCache(s.bind),
 		log:     s.opts.Logger,
 	}
 	sc.deadlineRTO = sc.est.rto
@@ -361,7 +382,7 @@ func (sc *synScan) family(i int) (*rawFamily, error) {
 	if sc.fam[i] != nil || sc.famErr[i] != nil {
 		return sc.fam[i], sc.famErr[i]
 	}
-	f, err := openRaw(i == 1, sc.sport, sc.workers)
+	f, err := openRaw(i == 1, sc.sport, sc.workers, sc.bind)
 	if err == nil {
 		err = sc.addReceivers(f, i == 1)
 		if err != nil {
@@ -669,7 +690,14 @@ func (sc *synScan) sendBatch(ctx context.Context, n int) error {
 		if !p.src.IsValid() {
 			src, err := sc.srcs.source(dst)
 			if err != nil {
-				sc.drop(p, "not probed: no route")
+				// Bound to an interface, a destination it does not
+				// reach is not probed: "no route via IFACE".
+				reason := "no route"
+				var nr *netif.NoRouteError
+				if errors.As(err, &nr) {
+					reason = nr.Error()
+				}
+				sc.drop(p, "not probed: "+reason)
 				continue
 			}
 			p.src = src

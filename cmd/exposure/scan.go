@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/exposure-monitor/exposure/scanner"
+	"github.com/exposure-monitor/exposure/scanner/netif"
 	"github.com/exposure-monitor/exposure/scanner/service"
 	"github.com/exposure-monitor/exposure/scanner/spec"
 	"github.com/exposure-monitor/exposure/snapshot"
@@ -38,6 +39,7 @@ type scanFlags struct {
 	format     string
 	sequential bool
 	noDNS      bool
+	iface      string
 	targets    []string
 }
 
@@ -53,6 +55,7 @@ func scanCommand(app *kingpin.Application) (string, runFunc) {
 	cmd.Flag("format", "Output format: text or json.").Default("text").EnumVar(&f.format, "text", "json")
 	cmd.Flag("sequential", "Probe in address and port order instead of a random order.").BoolVar(&f.sequential)
 	cmd.Flag("no-dns", "Do not look up reverse DNS names.").Short('n').BoolVar(&f.noDNS)
+	cmd.Flag("interface", "Bind every socket of the scan to this network interface (nmap's -e): probes, -sV connections and DNS go out only through it, and a target it does not route to is reported filtered, not probed.").Short('e').PlaceHolder("NAME").StringVar(&f.iface)
 	cmd.Arg("target", "Addresses, CIDR prefixes, ranges (198.18.0.1-20) or hostnames.").Required().StringsVar(&f.targets)
 	return cmd.FullCommand(), f.run
 }
@@ -80,9 +83,15 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 	if f.intensity < 0 || f.intensity > 9 {
 		return usagef("bad --version-intensity %d: must be between 0 and 9", f.intensity)
 	}
+	if f.iface != "" {
+		// A one-off scan binds to an interface that exists now.
+		if _, err := netif.Index(f.iface); err != nil {
+			return usagef("bad --interface (-e): %w", err)
+		}
+	}
 	var detector *service.Detector
 	if f.sV {
-		if detector, err = service.New(service.Options{Intensity: f.intensity, Logger: e.logger}); err != nil {
+		if detector, err = service.New(service.Options{Intensity: f.intensity, Logger: e.logger, Interface: f.iface}); err != nil {
 			return fmt.Errorf("service detection: %w", err)
 		}
 	}
@@ -90,7 +99,7 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 	if f.rate > 0 {
 		limiter = rate.NewLimiter(rate.Limit(f.rate), max(1, f.rate/100))
 	}
-	engine, err := scanner.NewEngine(f.engine, limiter, e.logger)
+	engine, err := scanner.NewEngine(f.engine, scanner.EngineOptions{Limiter: limiter, Logger: e.logger, Interface: f.iface})
 	if err != nil {
 		return fmt.Errorf("scan engine: %w", err)
 	}

@@ -2,7 +2,7 @@
 // addresses and prints one JSON object per port: the harness bench/sv-vs-nmap.sh
 // uses until `exposure scan --sV` does the same from the CLI.
 //
-//	svscan -p 22,80,443 198.18.0.2
+//	svscan -p 22,80,443 [-e explab0] 198.18.0.2
 package main
 
 import (
@@ -38,14 +38,15 @@ func main() {
 	intensity := flag.Int("intensity", service.DefaultIntensity, "version intensity 0-9")
 	timeout := flag.Duration("timeout", service.DefaultTimeout, "per-port timeout")
 	probeFiles := flag.String("probe-files", "", "comma-separated extra probe files")
+	iface := flag.String("e", "", "bind every connection to this network interface (nmap's -e)")
 	flag.Parse()
-	if err := run(os.Stdout, *ports, *intensity, *timeout, *probeFiles, flag.Args()); err != nil {
+	if err := run(os.Stdout, *ports, *intensity, *timeout, *probeFiles, *iface, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "svscan:", err)
 		os.Exit(1)
 	}
 }
 
-func run(stdout io.Writer, portList string, intensity int, timeout time.Duration, probeFiles string, args []string) error {
+func run(stdout io.Writer, portList string, intensity int, timeout time.Duration, probeFiles, iface string, args []string) error {
 	if portList == "" || len(args) == 0 {
 		return errors.New("usage: svscan -p PORTS ADDRESS [ADDRESS]")
 	}
@@ -65,7 +66,7 @@ func run(stdout io.Writer, portList string, intensity int, timeout time.Duration
 		}
 		addrs = append(addrs, addr)
 	}
-	o := service.Options{Intensity: intensity, Timeout: timeout,
+	o := service.Options{Intensity: intensity, Timeout: timeout, Interface: iface,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	if probeFiles != "" {
 		o.ProbeFiles = strings.Split(probeFiles, ",")

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+// TestScanInterfaceBadName: a bad or missing interface is a usage error
+// (exit 2) naming it, before anything is scanned.
+func TestScanInterfaceBadName(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"alias syntax", []string{"scan", "-e", "eth0:1", "127.0.0.1"}, `bad --interface (-e): interface name "eth0:1": must not contain '/' or ':'`},
+		{"too long", []string{"scan", "--interface", "much-too-long-name0", "127.0.0.1"}, "longer than 15 bytes"},
+		{"missing", []string{"scan", "-e", "nosuchif0", "127.0.0.1"}, `interface "nosuchif0": no such network interface`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tt.args, &stdout, &stderr)
+			require.Equal(t, 2, code, "stderr: %s", stderr.String())
+			require.Contains(t, stderr.String(), tt.want)
+			require.Empty(t, stdout.String())
+		})
+	}
+}
+
+// TestScanInterfaceLoopback scans loopback with every socket bound to lo
+// (and -sV through lo too): the listener is found and identified.
+func TestScanInterfaceLoopback(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n"))
+			c.Close()
+		}
+	}()
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"scan", "-e", "lo", "--sV", "-n", "--engine", "connect", "--format", "json", "-p", port, "127.0.0.1"}, &stdout, &stderr)
+	require.Equal(t, 0, code, "stderr: %s", stderr.String())
+	var snap snapshot.Snapshot
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &snap))
+	require.Equal(t, 1, snap.OpenPorts())
+	require.Len(t, snap.Hosts, 1)
+	require.Len(t, snap.Hosts[0].Ports, 1)
+	svc := snap.Hosts[0].Ports[0].Service
+	require.NotNil(t, svc)
+	require.Equal(t, "OpenSSH", svc.Product)
+}
