@@ -2,12 +2,6 @@ package alert
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -19,78 +13,6 @@ import (
 	"github.com/exposure-monitor/exposure/snapshot"
 	"github.com/exposure-monitor/exposure/store"
 )
-
-const alertmanagerBin = "prometheus-alertmanager"
-
-// gettableAlert is the part of Alertmanager's GET /api/v2/alerts answer the
-// test looks at.
-type gettableAlert struct {
-	Labels   map[string]string `json:"labels"`
-	StartsAt time.Time         `json:"startsAt"`
-	EndsAt   time.Time         `json:"endsAt"`
-	Status   struct {
-		State string `json:"state"`
-	} `json:"status"`
-}
-
-// freeLoopbackPort returns a port nobody listens on right now.
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close())
-	return port
-}
-
-// startAlertmanager runs the Debian Alertmanager on loopback with its own
-// storage, without clustering, until the test ends.
-func startAlertmanager(t *testing.T, port int) {
-	t.Helper()
-	bin, err := exec.LookPath(alertmanagerBin)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "alertmanager.yml")
-	require.NoError(t, os.WriteFile(cfg, []byte("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n"), 0o600))
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin,
-		"--config.file="+cfg,
-		"--storage.path="+filepath.Join(dir, "data"),
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port),
-		"--cluster.listen-address=",
-		"--log.level=warn",
-	)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("alertmanager output:\n%s", out.String())
-		}
-	})
-	ready := fmt.Sprintf("http://127.0.0.1:%d/-/ready", port)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(ready)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "alertmanager did not become ready: %s", out)
-}
-
-func getAlerts(t *testing.T, base string) []gettableAlert {
-	t.Helper()
-	resp, err := http.Get(base + "/api/v2/alerts")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	var alerts []gettableAlert
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&alerts))
-	return alerts
-}
 
 // runDispatcher starts a dispatcher and returns it with a stop function
 // that waits for it, standing in for a daemon that is started and stopped.
@@ -122,10 +44,10 @@ func runDispatcher(t *testing.T, o DispatcherOptions) (*Dispatcher, func()) {
 // from the active alerts. A webhook receiver that was failing too gets each
 // entry exactly once per idempotency key.
 func TestLabAlertmanager(t *testing.T) {
-	lab.RequireBinary(t, alertmanagerBin)
+	lab.RequireBinary(t, lab.AlertmanagerBin)
 
-	port := freeLoopbackPort(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	amAddr := lab.FreeAddr(t)
+	base := "http://" + amAddr
 	dbPath := filepath.Join(t.TempDir(), "exposure.db")
 	am, err := NewAlertmanager(AlertmanagerOptions{URLs: []string{base}, Timeout: 5 * time.Second})
 	require.NoError(t, err)
@@ -170,9 +92,9 @@ func TestLabAlertmanager(t *testing.T) {
 	stop()
 	st, d, stop = start()
 	defer stop()
-	startAlertmanager(t, port)
+	amServer := lab.StartAlertmanager(t, amAddr)
 	require.Eventually(t, func() bool { n, _ := st.OutboxLen(); return n == 0 }, 30*time.Second, 20*time.Millisecond)
-	alerts := getAlerts(t, base)
+	alerts := amServer.Alerts(t, "")
 	require.Len(t, alerts, 1)
 	require.Equal(t, map[string]string{
 		"alertname": "ExposureForbiddenPort", "target": "dmz", "address": "198.18.0.2", "port": "3389",
@@ -187,7 +109,7 @@ func TestLabAlertmanager(t *testing.T) {
 	// leaves the active list.
 	scan(st, d, time.Now().UTC(), r1.Firing)
 	require.Eventually(t, func() bool { n, _ := st.OutboxLen(); return n == 0 }, 30*time.Second, 20*time.Millisecond)
-	require.Eventually(t, func() bool { return len(getAlerts(t, base)) == 0 }, 10*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return len(amServer.Alerts(t, "")) == 0 }, 10*time.Second, 50*time.Millisecond)
 	require.Equal(t, 2.0, counter(t, d, "am", ResultDelivered))
 	require.Zero(t, counter(t, d, "am", ResultDropped))
 

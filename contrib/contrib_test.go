@@ -22,36 +22,6 @@ import (
 	"github.com/exposure-monitor/exposure/internal/lab"
 )
 
-// buildExposure compiles cmd/exposure into a fresh temporary directory and
-// returns the binary's path.
-func buildExposure(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "exposure")
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/exposure-monitor/exposure/cmd/exposure")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return bin
-}
-
-// requireTool finds a program that a non-lab test needs: it skips without
-// it, or fails when EXPOSURE_LAB=required.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	msg := "missing program " + name + " (run .ci/install-deps as root)"
-	if os.Getenv(lab.RequiredEnv) == "required" {
-		t.Fatalf("%s (%s=required)", msg, lab.RequiredEnv)
-	}
-	t.Skip(msg)
-	return ""
-}
-
 func TestExamplesLoad(t *testing.T) {
 	for _, tc := range []struct {
 		file  string
@@ -109,8 +79,8 @@ func TestExamplesLoad(t *testing.T) {
 // TestCheckConfigExamples runs the built binary's check-config on every
 // example: what an operator runs before installing one.
 func TestCheckConfigExamples(t *testing.T) {
-	requireTool(t, "go")
-	bin := buildExposure(t)
+	lab.RequireTool(t, "go")
+	bin := lab.BuildExposure(t)
 	files, err := filepath.Glob(filepath.Join("examples", "*.yml"))
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
@@ -137,7 +107,7 @@ func TestCheckConfigExamples(t *testing.T) {
 }
 
 func TestPromtoolRules(t *testing.T) {
-	promtool := requireTool(t, "promtool")
+	promtool := lab.RequireTool(t, "promtool")
 	for _, args := range [][]string{
 		{"check", "rules", "rules.yml"},
 		{"test", "rules", "rules_test.yml"},
@@ -157,7 +127,7 @@ func TestPromtoolRules(t *testing.T) {
 // TestPromtoolRulesCatchBreakage shows the fixtures have teeth: the rules
 // with a threshold changed must fail them.
 func TestPromtoolRulesCatchBreakage(t *testing.T) {
-	promtool := requireTool(t, "promtool")
+	promtool := lab.RequireTool(t, "promtool")
 	b, err := os.ReadFile(filepath.Join("prometheus", "rules.yml"))
 	require.NoError(t, err)
 	test, err := os.ReadFile(filepath.Join("prometheus", "rules_test.yml"))

@@ -12,17 +12,13 @@ import (
 	"io"
 	"math/big"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -213,16 +209,6 @@ func TestExpand(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close())
-	return port
-}
-
 // serve accepts on l until it is closed and hands each connection to fn,
 // closing it after fn or after a bounded time.
 func serve(t *testing.T, l net.Listener, fn func(net.Conn)) int {
@@ -302,159 +288,6 @@ func serveTLS(t *testing.T, notAfter time.Time) int {
 	})
 }
 
-// startProcess runs a long-lived program until the test ends (SIGTERM,
-// then SIGKILL), with its output in a log file that is shown if the test
-// fails.
-func startProcess(t *testing.T, name, logFile string, args ...string) {
-	t.Helper()
-	f, err := os.Create(logFile)
-	require.NoError(t, err)
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		f.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logFile)
-			if len(b) > 8000 {
-				b = b[len(b)-8000:]
-			}
-			t.Logf("%s log (tail):\n%s", filepath.Base(name), b)
-		}
-	})
-}
-
-func waitHTTP(t *testing.T, url string, timeout time.Duration) {
-	t.Helper()
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(timeout)
-	for {
-		resp, err := client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after %v (last error %v)", url, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// promAPI queries a Prometheus server's HTTP API.
-type promAPI struct {
-	base   string
-	client *http.Client
-}
-
-type apiResponse struct {
-	Status    string          `json:"status"`
-	ErrorType string          `json:"errorType"`
-	Error     string          `json:"error"`
-	Data      json.RawMessage `json:"data"`
-}
-
-func (p promAPI) get(path string, params url.Values) (apiResponse, error) {
-	u := p.base + path
-	if params != nil {
-		u += "?" + params.Encode()
-	}
-	resp, err := p.client.Get(u)
-	if err != nil {
-		return apiResponse{}, err
-	}
-	defer resp.Body.Close()
-	var r apiResponse
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&r); err != nil {
-		return apiResponse{}, fmt.Errorf("%s: %w", u, err)
-	}
-	return r, nil
-}
-
-// query runs an instant query and returns how many series (or 1 for a
-// scalar) it returned. A query Prometheus rejects is a non-nil error with
-// bad set.
-func (p promAPI) query(expr string) (n int, bad bool, err error) {
-	r, err := p.get("/api/v1/query", url.Values{"query": {expr}})
-	if err != nil {
-		return 0, false, err
-	}
-	if r.Status != "success" {
-		return 0, r.ErrorType == "bad_data", fmt.Errorf("%s: %s", r.ErrorType, r.Error)
-	}
-	var d struct {
-		ResultType string          `json:"resultType"`
-		Result     json.RawMessage `json:"result"`
-	}
-	if err := json.Unmarshal(r.Data, &d); err != nil {
-		return 0, false, err
-	}
-	switch d.ResultType {
-	case "vector", "matrix":
-		var rs []json.RawMessage
-		if err := json.Unmarshal(d.Result, &rs); err != nil {
-			return 0, false, err
-		}
-		return len(rs), false, nil
-	default:
-		return 1, false, nil
-	}
-}
-
-type promRule struct {
-	Name      string `json:"name"`
-	Health    string `json:"health"`
-	LastError string `json:"lastError"`
-	Type      string `json:"type"`
-}
-
-func (p promAPI) rules() ([]promRule, error) {
-	r, err := p.get("/api/v1/rules", nil)
-	if err != nil {
-		return nil, err
-	}
-	var d struct {
-		Groups []struct {
-			Rules []promRule `json:"rules"`
-		} `json:"groups"`
-	}
-	if err := json.Unmarshal(r.Data, &d); err != nil {
-		return nil, err
-	}
-	var out []promRule
-	for _, g := range d.Groups {
-		out = append(out, g.Rules...)
-	}
-	return out, nil
-}
-
-type promAlert struct {
-	Labels map[string]string `json:"labels"`
-	State  string            `json:"state"`
-}
-
-func (p promAPI) alerts() ([]promAlert, error) {
-	r, err := p.get("/api/v1/alerts", nil)
-	if err != nil {
-		return nil, err
-	}
-	var d struct {
-		Alerts []promAlert `json:"alerts"`
-	}
-	return d.Alerts, json.Unmarshal(r.Data, &d)
-}
-
 // ruleExprs reads the expressions of contrib/prometheus/rules.yml.
 func ruleExprs(t *testing.T) []string {
 	t.Helper()
@@ -493,7 +326,7 @@ func TestLabGrafanaDashboard(t *testing.T) {
 	lab.RequireBinary(t, "prometheus", "go")
 	d := loadDashboard(t)
 	queries := d.queries(t)
-	bin := buildExposure(t)
+	bin := lab.BuildExposure(t)
 	dir := t.TempDir()
 
 	sshPort := serveBanner(t, "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")
@@ -504,7 +337,7 @@ func TestLabGrafanaDashboard(t *testing.T) {
 	tarpitPort := serve(t, listen(t, 0), func(c net.Conn) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(c, 1<<16))
 	})
-	forbiddenPort := freePort(t)
+	forbiddenPort := lab.FreePort(t)
 
 	cfg := fmt.Sprintf(`global:
   run_at_start: true
@@ -531,39 +364,17 @@ receivers:
 `, sshPort, tlsPort, forbiddenPort, tarpitPort)
 	cfgFile := filepath.Join(dir, "exposure.yml")
 	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o644))
-	daemonAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-	startProcess(t, bin, filepath.Join(dir, "daemon.log"), "daemon",
-		"--config.file="+cfgFile, "--storage.path="+filepath.Join(dir, "exposure.db"),
-		"--web.listen-address="+daemonAddr)
-	waitHTTP(t, "http://"+daemonAddr+"/-/ready", time.Minute)
+	daemon := lab.StartExposureDaemon(t, lab.ExposureOptions{Bin: bin, Config: cfgFile, DB: filepath.Join(dir, "exposure.db"), ReadyTimeout: time.Minute})
 
 	rules, err := filepath.Abs(filepath.Join("prometheus", "rules.yml"))
 	require.NoError(t, err)
-	promCfg := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-rule_files: [%q]
-scrape_configs:
-  - job_name: exposure
-    static_configs:
-      - targets: [%q]
-`, rules, daemonAddr)
-	promCfgFile := filepath.Join(dir, "prometheus.yml")
-	require.NoError(t, os.WriteFile(promCfgFile, []byte(promCfg), 0o644))
-	promAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-	promBin, err := exec.LookPath("prometheus")
-	require.NoError(t, err)
-	startProcess(t, promBin, filepath.Join(dir, "prometheus.log"),
-		"--config.file="+promCfgFile, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
-		"--web.listen-address="+promAddr, "--log.level=warn")
-	waitHTTP(t, "http://"+promAddr+"/-/ready", time.Minute)
-	prom := promAPI{base: "http://" + promAddr, client: &http.Client{Timeout: 10 * time.Second}}
+	prom := lab.StartPrometheus(t, lab.PrometheusOptions{Target: daemon.Addr, RuleFiles: []string{rules}})
 
 	// Wait for Prometheus to hold the baseline scan (both allowed ports
 	// open), then open the forbidden port: a firewall regression that the
 	// next scan reports as port_opened and forbidden_open.
 	require.Eventually(t, func() bool {
-		n, _, err := prom.query(`exposure_open_ports{target="loop"} == 2`)
+		n, _, err := prom.Query(`exposure_open_ports{target="loop"} == 2`)
 		return err == nil && n == 1
 	}, 90*time.Second, time.Second, "baseline scan never reached Prometheus")
 	serve(t, listen(t, forbiddenPort), func(c net.Conn) {
@@ -612,13 +423,13 @@ scrape_configs:
 	for {
 		empty = empty[:0]
 		for _, c := range checks {
-			n, bad, err := prom.query(c.expr)
+			n, bad, err := prom.Query(c.expr)
 			require.False(t, bad, "%s: %s: %v", c.where, c.expr, err)
 			if err != nil || n == 0 {
 				empty = append(empty, fmt.Sprintf("%s: %s (err %v)", c.where, c.expr, err))
 			}
 		}
-		rs, err := prom.rules()
+		rs, err := prom.Rules()
 		require.NoError(t, err)
 		require.Len(t, rs, len(ruleExprs(t)))
 		for _, r := range rs {
@@ -637,7 +448,7 @@ scrape_configs:
 	// Only the certificate rule may be pending: everything else in the lab
 	// is healthy or too young for its threshold, except the slow target,
 	// whose scans all end incomplete.
-	alerts, err := prom.alerts()
+	alerts, err := prom.Alerts()
 	require.NoError(t, err)
 	var got []string
 	for _, a := range alerts {

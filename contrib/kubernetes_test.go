@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/exposure-monitor/exposure/config"
+	"github.com/exposure-monitor/exposure/internal/lab"
 )
 
 // The Kubernetes objects below model only the fields the manifests use.
@@ -335,7 +336,7 @@ func renderShard(t *testing.T, script, template, podName string, total int) (str
 // cover every target exactly once, twice as many replicas form HA pairs
 // that cover every target exactly twice.
 func TestKubernetesShards(t *testing.T) {
-	requireTool(t, "sh")
+	lab.RequireTool(t, "sh")
 	m := loadManifests(t)
 	script, total := shardScript(t, m)
 	require.Equal(t, m.sts.Replicas, total, "SHARD_TOTAL must equal replicas")

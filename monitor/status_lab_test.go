@@ -183,16 +183,10 @@ next:
 func TestLabStatusPageChromium(t *testing.T) {
 	t.Parallel()
 	lab.RequireBinary(t, "chromium")
-	l := lab.New(t)
-	h := l.AddHost("web")
-	addr := h.Addr().String()
-	d := startLabDaemon(t, labConfig(addr, "@every 2s"))
-	page := d.url + "/"
+	h, addr, d := startLabHost(t, "web", "@every 2s")
+	page := d.URL + "/"
 
-	eventually(t, 30*time.Second, "a successful scan", func() bool {
-		v, _ := d.metric(t, `exposure_scans_total{result="success",target="lab"}`)
-		return v >= 1
-	})
+	awaitScan(t, d)
 	doc := loadDOM(t, page)
 	targets := rowsWhere(tableRows(t, doc, "targets"), map[string]string{"Target": "lab"})
 	require.Len(t, targets, 1, "the lab target's row")
@@ -205,8 +199,8 @@ func TestLabStatusPageChromium(t *testing.T) {
 	opened := time.Now()
 	_, err := h.ListenAddr(netip.AddrPortFrom(netip.IPv6Unspecified(), 8083), "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")
 	require.NoError(t, err)
-	eventually(t, 30*time.Second, "the port_opened change", func() bool {
-		v, _ := d.metric(t, `exposure_changes_total{kind="port_opened",target="lab"}`)
+	lab.Eventually(t, 30*time.Second, "the port_opened change", func() bool {
+		v, _ := d.Metric(t, `exposure_changes_total{kind="port_opened",target="lab"}`)
 		return v == 1
 	})
 

@@ -153,19 +153,6 @@ func TestLabSystemdSecurity(t *testing.T) {
 	require.LessOrEqual(t, level, maxExposure, "%s", out)
 }
 
-// buildDaemon compiles cmd/exposure into dir and returns the binary's path.
-func buildDaemon(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "exposure")
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/exposure-monitor/exposure/cmd/exposure")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return bin
-}
-
 // TestLabSystemdVerify runs `systemd-analyze verify` on a copy of the unit
 // whose binary path points at a freshly built daemon (verify insists that
 // the ExecStart program exists and is executable). Any output counts as a
@@ -173,7 +160,7 @@ func buildDaemon(t *testing.T, dir string) string {
 func TestLabSystemdVerify(t *testing.T) {
 	lab.RequireBinary(t, "systemd-analyze", "go")
 	dir := t.TempDir()
-	bin := buildDaemon(t, dir)
+	bin := lab.BuildExposure(t)
 	b, err := os.ReadFile(unitFile)
 	require.NoError(t, err)
 	require.Contains(t, string(b), installedBinary)
@@ -203,9 +190,10 @@ func TestLabSystemdCapabilities(t *testing.T) {
 		set = append(set, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
 	}
 
+	// BuildExposure's directory lets the unprivileged user execute the
+	// binary; the scan runs in a directory it may enter too.
+	bin := lab.BuildExposure(t)
 	dir := t.TempDir()
-	bin := buildDaemon(t, dir)
-	// The unprivileged user must be able to execute it.
 	require.NoError(t, os.Chmod(dir, 0o755))
 
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
