@@ -58,8 +58,9 @@ func BenchmarkConnectLoopbackTop1000(b *testing.B) {
 }
 
 // benchLab builds a lab of n hosts, each listening on 22, 80 and three
-// random top-100 ports, with loss applied to every host.
-func benchLab(b *testing.B, n int, loss float64) []string {
+// random top-100 ports, with loss applied to every host, and returns their
+// addresses and the lab's bridge, which the scans bind to.
+func benchLab(b *testing.B, n int, loss float64) ([]string, string) {
 	b.Helper()
 	l := lab.New(b)
 	hosts := l.AddHosts(n)
@@ -79,12 +80,12 @@ func benchLab(b *testing.B, n int, loss float64) []string {
 		}
 		addrs = append(addrs, h.Addr().String())
 	}
-	return addrs
+	return addrs, l.Interface()
 }
 
 func benchLabSYN(b *testing.B, hosts int, ports string, loss float64) {
-	addrs := benchLab(b, hosts, loss)
-	s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(rate.Inf, 0)})
+	addrs, iface := benchLab(b, hosts, loss)
+	s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(rate.Inf, 0), Interface: iface})
 	if err != nil {
 		b.Fatal(err)
 	}

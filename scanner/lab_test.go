@@ -19,9 +19,11 @@ import (
 // needs, so the tests exercise the engine at speed.
 const labRate = 200000
 
-func newLabSYN(t *testing.T) *SYN {
+// newLabSYN is a SYN engine bound to l's bridge: whatever happens to the
+// lab's routes, its probes cannot leave through another interface.
+func newLabSYN(t *testing.T, l *lab.Lab) *SYN {
 	t.Helper()
-	s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(labRate, labRate/100)})
+	s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(labRate, labRate/100), Interface: l.Interface()})
 	require.NoError(t, err)
 	return s
 }
@@ -77,7 +79,7 @@ func TestLabSYNAllPorts(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, truth, uint16(65535))
 
-	s := newLabSYN(t)
+	s := newLabSYN(t, l)
 	for _, a := range []netip.Addr{h.Addr(), h.Addr6()} {
 		snap := labSweep(t, s, []netip.Addr{a}, "-")
 		require.Len(t, snap.Hosts, 1)
@@ -98,7 +100,7 @@ func TestLabSYNLossAllPorts(t *testing.T) {
 		h.Listen(p)
 	}
 	require.NoError(t, h.SetLoss(context.Background(), 0.05))
-	snap := labSweep(t, newLabSYN(t), []netip.Addr{h.Addr()}, "-")
+	snap := labSweep(t, newLabSYN(t, l), []netip.Addr{h.Addr()}, "-")
 	require.Equal(t, want, openPorts(snap)[h.Addr()])
 	require.Equal(t, uint64(65535-len(want)), snap.Quality.Closed)
 	require.NotZero(t, snap.Quality.Retransmits, "5%% loss must have cost retransmissions")
@@ -126,7 +128,7 @@ func TestLabManyHosts(t *testing.T) {
 	// A port outside the top 1,000 must not show up.
 	hosts[0].Listen(61999)
 
-	s := newLabSYN(t)
+	s := newLabSYN(t, l)
 	snap := labSweep(t, s, addrs, "top:1000")
 	require.Equal(t, want, openPorts(snap))
 	require.Equal(t, 250, snap.HostsUp())
@@ -146,7 +148,7 @@ func TestLabManyHosts(t *testing.T) {
 	})
 
 	t.Run("connect engine", func(t *testing.T) {
-		c := NewConnect(ConnectOptions{Concurrency: 512, Timeout: time.Second})
+		c := NewConnect(ConnectOptions{Concurrency: 512, Timeout: time.Second, Interface: l.Interface()})
 		snap := labSweep(t, c, addrs[:20], "top:1000")
 		sub := map[netip.Addr][]uint16{}
 		for _, a := range addrs[:20] {
@@ -173,7 +175,7 @@ func TestLabFilteredAndDown(t *testing.T) {
 	h := l.AddHost("dark")
 	h.Listen(22)
 	require.NoError(t, h.SetLoss(context.Background(), 1))
-	s := newLabSYN(t)
+	s := newLabSYN(t, l)
 	snap := labSweep(t, s, []netip.Addr{h.Addr()}, "22,80")
 	require.Len(t, snap.Hosts, 1, "small scans list silent hosts")
 	require.Equal(t, snapshot.HostDown, snap.Hosts[0].State)

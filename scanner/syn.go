@@ -329,6 +329,18 @@ func (sc *synScan) handleFails() {
 				if u := errors.Unwrap(f.err); u != nil {
 					reason = u.Error()
 				}
+				if sc.bind != nil && errors.Is(f.err, syscall.ENODEV) {
+					// The bound interface went away mid-scan: the
+					// kernel sends nowhere else.
+					reason = fmt.Sprintf("interface %s: %s", sc.bind.Name(), reason)
+				}
+				// Counted when queued; the kernel did not send it.
+				sc.stats.ProbesSent--
+				if p.tries > 1 {
+					sc.stats.Retransmits--
+					sc.drop(p, "no-response, retransmission not sent: "+reason)
+					continue
+				}
 				sc.drop(p, "not probed: "+reason)
 			}
 		default:

@@ -89,7 +89,8 @@ func TestLabDaemons(t *testing.T) {
 }
 
 func checkLab(t *testing.T, h *lab.Host, want map[uint16]snapshot.Service, probeFiles []string) {
-	d, err := New(Options{Intensity: DefaultIntensity, Timeout: 10 * time.Second, ProbeFiles: probeFiles})
+	// Every connection, TLS ones included, bound to the lab's bridge.
+	d, err := New(Options{Intensity: DefaultIntensity, Timeout: 10 * time.Second, ProbeFiles: probeFiles, Interface: h.Lab().Interface()})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -1,0 +1,82 @@
+package service
+
+import (
+	"context"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/exposure-monitor/exposure/internal/lab"
+	"github.com/exposure-monitor/exposure/scanner/netif"
+)
+
+// tcpInSegs is the number of TCP segments a lab host has received.
+func tcpInSegs(t *testing.T, h *lab.Host) uint64 {
+	t.Helper()
+	out, err := h.Exec(context.Background(), "cat", "/proc/net/snmp")
+	require.NoError(t, err)
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Tcp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "InSegs" && i < len(f) {
+				v, err := strconv.ParseUint(f[i], 10, 64)
+				require.NoError(t, err)
+				return v
+			}
+		}
+	}
+	t.Fatalf("no Tcp InSegs in %s's /proc/net/snmp", h.Name())
+	return 0
+}
+
+// TestLabDetectorInterface: a detector bound to a lab's bridge identifies
+// the lab host's service, and refuses, without a single segment reaching
+// it, a host of another lab; bound to lo it reaches neither.
+func TestLabDetectorInterface(t *testing.T) {
+	a, b := lab.New(t), lab.New(t)
+	ha, hb := a.AddHost("a"), b.AddHost("b")
+	for _, h := range []*lab.Host{ha, hb} {
+		_, err := h.ListenAddr(netip.AddrPortFrom(netip.IPv6Unspecified(), 2222), "SSH-2.0-OpenSSH_9.6\r\n")
+		require.NoError(t, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	bridge, err := New(Options{Timeout: 5 * time.Second, Interface: a.Interface()})
+	require.NoError(t, err)
+	segsB := tcpInSegs(t, hb)
+	for _, addr := range []netip.Addr{ha.Addr(), ha.Addr6()} {
+		s, err := bridge.Detect(ctx, addr, 2222)
+		require.NoError(t, err, "%v", addr)
+		require.Equal(t, "OpenSSH", s.Product, "%v", addr)
+	}
+	for _, addr := range []netip.Addr{hb.Addr(), hb.Addr6()} {
+		_, err := bridge.Detect(ctx, addr, 2222)
+		require.ErrorIs(t, err, netif.ErrNoRoute, "%v", addr)
+		require.ErrorContains(t, err, "no route via "+a.Interface())
+	}
+	require.Equal(t, segsB, tcpInSegs(t, hb), "the other lab's host received segments")
+
+	lo, err := New(Options{Timeout: 5 * time.Second, Interface: "lo"})
+	require.NoError(t, err)
+	segsA := tcpInSegs(t, ha)
+	for _, addr := range []netip.Addr{ha.Addr(), hb.Addr()} {
+		_, err := lo.Detect(ctx, addr, 2222)
+		require.ErrorIs(t, err, netif.ErrNoRoute, "%v", addr)
+		require.ErrorContains(t, err, "no route via lo")
+	}
+	require.Equal(t, segsA, tcpInSegs(t, ha))
+	require.Equal(t, segsB, tcpInSegs(t, hb))
+}
