@@ -9,8 +9,10 @@
 # times and a per-port table: nmap's answer, ours, and whether service and
 # product (and the version, where nmap has one) agree. exposure's side is
 # `exposure scan --sV` when the CLI has that flag, else the svscan harness
-# of scanner/service. Packets go only to the lab host, whose route labctl
-# checks before anything is sent.
+# of scanner/service. Packets go only to the lab host: both tools are bound
+# to the lab's bridge (-e BRIDGE), and right before each run `ip route get`
+# must lead the host's address straight into that bridge, or the script
+# aborts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,23 +49,39 @@ for _ in $(seq 1 600); do
 done
 [ -s "$work/lab.json" ] || { echo "sv-vs-nmap: lab did not come up" >&2; exit 1; }
 addr=$(jq -r '.hosts[0].addr' "$work/lab.json")
+bridge=$(jq -r '.bridge' "$work/lab.json")
 ports=$(jq -r '.hosts[0].open | map(tostring) | join(",")' "$work/lab.json")
-echo "lab host $addr, ports $ports ($(jq -r '.hosts[0].daemons | join(" ")' "$work/lab.json"))"
+echo "lab host $addr on $bridge, ports $ports ($(jq -r '.hosts[0].daemons | join(" ")' "$work/lab.json"))"
 
+# check_route: aborts unless the kernel routes $addr directly (no gateway)
+# into the lab's bridge. `ip route get` sends nothing.
+check_route() {
+  local r
+  if ! r=$(ip -j route get "$addr"); then
+    echo "sv-vs-nmap: ip route get $addr failed; aborting" >&2; exit 1
+  fi
+  if [ "$(jq -r --arg b "$bridge" '.[0] | .dev == $b and .gateway == null' <<<"$r")" != true ]; then
+    echo "sv-vs-nmap: $addr does not route into lab bridge $bridge ($r); aborting" >&2; exit 1
+  fi
+}
+
+check_route
 t0=$(date +%s.%N)
-nmap -sV -Pn -n -p "$ports" -oX "$work/nmap.xml" "$addr" >/dev/null
+nmap -sV -Pn -n -e "$bridge" -p "$ports" -oX "$work/nmap.xml" "$addr" >/dev/null
 t1=$(date +%s.%N)
+check_route
+t1b=$(date +%s.%N)
 if [ "$ours" = exposure ]; then
-  "$work/exposure" scan --sV --engine connect -p "$ports" --format json "$addr" >"$work/ours.json"
+  "$work/exposure" scan --sV --engine connect -e "$bridge" -p "$ports" --format json "$addr" >"$work/ours.json"
 else
-  "$work/svscan" -p "$ports" "$addr" >"$work/ours.json" 2>"$work/svscan.log"
+  "$work/svscan" -e "$bridge" -p "$ports" "$addr" >"$work/ours.json" 2>"$work/svscan.log"
 fi
 t2=$(date +%s.%N)
 
-python3 - "$work/nmap.xml" "$work/ours.json" "$ours" "$t0" "$t1" "$t2" <<'PY'
+python3 - "$work/nmap.xml" "$work/ours.json" "$ours" "$t0" "$t1" "$t1b" "$t2" <<'PY'
 import json, sys, xml.etree.ElementTree as ET
-nmapxml, oursf, ourname, t0, t1, t2 = sys.argv[1:]
-nmap_s, ours_s = float(t1) - float(t0), float(t2) - float(t1)
+nmapxml, oursf, ourname, t0, t1, t1b, t2 = sys.argv[1:]
+nmap_s, ours_s = float(t1) - float(t0), float(t2) - float(t1b)
 
 def fmt(s):
     if not s:
