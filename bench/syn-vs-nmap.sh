@@ -16,7 +16,11 @@
 #
 # Needs root, nmap (.ci/install-deps installs it), iproute2, iptables, jq and
 # GNU time. Both tools run with -n (no reverse DNS): the lab's addresses have
-# no PTR records and the benchmark sends packets to lab hosts only.
+# no PTR records and the benchmark sends packets to lab hosts only. Both are
+# bound to the lab's bridge (-e BRIDGE: were the lab torn down mid-run, no
+# probe could leave through another interface), and right before each run
+# `ip route get` must lead every target straight into that bridge, or the
+# script aborts.
 #
 # Usage: sudo bench/syn-vs-nmap.sh [--hosts N] [--runs N] [--no-loss]
 set -euo pipefail
@@ -68,6 +72,7 @@ lab_up() { # lab_up NAME LOSS: starts a lab and waits for $WORK/NAME.json
 		if [ -s "$json" ]; then
 			jq -r '.hosts[0].addr' "$json" >"$WORK/$1.first"
 			jq -r '.hosts[].addr' "$json" >"$WORK/$1.targets"
+			jq -r '.bridge' "$json" >"$WORK/$1.bridge"
 			return 0
 		fi
 		kill -0 "$pid" 2>/dev/null || { cat "$WORK/$1.log" >&2; exit 1; }
@@ -75,6 +80,25 @@ lab_up() { # lab_up NAME LOSS: starts a lab and waits for $WORK/NAME.json
 	done
 	echo "syn-vs-nmap: lab $1 did not come up" >&2
 	exit 1
+}
+
+# check_routes LAB: aborts unless the kernel routes every target of LAB
+# directly (no gateway) into LAB's bridge. `ip route get` sends nothing.
+check_routes() {
+	local bridge n out bad
+	bridge=$(cat "$WORK/$1.bridge")
+	n=$(wc -l <"$WORK/$1.targets")
+	if ! out=$(sed 's/^/route get /' "$WORK/$1.targets" | ip -j -batch -); then
+		echo "syn-vs-nmap: ip route get failed for lab $1; aborting" >&2
+		exit 1
+	fi
+	bad=$(jq -r --arg b "$bridge" '.[] | select(.dev != $b or .gateway != null)
+		| "\(.dst) dev \(.dev) via \(.gateway // "-")"' <<<"$out")
+	if [ -n "$bad" ] || [ "$(jq -s 'length' <<<"$out")" != "$n" ]; then
+		echo "syn-vs-nmap: lab $1 targets do not all route into bridge $bridge; aborting:" >&2
+		echo "${bad:-(answers for $(jq -s 'length' <<<"$out") of $n targets)}" | head -5 >&2
+		exit 1
+	fi
 }
 
 nmap_open() { # grepable output -> "addr port" lines
@@ -93,18 +117,21 @@ truth() { # truth LAB N: open ports of the first N hosts of a lab
 	jq -r --argjson n "$2" '.hosts[:$n][] | .addr as $a | .open[] | "\($a) \(.)"' "$WORK/$1.json" | sort -u
 }
 
-# measure TOOL KEY TRUTH ARGS...: runs nmap or exposure once, appends
-# "seconds rss_kb" to $WORK/KEY.times, and a line to $WORK/KEY.bad unless
-# it found exactly the open ports in TRUTH.
+# measure TOOL KEY TRUTH LAB ARGS...: runs nmap or exposure once on LAB,
+# bound to its bridge after checking its routes, appends "seconds rss_kb"
+# to $WORK/KEY.times, and a line to $WORK/KEY.bad unless it found exactly
+# the open ports in TRUTH.
 measure() {
-	local tool=$1 key=$2 want=$3
-	shift 3
-	local out="$WORK/out"
+	local tool=$1 key=$2 want=$3 lab=$4
+	shift 4
+	local out="$WORK/out" bridge
+	bridge=$(cat "$WORK/$lab.bridge")
+	check_routes "$lab"
 	if [ "$tool" = nmap ]; then
-		/usr/bin/time -f "%e %M" -o "$WORK/t" nmap -sS -T4 -n -oG "$out" "$@" >/dev/null
+		/usr/bin/time -f "%e %M" -o "$WORK/t" nmap -sS -T4 -n -e "$bridge" -oG "$out" "$@" >/dev/null
 		nmap_open "$out" >"$WORK/open"
 	else
-		/usr/bin/time -f "%e %M" -o "$WORK/t" "$WORK/exposure" scan -n --format json "$@" >"$out" 2>"$WORK/exposure.log"
+		/usr/bin/time -f "%e %M" -o "$WORK/t" "$WORK/exposure" scan -n -e "$bridge" --format json "$@" >"$out" 2>"$WORK/exposure.log"
 		exposure_open "$out" >"$WORK/open"
 	fi
 	cat "$WORK/t" >>"$WORK/$key.times"
@@ -136,19 +163,19 @@ workload() {
 	[ "$LOSS" = 1 ] && truth lab5 "$n" >"$WORK/$key.truth5"
 	for i in $(seq "$RUNS"); do
 		# shellcheck disable=SC2046
-		measure nmap "$key.nmap0" "$WORK/$key.truth0" $(args_"$key"_nmap lab0)
+		measure nmap "$key.nmap0" "$WORK/$key.truth0" lab0 $(args_"$key"_nmap lab0)
 	done
 	for i in $(seq "$RUNS"); do
 		# shellcheck disable=SC2046
-		measure exposure "$key.expo0" "$WORK/$key.truth0" $(args_"$key"_expo lab0)
+		measure exposure "$key.expo0" "$WORK/$key.truth0" lab0 $(args_"$key"_expo lab0)
 		if [ "$LOSS" = 1 ]; then
 			# shellcheck disable=SC2046
-			measure exposure "$key.expo5" "$WORK/$key.truth5" $(args_"$key"_expo lab5)
+			measure exposure "$key.expo5" "$WORK/$key.truth5" lab5 $(args_"$key"_expo lab5)
 		fi
 	done
 	if [ "$LOSS" = 1 ]; then
 		# shellcheck disable=SC2046
-		measure nmap "$key.nmap5" "$WORK/$key.truth5" $(args_"$key"_nmap lab5)
+		measure nmap "$key.nmap5" "$WORK/$key.truth5" lab5 $(args_"$key"_nmap lab5)
 	fi
 	return 0
 }
