@@ -23,22 +23,13 @@ import (
 // forbiddenPort is the port the alerting lab tests forbid and open.
 const forbiddenPort = 8089
 
+// alertLabConfig is daemonConfig on a 2 s schedule without reverse DNS
+// and service detection, with the target labels env and team.
 func alertLabConfig(addr, receivers string) string {
-	return fmt.Sprintf(`global:
-  run_at_start: true
-  jitter: 0s
-targets:
-  - name: lab
-    hosts: [%s]
-    ports: "22,8080-8090"
-    schedule: "@every 2s"
-    reverse_dns: false
+	return daemonConfig(addr, "@every 2s", `    reverse_dns: false
     service_detection: {enabled: false}
     labels: {env: lab, team: net}
-    expect:
-      never_open: [%d]
-receivers:
-%s`, addr, forbiddenPort, receivers)
+`, receivers)
 }
 
 func wantForbiddenLabels(addr string) map[string]string {
@@ -68,17 +59,14 @@ func awaitAlerts(t *testing.T, am *lab.Alertmanager, name string, timeout time.D
 func TestLabAlertmanagerForbiddenPortDaemon(t *testing.T) {
 	t.Parallel()
 	lab.RequireBinary(t, lab.AlertmanagerBin)
-	l := lab.New(t)
-	h := l.AddHost("fw")
-	addr := h.Addr().String()
+	h, addr := labHost(t, "fw")
 	am := lab.StartAlertmanager(t, lab.FreeAddr(t))
 
 	dir := t.TempDir()
 	bin := lab.BuildExposure(t)
-	cfg := filepath.Join(dir, "exposure.yml")
-	require.NoError(t, os.WriteFile(cfg, []byte(alertLabConfig(addr, fmt.Sprintf(`  - name: am
+	cfg := writeConfig(t, dir, alertLabConfig(addr, fmt.Sprintf(`  - name: am
     alertmanager: {url: %q, timeout: 2s}
-`, am.URL))), 0o600))
+`, am.URL)))
 	d := lab.StartExposureDaemon(t, lab.ExposureOptions{Bin: bin, Config: cfg, DB: filepath.Join(dir, "exposure.db")})
 
 	awaitScan(t, d)
@@ -198,9 +186,7 @@ func outboxKeys(t *testing.T, db, receiver string) []string {
 func TestLabAlertDeliverySurvivesSIGKILL(t *testing.T) {
 	t.Parallel()
 	lab.RequireBinary(t, lab.AlertmanagerBin)
-	l := lab.New(t)
-	h := l.AddHost("fault")
-	addr := h.Addr().String()
+	h, addr := labHost(t, "fault")
 	amAddr := lab.FreeAddr(t) // Alertmanager is not running yet
 	const secret = "fault-test-hmac-key"
 	hook := newHookServer(t, secret)
@@ -209,12 +195,11 @@ func TestLabAlertDeliverySurvivesSIGKILL(t *testing.T) {
 	bin := lab.BuildExposure(t)
 	secretFile := filepath.Join(dir, "hook.secret")
 	require.NoError(t, os.WriteFile(secretFile, []byte(secret+"\n"), 0o600))
-	cfg := filepath.Join(dir, "exposure.yml")
-	require.NoError(t, os.WriteFile(cfg, []byte(alertLabConfig(addr, fmt.Sprintf(`  - name: am
+	cfg := writeConfig(t, dir, alertLabConfig(addr, fmt.Sprintf(`  - name: am
     alertmanager: {url: "http://%s", timeout: 2s}
   - name: hook
     webhook: {url: %q, secret_file: %q, timeout: 2s}
-`, amAddr, hook.URL+"/exposure", secretFile))), 0o600))
+`, amAddr, hook.URL+"/exposure", secretFile)))
 	db := filepath.Join(dir, "exposure.db")
 
 	d := lab.StartExposureDaemon(t, lab.ExposureOptions{Bin: bin, Config: cfg, DB: db})

@@ -24,9 +24,23 @@ import (
 func startLabDaemon(t *testing.T, cfg string) *lab.ExposureDaemon {
 	t.Helper()
 	dir := t.TempDir()
+	return lab.StartExposureDaemon(t, lab.ExposureOptions{Config: writeConfig(t, dir, cfg), DB: filepath.Join(dir, "exposure.db"), Notify: true})
+}
+
+// writeConfig writes cfg to dir/exposure.yml and returns its path.
+func writeConfig(t *testing.T, dir, cfg string) string {
+	t.Helper()
 	file := filepath.Join(dir, "exposure.yml")
 	require.NoError(t, os.WriteFile(file, []byte(cfg), 0o600))
-	return lab.StartExposureDaemon(t, lab.ExposureOptions{Config: file, DB: filepath.Join(dir, "exposure.db"), Notify: true})
+	return file
+}
+
+// labHost adds a host named name to a new lab and returns it with its
+// address.
+func labHost(t *testing.T, name string) (*lab.Host, string) {
+	t.Helper()
+	h := lab.New(t).AddHost(name)
+	return h, h.Addr().String()
 }
 
 // startLabHost adds a host to a new lab and runs the daemon on labConfig
@@ -34,8 +48,7 @@ func startLabDaemon(t *testing.T, cfg string) *lab.ExposureDaemon {
 // daemon.
 func startLabHost(t *testing.T, name, schedule string) (*lab.Host, string, *lab.ExposureDaemon) {
 	t.Helper()
-	h := lab.New(t).AddHost(name)
-	addr := h.Addr().String()
+	h, addr := labHost(t, name)
 	return h, addr, startLabDaemon(t, labConfig(addr, schedule))
 }
 
@@ -63,7 +76,11 @@ func rssKiB(t *testing.T, pid int) int {
 	return 0
 }
 
-func labConfig(addr string, schedule string) string {
+// daemonConfig is the configuration of the lab tests' daemons: one target
+// "lab" on addr scanning 22 and 8080-8090 on schedule, with forbiddenPort
+// never open, extra target keys (each line indented by four spaces) and
+// the receivers (YAML list items).
+func daemonConfig(addr, schedule, extra, receivers string) string {
 	return fmt.Sprintf(`global:
   run_at_start: true
   jitter: 0s
@@ -71,14 +88,16 @@ targets:
   - name: lab
     hosts: [%s]
     ports: "22,8080-8090"
-    schedule: "%s"
-    service_detection: {enabled: true, timeout: 2s}
-    expect:
-      never_open: [8089]
+    schedule: %q
+%s    expect:
+      never_open: [%d]
 receivers:
-  - name: log
-    log: {}
-`, addr, schedule)
+%s`, addr, schedule, extra, forbiddenPort, receivers)
+}
+
+// labConfig is daemonConfig with service detection and a log receiver.
+func labConfig(addr string, schedule string) string {
+	return daemonConfig(addr, schedule, "    service_detection: {enabled: true, timeout: 2s}\n", "  - name: log\n    log: {}\n")
 }
 
 // TestLabDaemonEndToEnd runs the real binary against a lab host: a port
