@@ -280,3 +280,36 @@ func TestLabBuildExposure(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	require.Contains(t, string(out), "daemon")
 }
+
+func TestPrometheusRulesAndAlerts(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/v1/rules":
+			fmt.Fprint(w, `{"status":"success","data":{"groups":[
+  {"name":"a","rules":[{"name":"R1","health":"ok","type":"alerting"},{"name":"R2","health":"err","lastError":"boom","type":"recording"}]},
+  {"name":"b","rules":[{"name":"R3","health":"ok","type":"alerting"}]}]}}`)
+		case "/api/v1/alerts":
+			fmt.Fprint(w, `{"status":"success","data":{"alerts":[{"labels":{"alertname":"A","target":"loop"},"state":"pending"}]}}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	p := &Prometheus{URL: srv.URL, client: srv.Client()}
+	rules, err := p.Rules()
+	require.NoError(t, err)
+	require.Equal(t, []PromRule{
+		{Name: "R1", Health: "ok", Type: "alerting"},
+		{Name: "R2", Health: "err", LastError: "boom", Type: "recording"},
+		{Name: "R3", Health: "ok", Type: "alerting"},
+	}, rules)
+	alerts, err := p.Alerts()
+	require.NoError(t, err)
+	require.Equal(t, []PromAlert{{Labels: map[string]string{"alertname": "A", "target": "loop"}, State: "pending"}}, alerts)
+
+	p.URL += "/nothing"
+	_, err = p.Rules()
+	require.Error(t, err)
+	_, err = p.Alerts()
+	require.Error(t, err)
+}

@@ -341,16 +341,12 @@ type PromRule struct {
 
 // Rules lists the rules of every group.
 func (p *Prometheus) Rules() ([]PromRule, error) {
-	r, err := p.get("/api/v1/rules", nil)
-	if err != nil {
-		return nil, err
-	}
 	var d struct {
 		Groups []struct {
 			Rules []PromRule `json:"rules"`
 		} `json:"groups"`
 	}
-	if err := json.Unmarshal(r.Data, &d); err != nil {
+	if err := p.getData("/api/v1/rules", &d); err != nil {
 		return nil, err
 	}
 	var out []PromRule
@@ -368,12 +364,20 @@ type PromAlert struct {
 
 // Alerts lists the pending and firing alerts.
 func (p *Prometheus) Alerts() ([]PromAlert, error) {
-	r, err := p.get("/api/v1/alerts", nil)
-	if err != nil {
-		return nil, err
-	}
 	var d struct {
 		Alerts []PromAlert `json:"alerts"`
 	}
-	return d.Alerts, json.Unmarshal(r.Data, &d)
+	if err := p.getData("/api/v1/alerts", &d); err != nil {
+		return nil, err
+	}
+	return d.Alerts, nil
+}
+
+// getData decodes the data of the answer to GET path into v.
+func (p *Prometheus) getData(path string, v any) error {
+	r, err := p.get(path, nil)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(r.Data, v)
 }
