@@ -40,9 +40,10 @@ func (e *NoRouteError) Error() string { return "no route via " + e.Interface }
 // Is makes errors.Is(err, ErrNoRoute) hold.
 func (e *NoRouteError) Is(target error) bool { return target == ErrNoRoute }
 
-// CheckName checks the syntax of an interface name the way the kernel
-// does (dev_valid_name): 1 to 15 bytes, not "." or "..", no '/', ':' or
-// white space.
+// CheckName checks the syntax of an interface name: what the kernel accepts
+// (dev_valid_name: 1 to 15 bytes, not "." or "..", no '/', ':' or white
+// space), further limited to printable ASCII, since the name ends up in
+// logs and errors.
 func CheckName(name string) error {
 	switch {
 	case name == "":
