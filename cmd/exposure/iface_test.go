@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -63,4 +65,22 @@ func TestScanInterfaceLoopback(t *testing.T) {
 	svc := snap.Hosts[0].Ports[0].Service
 	require.NotNil(t, svc)
 	require.Equal(t, "OpenSSH", svc.Product)
+}
+
+// TestConfigInterfaceBadName: a bad global.interface is a configuration
+// error (exit 2) for check-config and the daemon, with its line.
+func TestConfigInterfaceBadName(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "exposure.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("global:\n  interface: \"eth0:1\"\ntargets:\n  - name: a\n    hosts: [127.0.0.1]\n"), 0o600))
+	want := `exposure.yml:2: global.interface: "eth0:1": must not contain '/' or ':'`
+	for _, args := range [][]string{
+		{"check-config", cfg},
+		{"daemon", "--config.file", cfg, "--storage.path", filepath.Join(dir, "x.db"), "--web.listen-address", "127.0.0.1:0"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(args, &stdout, &stderr)
+		require.Equal(t, 2, code, "%v: stdout %s stderr %s", args, stdout.String(), stderr.String())
+		require.Contains(t, stdout.String()+stderr.String(), want, "%v", args)
+	}
 }
