@@ -149,3 +149,16 @@ func loopback6() bool {
 	c.Close()
 	return true
 }
+
+// BenchmarkRoute is the cost of one route query (a bound scan pays it once
+// per destination address).
+func BenchmarkRoute(b *testing.B) {
+	bl, err := New("lo")
+	require.NoError(b, err)
+	dst := netip.MustParseAddr("127.0.0.1")
+	for b.Loop() {
+		if err := bl.Route(dst); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
