@@ -342,6 +342,7 @@ func TestLabGrafanaDashboard(t *testing.T) {
 	cfg := fmt.Sprintf(`global:
   run_at_start: true
   jitter: 0s
+  interface: lo
 defaults:
   schedule: "@every 5s"
   service_detection: {enabled: true, timeout: 3s}

@@ -25,8 +25,8 @@ const forbiddenPort = 8089
 
 // alertLabConfig is daemonConfig on a 2 s schedule without reverse DNS
 // and service detection, with the target labels env and team.
-func alertLabConfig(addr, receivers string) string {
-	return daemonConfig(addr, "@every 2s", `    reverse_dns: false
+func alertLabConfig(h *lab.Host, receivers string) string {
+	return daemonConfig(h, "@every 2s", `    reverse_dns: false
     service_detection: {enabled: false}
     labels: {env: lab, team: net}
 `, receivers)
@@ -64,7 +64,7 @@ func TestLabAlertmanagerForbiddenPortDaemon(t *testing.T) {
 
 	dir := t.TempDir()
 	bin := lab.BuildExposure(t)
-	cfg := writeConfig(t, dir, alertLabConfig(addr, fmt.Sprintf(`  - name: am
+	cfg := writeConfig(t, dir, alertLabConfig(h, fmt.Sprintf(`  - name: am
     alertmanager: {url: %q, timeout: 2s}
 `, am.URL)))
 	d := lab.StartExposureDaemon(t, lab.ExposureOptions{Bin: bin, Config: cfg, DB: filepath.Join(dir, "exposure.db")})
@@ -195,7 +195,7 @@ func TestLabAlertDeliverySurvivesSIGKILL(t *testing.T) {
 	bin := lab.BuildExposure(t)
 	secretFile := filepath.Join(dir, "hook.secret")
 	require.NoError(t, os.WriteFile(secretFile, []byte(secret+"\n"), 0o600))
-	cfg := writeConfig(t, dir, alertLabConfig(addr, fmt.Sprintf(`  - name: am
+	cfg := writeConfig(t, dir, alertLabConfig(h, fmt.Sprintf(`  - name: am
     alertmanager: {url: "http://%s", timeout: 2s}
   - name: hook
     webhook: {url: %q, secret_file: %q, timeout: 2s}

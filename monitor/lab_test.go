@@ -49,7 +49,7 @@ func labHost(t *testing.T, name string) (*lab.Host, string) {
 func startLabHost(t *testing.T, name, schedule string) (*lab.Host, string, *lab.ExposureDaemon) {
 	t.Helper()
 	h, addr := labHost(t, name)
-	return h, addr, startLabDaemon(t, labConfig(addr, schedule))
+	return h, addr, startLabDaemon(t, labConfig(h, schedule))
 }
 
 // awaitScan waits up to 30 s for the daemon's first successful scan of
@@ -80,10 +80,14 @@ func rssKiB(t *testing.T, pid int) int {
 // "lab" on addr scanning 22 and 8080-8090 on schedule, with forbiddenPort
 // never open, extra target keys (each line indented by four spaces) and
 // the receivers (YAML list items).
-func daemonConfig(addr, schedule, extra, receivers string) string {
+func daemonConfig(h *lab.Host, schedule, extra, receivers string) string {
+	// interface binds every socket of the daemon's scans to the lab's
+	// bridge: should the lab vanish mid-test, no probe can leave through
+	// another interface.
 	return fmt.Sprintf(`global:
   run_at_start: true
   jitter: 0s
+  interface: %s
 targets:
   - name: lab
     hosts: [%s]
@@ -92,12 +96,12 @@ targets:
 %s    expect:
       never_open: [%d]
 receivers:
-%s`, addr, schedule, extra, forbiddenPort, receivers)
+%s`, h.Lab().Interface(), h.Addr(), schedule, extra, forbiddenPort, receivers)
 }
 
 // labConfig is daemonConfig with service detection and a log receiver.
-func labConfig(addr string, schedule string) string {
-	return daemonConfig(addr, schedule, "    service_detection: {enabled: true, timeout: 2s}\n", "  - name: log\n    log: {}\n")
+func labConfig(h *lab.Host, schedule string) string {
+	return daemonConfig(h, schedule, "    service_detection: {enabled: true, timeout: 2s}\n", "  - name: log\n    log: {}\n")
 }
 
 // TestLabDaemonEndToEnd runs the real binary against a lab host: a port
@@ -139,7 +143,7 @@ func TestLabDaemonEndToEnd(t *testing.T) {
 	})
 
 	// A bad config: the daemon stays up on the old one.
-	require.NoError(t, os.WriteFile(d.Config, []byte(strings.Replace(labConfig(addr, "@every 2s"), "8080-8090", "8090-8080", 1)), 0o600))
+	require.NoError(t, os.WriteFile(d.Config, []byte(strings.Replace(labConfig(h, "@every 2s"), "8080-8090", "8090-8080", 1)), 0o600))
 	require.NoError(t, d.Signal(syscall.SIGHUP))
 	lab.Eventually(t, 10*time.Second, "the failed reload", func() bool {
 		v, ok := d.Metric(t, "exposure_config_last_reload_successful")

@@ -40,7 +40,7 @@ func TestLabSoakUnchangedLab(t *testing.T) {
     service_detection: {enabled: true, timeout: 3s}
 `, name, addr)
 	}
-	require.NoError(t, os.WriteFile(cfg, []byte("global:\n  run_at_start: true\n  jitter: 0s\ntargets:\n"+
+	require.NoError(t, os.WriteFile(cfg, []byte("global:\n  run_at_start: true\n  jitter: 0s\n  interface: "+clean.Lab().Interface()+"\ntargets:\n"+
 		target("clean", clean.Addr().String())+target("lossy", lossy.Addr().String())), 0o600))
 	addrs := []string{"127.0.0.1:0"}
 	socket, webCfg := false, ""
