@@ -50,7 +50,7 @@ func NewWebhook(o WebhookOptions) (*Webhook, error) {
 		return nil, errors.New("webhook receiver: invalid url")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("webhook receiver: url %s: want http(s)://host/...", redactHostURL(u))
+		return nil, fmt.Errorf("webhook receiver: url %s: want an http or https URL with a host", redactHostURL(u))
 	}
 	if o.Timeout < 0 {
 		return nil, fmt.Errorf("webhook receiver: negative timeout %s", o.Timeout)

@@ -39,6 +39,13 @@
 //	GET  /-/ready    200 once config, store and listener are up; 503 before
 //	                 and while stopping
 //	POST /-/reload   reload the config; 200, or 500 with the errors
+//	GET  /api/v1/changes?target=&since=&until=&limit=  changes as NDJSON,
+//	                 the `exposure history --format json` lines
+//	GET  /api/v1/snapshot?target=[&at=] | ?id=  one snapshot document
+//	GET  /api/v1/snapshots?target=  scans, newest first
+//
+// The /api/v1 endpoints are read-only; history, diff and show fall back to
+// them while the daemon holds the database file's lock.
 //
 // # Metrics
 //
