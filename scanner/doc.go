@@ -17,8 +17,11 @@
 //     on the sockets before it declares any timeout (so a busy CPU delays
 //     verdicts but never invents filtered ports), builds packets, and hands
 //     batches to one sender per CPU, since the kernel does most of a probe's
-//     work in the sending thread. The window is bounded by what the receive
-//     buffer can hold. When replies show loss towards hosts that are up,
+//     work in the sending thread. IPv4 probes carry their own IPv4 header
+//     and go out on IPPROTO_RAW sockets, which receive nothing, so incoming
+//     segments are copied to the one receiving socket only; replies are
+//     read up to 64 per recvmmsg(2) call. The window is bounded by what the
+//     receive buffer can hold. When replies show loss towards hosts that are up,
 //     the number of retransmissions grows (up to 8) until a port lost on
 //     every try becomes improbable for the whole scan.
 //

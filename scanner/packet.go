@@ -22,16 +22,75 @@ var mssOption = []byte{0x05, 0xb4} // 1460
 type packetBuilder struct {
 	buf gopacket.SerializeBuffer
 	tcp layers.TCP
+	ip4 layers.IPv4
 	opt [1]layers.TCPOption
+	// Address storage of ip4, so that building allocates nothing.
+	src4, dst4 [4]byte
 }
 
 func newPacketBuilder() *packetBuilder {
-	return &packetBuilder{buf: gopacket.NewSerializeBufferExpectedSize(0, 24)}
+	return &packetBuilder{buf: gopacket.NewSerializeBufferExpectedSize(ipv4HeaderLen, 24)}
+}
+
+// Header fields of an IPv4 probe, as the kernel would fill them for a raw
+// TCP socket.
+const (
+	ipv4HeaderLen = 20
+	probeTTL      = 64
+)
+
+// syn4 appends an IPv4 packet carrying a SYN segment from src:sport to
+// dst:dport with sequence number seq to out: the IPv4 header (header
+// checksum computed) and the segment as syn builds it. It is what an
+// IPPROTO_RAW socket sends. The identification is left 0 for the kernel
+// to choose.
+func (b *packetBuilder) syn4(out []byte, src, dst netip.Addr, sport, dport uint16, seq uint32) ([]byte, error) {
+	if !src.Is4() || !dst.Is4() {
+		return out, fmt.Errorf("build syn: %v -> %v: not IPv4", src, dst)
+	}
+	b.src4, b.dst4 = src.As4(), dst.As4()
+	b.ip4 = layers.IPv4{
+		Version:  4,
+		IHL:      ipv4HeaderLen / 4,
+		TTL:      probeTTL,
+		Flags:    layers.IPv4DontFragment,
+		Protocol: layers.IPProtocolTCP,
+		SrcIP:    b.src4[:],
+		DstIP:    b.dst4[:],
+	}
+	if err := b.serializeTCP(sport, dport, seq); err != nil {
+		return out, err
+	}
+	// Prepended to the segment; FixLengths sets the total length.
+	if err := b.ip4.SerializeTo(b.buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}); err != nil {
+		return out, fmt.Errorf("build syn: %w", err)
+	}
+	start := len(out)
+	out = append(out, b.buf.Bytes()...)
+	seg := out[start+ipv4HeaderLen:]
+	binary.BigEndian.PutUint16(seg[16:18], 0)
+	binary.BigEndian.PutUint16(seg[16:18], tcpChecksum(src, dst, seg))
+	return out, nil
 }
 
 // syn appends a SYN segment from src:sport to dst:dport with sequence number
 // seq to out, its checksum computed over the IPv4 or IPv6 pseudo-header.
 func (b *packetBuilder) syn(out []byte, src, dst netip.Addr, sport, dport uint16, seq uint32) ([]byte, error) {
+	if err := b.serializeTCP(sport, dport, seq); err != nil {
+		return out, err
+	}
+	seg := b.buf.Bytes()
+	start := len(out)
+	out = append(out, seg...)
+	seg = out[start:]
+	binary.BigEndian.PutUint16(seg[16:18], 0)
+	binary.BigEndian.PutUint16(seg[16:18], tcpChecksum(src, dst, seg))
+	return out, nil
+}
+
+// serializeTCP clears the buffer and serialises the SYN segment into it,
+// checksum not yet computed.
+func (b *packetBuilder) serializeTCP(sport, dport uint16, seq uint32) error {
 	b.opt[0] = layers.TCPOption{OptionType: layers.TCPOptionKindMSS, OptionLength: 4, OptionData: mssOption}
 	b.tcp = layers.TCP{
 		SrcPort: layers.TCPPort(sport),
@@ -42,18 +101,12 @@ func (b *packetBuilder) syn(out []byte, src, dst netip.Addr, sport, dport uint16
 		Options: b.opt[:],
 	}
 	if err := b.buf.Clear(); err != nil {
-		return out, fmt.Errorf("build syn: %w", err)
+		return fmt.Errorf("build syn: %w", err)
 	}
 	if err := b.tcp.SerializeTo(b.buf, gopacket.SerializeOptions{FixLengths: true}); err != nil {
-		return out, fmt.Errorf("build syn: %w", err)
+		return fmt.Errorf("build syn: %w", err)
 	}
-	seg := b.buf.Bytes()
-	start := len(out)
-	out = append(out, seg...)
-	seg = out[start:]
-	binary.BigEndian.PutUint16(seg[16:18], 0)
-	binary.BigEndian.PutUint16(seg[16:18], tcpChecksum(src, dst, seg))
-	return out, nil
+	return nil
 }
 
 // tcpChecksum is the TCP checksum of seg (checksum field zeroed) over the

@@ -73,6 +73,73 @@ func TestSYNPacket(t *testing.T) {
 	}
 }
 
+func TestSYN4Packet(t *testing.T) {
+	tests := []struct {
+		name     string
+		src, dst string
+		sport    uint16
+		dport    uint16
+		seq      uint32
+		wantErr  bool
+	}{
+		{"lab", "198.18.0.1", "198.18.0.2", 61234, 22, 0xdeadbeef, false},
+		{"loopback", "127.0.0.1", "127.0.0.1", 65000, 65535, 0, false},
+		{"odd", "10.255.255.254", "192.0.2.77", 1, 1, 0xffffffff, false},
+		{"v6 source", "2001:2::1", "198.18.0.2", 1, 1, 1, true},
+		{"v6 destination", "198.18.0.1", "2001:2::2", 1, 1, 1, true},
+	}
+	b := newPacketBuilder()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src, dst := netip.MustParseAddr(tt.src), netip.MustParseAddr(tt.dst)
+			prefix := []byte{1, 2, 3}
+			out, err := b.syn4(prefix, src, dst, tt.sport, tt.dport, tt.seq)
+			if tt.wantErr {
+				require.Error(t, err)
+				require.Equal(t, prefix, out)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, []byte{1, 2, 3}, out[:3], "appends, keeps what was there")
+			pkt := out[3:]
+			require.Len(t, pkt, 20+24, "IPv4 header + TCP header with MSS option")
+
+			var ip layers.IPv4
+			require.NoError(t, ip.DecodeFromBytes(pkt, gopacket.NilDecodeFeedback))
+			require.Equal(t, uint8(4), ip.Version)
+			require.Equal(t, uint8(5), ip.IHL)
+			require.Equal(t, uint16(len(pkt)), ip.Length)
+			require.Equal(t, layers.IPProtocolTCP, ip.Protocol)
+			require.Equal(t, uint8(probeTTL), ip.TTL)
+			require.Equal(t, layers.IPv4DontFragment, ip.Flags)
+			require.Equal(t, src.AsSlice(), []byte(ip.SrcIP.To4()))
+			require.Equal(t, dst.AsSlice(), []byte(ip.DstIP.To4()))
+			// A header checksum over the header verifies to zero.
+			require.Equal(t, uint16(0xffff), uint16(sum16Fold(pkt[:20])))
+
+			// The segment is exactly what syn builds for the same probe.
+			seg, err := newPacketBuilder().syn(nil, src, dst, tt.sport, tt.dport, tt.seq)
+			require.NoError(t, err)
+			require.Equal(t, seg, pkt[20:])
+			require.Equal(t, uint16(0), tcpChecksum(src, dst, pkt[20:]))
+
+			// The decoder reads it as what it is: a SYN, not a reply.
+			var d decoder
+			_, err = d.tcp4(pkt)
+			require.ErrorIs(t, err, errNotReply)
+		})
+	}
+}
+
+// sum16Fold is the one's complement sum of b, folded to 16 bits.
+func sum16Fold(b []byte) uint32 {
+	s := sum16(b)
+	for s > 0xffff {
+		s = s>>16 + s&0xffff
+	}
+	return s
+}
+
 // serializeReply builds a reply packet as the remote stack would send it.
 func serializeReply(t testing.TB, remote, local netip.Addr, rport, lport uint16, ack uint32, synack bool) []byte {
 	t.Helper()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"unsafe"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv4"
@@ -22,25 +23,32 @@ const (
 	rawSendBuffer = 4 << 20
 )
 
-// rawFamily holds the raw sockets of one address family: TCP for sending
-// probes and receiving SYN-ACKs and RSTs, ICMP for unreachables.
+// rawFamily holds the raw sockets of one address family: TCP for
+// receiving SYN-ACKs and RSTs, ICMP for unreachables, and one socket per
+// sender for sending probes.
 type rawFamily struct {
 	v6   bool
 	tcp  *net.IPConn
 	icmp *net.IPConn
-	// extra are the additional send-only sockets; sendFDs[i] is the
-	// descriptor sender i writes to (sendFDs[0] is tcp's).
-	extra   []*net.IPConn
+	// send are the send sockets; sendFDs[i] is the descriptor sender i
+	// writes to. IPv4 sends on IPPROTO_RAW sockets: the probes carry
+	// their own IPv4 header (hdrincl), and such a socket never receives,
+	// so incoming segments are not cloned for it. IPv6 has no header
+	// inclusion for TCP: sender 0 uses the TCP socket, the others extra
+	// ip6:tcp sockets with a filter that drops everything.
+	send    []*net.IPConn
 	sendFDs []int
+	// hdrincl says the probes of this family start with the IP header.
+	hdrincl bool
 	// recvBuf is the TCP socket's receive buffer as the kernel granted it.
 	recvBuf int
 }
 
 // openRaw opens the raw sockets of one family with BPF filters for source
-// port sport attached, plus senders-1 extra send-only TCP sockets, so that
-// parallel senders do not contend for one socket. With a binding, every one
-// of them is bound to its interface before anything is sent: the kernel
-// then routes probes only through it, and replies are read only from it.
+// port sport attached, plus the send sockets of senders parallel senders,
+// so that they do not contend for one socket. With a binding, every one of
+// them is bound to its interface before anything is sent: the kernel then
+// routes probes only through it, and replies are read only from it.
 func openRaw(v6 bool, sport uint16, senders int, b *netif.Binding) (*rawFamily, error) {
 	netTCP, netICMP, laddr := "ip4:tcp", "ip4:icmp", "0.0.0.0"
 	if v6 {
@@ -50,7 +58,7 @@ func openRaw(v6 bool, sport uint16, senders int, b *netif.Binding) (*rawFamily, 
 	if err != nil {
 		return nil, fmt.Errorf("open raw socket %s: %w", netTCP, err)
 	}
-	f := &rawFamily{v6: v6, tcp: tc.(*net.IPConn)}
+	f := &rawFamily{v6: v6, tcp: tc.(*net.IPConn), hdrincl: !v6}
 	ic, err := net.ListenPacket(netICMP, laddr)
 	if err != nil {
 		tc.Close()
@@ -65,29 +73,33 @@ func openRaw(v6 bool, sport uint16, senders int, b *netif.Binding) (*rawFamily, 
 		f.close()
 		return nil, err
 	}
-	fd, err := connFD(f.tcp)
-	if err != nil {
-		f.close()
-		return nil, err
-	}
-	f.sendFDs = append(f.sendFDs, fd)
-	for range senders - 1 {
-		c, err := net.ListenPacket(netTCP, laddr)
+	netSend := "ip4:255" // IPPROTO_RAW
+	if v6 {
+		fd, err := connFD(f.tcp)
 		if err != nil {
 			f.close()
-			return nil, fmt.Errorf("open raw socket %s: %w", netTCP, err)
+			return nil, err
 		}
-		ic := c.(*net.IPConn)
-		f.extra = append(f.extra, ic)
-		if err := bindConn(ic, b); err != nil {
+		f.sendFDs = append(f.sendFDs, fd)
+		netSend = netTCP
+	}
+	for len(f.sendFDs) < senders {
+		c, err := net.ListenPacket(netSend, laddr)
+		if err != nil {
+			f.close()
+			return nil, fmt.Errorf("open raw socket %s: %w", netSend, err)
+		}
+		sc := c.(*net.IPConn)
+		f.send = append(f.send, sc)
+		if err := bindConn(sc, b); err != nil {
 			f.close()
 			return nil, err
 		}
-		if err := dropAll(ic, v6); err != nil {
+		if err := sendOnly(sc, v6); err != nil {
 			f.close()
 			return nil, err
 		}
-		fd, err := connFD(ic)
+		fd, err := connFD(sc)
 		if err != nil {
 			f.close()
 			return nil, err
@@ -109,20 +121,18 @@ func bindConn(c *net.IPConn, b *netif.Binding) error {
 	return b.BindFD(fd)
 }
 
-// dropAll attaches a filter that accepts nothing: a send-only raw socket
-// must not queue a copy of every incoming TCP segment.
-func dropAll(c *net.IPConn, v6 bool) error {
-	prog, err := bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
-	if err != nil {
-		return fmt.Errorf("assemble drop filter: %w", err)
-	}
+// sendOnly configures a send socket: its send buffer, and for ip6:tcp a
+// filter that accepts nothing, so that it does not queue a copy of every
+// incoming TCP segment (an IPPROTO_RAW socket receives nothing anyway).
+func sendOnly(c *net.IPConn, v6 bool) error {
 	if v6 {
-		err = ipv6.NewPacketConn(c).SetBPF(prog)
-	} else {
-		err = ipv4.NewPacketConn(c).SetBPF(prog)
-	}
-	if err != nil {
-		return fmt.Errorf("attach bpf filter: %w", err)
+		prog, err := bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
+		if err != nil {
+			return fmt.Errorf("assemble drop filter: %w", err)
+		}
+		if err := ipv6.NewPacketConn(c).SetBPF(prog); err != nil {
+			return fmt.Errorf("attach bpf filter: %w", err)
+		}
 	}
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -243,14 +253,15 @@ func (f *rawFamily) close() {
 	if f.icmp != nil {
 		f.icmp.Close()
 	}
-	for _, c := range f.extra {
+	for _, c := range f.send {
 		c.Close()
 	}
 }
 
-// sendTo writes the segments in pkts (dsts[i] is the destination of
+// sendTo writes the packets in pkts (dsts[i] is the destination of
 // pkts[i]) on socket fd and returns how many were sent. It stops at the
-// first error.
+// first error. The packets are what the socket expects: IPv4 header and
+// segment on an IPPROTO_RAW socket, the segment alone on ip6:tcp.
 func sendTo(fd int, v6 bool, pkts [][]byte, dsts []netip.Addr) (int, error) {
 	var (
 		sa4 unix.SockaddrInet4
@@ -278,6 +289,15 @@ func sendTo(fd int, v6 bool, pkts [][]byte, dsts []netip.Addr) (int, error) {
 	return len(pkts), nil
 }
 
+// Receive batching: one recvmmsg(2) call reads up to recvBatch packets into
+// slots of recvSlot bytes. Replies to probes are far smaller; a longer
+// packet is cut short, which keeps every header the decoder looks at.
+const (
+	recvBatch = 64
+	recvSlot  = 2048
+	oobSlot   = 64 // one IPV6_PKTINFO control message (32 bytes), with room
+)
+
 // receiver reads one raw socket without blocking. The engine loop calls
 // it: replies already in the kernel are always read before any timeout is
 // declared, however late the loop got the CPU.
@@ -287,9 +307,17 @@ type receiver struct {
 	icmp  bool
 	key   cookieKey
 	sport uint16
-	buf   []byte
-	oob   []byte
 	dec   decoder
+
+	// Buffers of the recvmmsg batch: slot i of bufs, oobs and names
+	// belongs to msgs[i]. Only ip6:tcp needs the source address and
+	// control data; the others carry the addresses in the packet (IPv4
+	// header, or the probe an ICMPv6 error quotes).
+	bufs  []byte
+	oobs  []byte
+	names []unix.RawSockaddrInet6
+	iovs  []unix.Iovec
+	msgs  []unix.Mmsghdr
 }
 
 func newReceiver(c *net.IPConn, v6, icmp bool, key cookieKey, sport uint16) (*receiver, error) {
@@ -297,41 +325,96 @@ func newReceiver(c *net.IPConn, v6, icmp bool, key cookieKey, sport uint16) (*re
 	if err != nil {
 		return nil, err
 	}
-	return &receiver{fd: fd, v6: v6, icmp: icmp, key: key, sport: sport, buf: make([]byte, 65536), oob: make([]byte, 128)}, nil
+	r := &receiver{
+		fd: fd, v6: v6, icmp: icmp, key: key, sport: sport,
+		bufs: make([]byte, recvBatch*recvSlot),
+		iovs: make([]unix.Iovec, recvBatch),
+		msgs: make([]unix.Mmsghdr, recvBatch),
+	}
+	if r.withAddr() {
+		r.oobs = make([]byte, recvBatch*oobSlot)
+		r.names = make([]unix.RawSockaddrInet6, recvBatch)
+	}
+	for i := range r.msgs {
+		r.iovs[i].Base = &r.bufs[i*recvSlot]
+		r.msgs[i].Hdr.Iov = &r.iovs[i]
+		r.msgs[i].Hdr.SetIovlen(1)
+		if r.withAddr() {
+			r.msgs[i].Hdr.Name = (*byte)(unsafe.Pointer(&r.names[i]))
+			r.msgs[i].Hdr.Control = &r.oobs[i*oobSlot]
+		}
+	}
+	return r, nil
 }
 
+// withAddr says whether replies need recvmsg's source address and
+// IPV6_PKTINFO: only ip6:tcp delivers the bare segment.
+func (r *receiver) withAddr() bool { return r.v6 && !r.icmp }
+
 // readAvailable hands up to limit authenticated replies already queued on
-// the socket to fn and reports how many packets it read.
-func (r *receiver) readAvailable(limit int, fn func(reply)) (int, error) {
+// the socket to fn and reports how many packets it read, and whether it
+// found the queue empty (a batch came back short, or none was queued).
+func (r *receiver) readAvailable(limit int, fn func(reply)) (int, bool, error) {
 	n := 0
 	for n < limit {
-		var (
-			size, oobn int
-			from       unix.Sockaddr
-			err        error
-		)
-		if r.v6 && !r.icmp {
-			size, oobn, _, from, err = unix.Recvmsg(r.fd, r.buf, r.oob, unix.MSG_DONTWAIT)
-		} else {
-			// The packet carries the addresses (IPv4 header, or the
-			// probe an ICMPv6 error quotes): no sockaddr to allocate.
-			size, err = unix.Read(r.fd, r.buf)
-		}
+		want := min(len(r.msgs), limit-n)
+		got, err := r.recvmmsg(want)
 		switch err {
 		case nil:
 		case unix.EAGAIN:
-			return n, nil
+			return n, true, nil
 		case unix.EINTR:
 			continue
 		default:
-			return n, fmt.Errorf("read raw socket: %w", err)
+			return n, false, fmt.Errorf("read raw socket: %w", err)
 		}
-		n++
-		if rp, ok := r.decode(&r.dec, r.buf[:size], r.oob[:oobn], from); ok {
-			fn(rp)
+		for i := range got {
+			n++
+			if rp, ok := r.decodeSlot(i); ok {
+				fn(rp)
+			}
+		}
+		if got < want {
+			return n, true, nil
 		}
 	}
-	return n, nil
+	return n, false, nil
+}
+
+// recvmmsg reads up to want packets into the first want slots without
+// blocking.
+func (r *receiver) recvmmsg(want int) (int, error) {
+	for i := range want {
+		m := &r.msgs[i]
+		r.iovs[i].SetLen(recvSlot)
+		m.Hdr.Flags = 0
+		m.Len = 0
+		if r.withAddr() {
+			m.Hdr.Namelen = unix.SizeofSockaddrInet6
+			m.Hdr.SetControllen(oobSlot)
+		}
+	}
+	got, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.msgs[0])),
+		uintptr(want), unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(got), nil
+}
+
+// decodeSlot decodes the packet recvmmsg put into slot i.
+func (r *receiver) decodeSlot(i int) (reply, bool) {
+	m := &r.msgs[i]
+	pkt := r.bufs[i*recvSlot : i*recvSlot+min(int(m.Len), recvSlot)]
+	if !r.withAddr() {
+		return r.decode(&r.dec, pkt, nil, nil)
+	}
+	name := &r.names[i]
+	if m.Hdr.Namelen < unix.SizeofSockaddrInet6 || name.Family != unix.AF_INET6 {
+		return reply{}, false
+	}
+	oob := r.oobs[i*oobSlot : i*oobSlot+min(int(m.Hdr.Controllen), oobSlot)]
+	return r.decode(&r.dec, pkt, oob, &unix.SockaddrInet6{Addr: name.Addr})
 }
 
 func (r *receiver) decode(d *decoder, pkt, oob []byte, from unix.Sockaddr) (reply, bool) {

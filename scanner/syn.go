@@ -518,16 +518,19 @@ func (sc *synScan) waitUntil(ctx context.Context, t time.Time, early bool) error
 func (sc *synScan) drain() (int, error) {
 	total := 0
 	for {
-		round := 0
+		// Until every socket was seen empty: a socket that came back
+		// short had nothing more queued when it was read, so it needs no
+		// further call just to hear EAGAIN.
+		empty := true
 		for _, r := range sc.recv {
-			n, err := r.readAvailable(1024, sc.handleNow)
+			n, drained, err := r.readAvailable(1024, sc.handleNow)
 			if err != nil {
 				return total, fmt.Errorf("syn scan: %w", err)
 			}
-			round += n
+			total += n
+			empty = empty && drained
 		}
-		total += round
-		if round == 0 {
+		if empty {
 			return total, nil
 		}
 	}
@@ -731,8 +734,12 @@ func (sc *synScan) sendBatch(ctx context.Context, n int) error {
 			jobs[fi] = j
 		}
 		seq := sc.key.cookie(p.src, dst, sc.sport, p.key.port)
+		build := sc.builder.syn
+		if sc.fam[fi].hdrincl {
+			build = sc.builder.syn4
+		}
 		var err error
-		j.arena, err = sc.builder.syn(j.arena, p.src, dst, sc.sport, p.key.port, seq)
+		j.arena, err = build(j.arena, p.src, dst, sc.sport, p.key.port, seq)
 		if err != nil {
 			return fmt.Errorf("syn scan: %w", err)
 		}
