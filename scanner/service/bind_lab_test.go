@@ -3,8 +3,6 @@ package service
 import (
 	"context"
 	"net/netip"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,31 +12,13 @@ import (
 	"github.com/exposure-monitor/exposure/scanner/netif"
 )
 
-// tcpInSegs is the number of TCP segments a lab host has received.
+// tcpInSegs is the number of TCP segments a lab host has received: a probe
+// that reached it shows up here.
 func tcpInSegs(t *testing.T, h *lab.Host) uint64 {
 	t.Helper()
-	out, err := h.Exec(context.Background(), "cat", "/proc/net/snmp")
+	n, err := h.TCPInSegs(context.Background())
 	require.NoError(t, err)
-	var names []string
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Tcp:" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		for i, n := range names {
-			if n == "InSegs" && i < len(f) {
-				v, err := strconv.ParseUint(f[i], 10, 64)
-				require.NoError(t, err)
-				return v
-			}
-		}
-	}
-	t.Fatalf("no Tcp InSegs in %s's /proc/net/snmp", h.Name())
-	return 0
+	return n
 }
 
 // TestLabDetectorInterface: a detector bound to a lab's bridge identifies
