@@ -294,24 +294,3 @@ func stripControl(s string) string {
 	}
 	return string(b)
 }
-
-// outbox adapts the store to the dispatcher's Outbox.
-type outbox struct{ s *store.Store }
-
-var _ alert.Outbox = outbox{}
-
-func (o outbox) OutboxPending(receiver string, limit int) ([]alert.Entry, error) {
-	es, err := o.s.OutboxPending(receiver, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]alert.Entry, len(es))
-	for i, e := range es {
-		out[i] = alert.Entry(e)
-	}
-	return out, nil
-}
-
-func (o outbox) OutboxAck(receiver, key string) error { return o.s.OutboxAck(receiver, key) }
-func (o outbox) OutboxRetry(e alert.Entry) error      { return o.s.OutboxRetry(store.OutboxEntry(e)) }
-func (o outbox) OutboxLen() (int, error)              { return o.s.OutboxLen() }

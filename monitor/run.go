@@ -430,7 +430,7 @@ func (d *daemonState) startDispatcher(ctx context.Context, rc *runtimeConfig) er
 	defer d.dispMu.Unlock()
 	reg := &trackingRegisterer{reg: d.opts.Registry}
 	disp, err := alert.NewDispatcher(alert.DispatcherOptions{
-		Outbox:     outbox{d.store},
+		Outbox:     d.store,
 		Notifiers:  rc.notifiers,
 		Registerer: reg,
 		Logger:     d.logger,

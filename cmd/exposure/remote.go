@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -69,12 +68,7 @@ func sourceFlags(cmd *kingpin.CmdClause) *source {
 func (src *source) open(ctx context.Context, e *env) (reader, error) {
 	path := *src.path
 	if path == "" {
-		// The daemon's default: systemd's StateDirectory (the first of a
-		// colon-separated list), else ./data.
-		path = filepath.Join("data", "exposure.db")
-		if dir, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":"); dir != "" {
-			path = filepath.Join(dir, "exposure.db")
-		}
+		path = monitor.DefaultStoragePath(os.Getenv("STATE_DIRECTORY"))
 	}
 	// Only a daemon takes the exclusive lock, and it keeps it while it
 	// runs: waiting longer for it only delays the answer from its API.

@@ -31,6 +31,11 @@ func TestScanBadArguments(t *testing.T) {
 		{"bad format", []string{"scan", "--format", "xml", "127.0.0.1"}, "xml"},
 		{"no target", []string{"scan"}, "target"},
 		{"bad intensity", []string{"scan", "--sV", "--version-intensity", "12", "127.0.0.1"}, "--version-intensity 12"},
+		// A bad or missing interface is a usage error naming it, before
+		// anything is scanned.
+		{"interface alias syntax", []string{"scan", "-e", "eth0:1", "127.0.0.1"}, `bad --interface (-e): interface name "eth0:1": must not contain '/' or ':'`},
+		{"interface too long", []string{"scan", "--interface", "much-too-long-name0", "127.0.0.1"}, "longer than 15 bytes"},
+		{"interface missing", []string{"scan", "-e", "nosuchif0", "127.0.0.1"}, `interface "nosuchif0": no such network interface`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
