@@ -206,13 +206,8 @@ func (d *Detector) Detect(ctx context.Context, addr netip.Addr, port uint16) (*s
 		return res.service(), nil
 	}
 	secure := func(ctx context.Context) (net.Conn, error) {
-		c, err := d.dialer.DialContext(ctx, "tcp", target)
+		tc, err := dialTLS(ctx, plain)
 		if err != nil {
-			return nil, err
-		}
-		tc := tls.Client(c, tlsConfig())
-		if err := tc.HandshakeContext(ctx); err != nil {
-			c.Close()
 			return nil, err
 		}
 		return tc, nil
@@ -228,6 +223,20 @@ func (d *Detector) Detect(ctx context.Context, addr netip.Addr, port uint16) (*s
 	s.Tunnel = "ssl"
 	s.Cert = certFacts(res.cert)
 	return s, nil
+}
+
+// dialTLS connects with dial and completes a TLS handshake on top.
+func dialTLS(ctx context.Context, dial dialFunc) (*tls.Conn, error) {
+	c, err := dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(c, tlsConfig())
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 func tlsConfig() *tls.Config {
@@ -299,7 +308,6 @@ type dialFunc func(ctx context.Context) (net.Conn, error)
 // outcome is what one probe connection learned.
 type outcome struct {
 	idx        int
-	probe      *Probe
 	fields     Fields
 	hard, soft bool
 	tcpwrapped bool
@@ -605,15 +613,11 @@ func (p *Probe) canMatch(service string) bool {
 func (d *Detector) tlsProbe(ctx context.Context, dial dialFunc) outcome {
 	ctx, cancel := context.WithTimeout(ctx, tlsHandshakeWait)
 	defer cancel()
-	c, err := dial(ctx)
+	tc, err := dialTLS(ctx, dial)
 	if err != nil {
 		return outcome{idx: tlsIdx}
 	}
-	defer c.Close()
-	tc := tls.Client(c, tlsConfig())
-	if err := tc.HandshakeContext(ctx); err != nil {
-		return outcome{idx: tlsIdx}
-	}
+	defer tc.NetConn().Close() // only the certificate was wanted: no close_notify
 	o := outcome{idx: tlsIdx, tls: true}
 	if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
 		o.cert = certs[0]
@@ -624,7 +628,7 @@ func (d *Detector) tlsProbe(ctx context.Context, dial dialFunc) outcome {
 // runProbe sends one probe on a fresh connection and reads the reply,
 // matching after every read so a recognised reply ends the wait at once.
 func (d *Detector) runProbe(ctx context.Context, dial dialFunc, idx int, p *Probe) outcome {
-	o := outcome{idx: idx, probe: p}
+	o := outcome{idx: idx}
 	wait := p.TotalWait
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
