@@ -47,21 +47,27 @@ func (s *Store) Commit(ctx context.Context, c Commit) error {
 			return err
 		}
 	}
-	// Compress incomplete scans outside the transaction: it holds the only
-	// writer lock. (A complete scan older than the head, which also needs
-	// its blob, is rare enough to compress inside.)
+	// Encode outside the transaction: it holds the only writer lock. An
+	// incomplete scan is stored whole, a complete one as observations for
+	// the runs. (A complete scan older than the head, which also needs its
+	// blob, is rare enough to compress inside.)
 	var blob []byte
-	if c.Snapshot != nil && !c.Snapshot.Complete {
+	var obs *observations
+	if c.Snapshot != nil {
 		var err error
-		if blob, err = encodeBlob(c.Snapshot); err != nil {
-			return fmt.Errorf("store: encode snapshot %s: %w", c.Snapshot.ID, err)
+		if !c.Snapshot.Complete {
+			if blob, err = encodeBlob(c.Snapshot); err != nil {
+				return fmt.Errorf("store: encode snapshot %s: %w", c.Snapshot.ID, err)
+			}
+		} else if obs, err = observe(c.Snapshot); err != nil {
+			return fmt.Errorf("store: commit %s: %w", c.Snapshot.ID, err)
 		}
 	}
 	err := s.update(func(tx *bolt.Tx) error {
 		var runs *targetRuns
 		if c.Snapshot != nil {
 			var err error
-			if runs, err = commitSnapshot(tx, c.Snapshot, blob); err != nil {
+			if runs, err = commitSnapshot(tx, c.Snapshot, blob, obs); err != nil {
 				return err
 			}
 		}
@@ -143,7 +149,9 @@ func currentRun(rs []run) *run {
 	return nil
 }
 
-func commitSnapshot(tx *bolt.Tx, sn *snapshot.Snapshot, blob []byte) (*targetRuns, error) {
+// commitSnapshot stores sn; blob is its encoding when incomplete, obs its
+// observations when complete.
+func commitSnapshot(tx *bolt.Tx, sn *snapshot.Snapshot, blob []byte, obs *observations) (*targetRuns, error) {
 	ts := nanos(sn.StartedAt)
 	key := scanKey(sn.Target, ts)
 	scans := tx.Bucket(bucketScans)
@@ -169,7 +177,7 @@ func commitSnapshot(tx *bolt.Tx, sn *snapshot.Snapshot, blob []byte) (*targetRun
 		Open:     sn.OpenPorts(),
 	}
 	if sn.Complete && ts > hd.LastComplete {
-		if err := advanceRuns(tx, sn, runs, hd.LastComplete); err != nil {
+		if err := advanceRuns(tx, ts, obs, runs, hd.LastComplete); err != nil {
 			return nil, err
 		}
 		hd.LastComplete = ts
@@ -214,34 +222,43 @@ type observation struct {
 	value json.RawMessage
 }
 
-// advanceRuns moves the runs of sn.Target to the complete scan sn. Only keys
-// whose state or value differs from their current run are rewritten.
-func advanceRuns(tx *bolt.Tx, sn *snapshot.Snapshot, tr *targetRuns, prevComplete int64) error {
-	ts := nanos(sn.StartedAt)
-	hosts := map[string]observation{}
-	ports := map[string]observation{}
+// observations are the hosts and ports of one complete scan by run key,
+// with the values their runs keep (hostname, service).
+type observations struct {
+	hosts, ports map[string]observation
+}
+
+func observe(sn *snapshot.Snapshot) (*observations, error) {
+	o := &observations{hosts: map[string]observation{}, ports: map[string]observation{}}
 	for _, h := range sn.Hosts {
 		var name json.RawMessage
 		if h.Hostname != "" {
 			name, _ = json.Marshal(h.Hostname)
 		}
-		hosts[string(hostKey(sn.Target, h.Address))] = observation{h.State, name}
+		o.hosts[string(hostKey(sn.Target, h.Address))] = observation{h.State, name}
 		for _, p := range h.Ports {
 			var svc json.RawMessage
 			if p.Service != nil {
 				var err error
 				if svc, err = json.Marshal(p.Service); err != nil {
-					return fmt.Errorf("encode service: %w", err)
+					return nil, fmt.Errorf("encode service: %w", err)
 				}
 			}
-			ports[string(portKey(sn.Target, h.Address, p.Port, p.Protocol))] = observation{p.State, svc}
+			o.ports[string(portKey(sn.Target, h.Address, p.Port, p.Protocol))] = observation{p.State, svc}
 		}
 	}
+	return o, nil
+}
+
+// advanceRuns moves the runs of a target to its complete scan started at ts
+// with observations obs, which it consumes. Only keys whose state or value
+// differs from their current run are rewritten.
+func advanceRuns(tx *bolt.Tx, ts int64, obs *observations, tr *targetRuns, prevComplete int64) error {
 	for _, b := range []struct {
 		name     []byte
 		existing map[string][]run
 		seen     map[string]observation
-	}{{bucketHosts, tr.hosts, hosts}, {bucketPorts, tr.ports, ports}} {
+	}{{bucketHosts, tr.hosts, obs.hosts}, {bucketPorts, tr.ports, obs.ports}} {
 		bk := tx.Bucket(b.name)
 		put := func(k string, rs []run) error {
 			if err := bk.Put([]byte(k), encodeRuns(rs)); err != nil {
