@@ -73,12 +73,7 @@ func Diff(prev, cur *snapshot.Snapshot, st *State, p Policy) Result {
 		// A tarpit in the baseline is worth one line: its ports are not
 		// diffed from now on.
 		found := allOpenHosts(cur, p)
-		addrs := make([]string, 0, len(found))
-		for a := range found {
-			addrs = append(addrs, a)
-		}
-		sortAddrs(addrs)
-		for _, a := range addrs {
+		for _, a := range sortedAddrs(found) {
 			c := snapshot.Change{Kind: snapshot.AllPortsOpen, Address: a, Detail: found[a]}
 			st.stamp(&c)
 			res.Changes = append(res.Changes, c)
@@ -106,13 +101,16 @@ func (st *State) seed(sn *snapshot.Snapshot, p Policy) {
 			continue
 		}
 		st.Hosts[h.Address] = &hostState{}
-		if st.AllOpen[h.Address] {
-			continue
+		if !st.AllOpen[h.Address] {
+			st.reportOpen(h)
 		}
-		for _, pt := range h.Ports {
-			if pt.State != snapshot.StateOpen {
-				continue
-			}
+	}
+}
+
+// reportOpen puts the open ports of h into the reported view.
+func (st *State) reportOpen(h snapshot.Host) {
+	for _, pt := range h.Ports {
+		if pt.State == snapshot.StateOpen {
 			ps := &portState{Open: true}
 			ps.setService(pt.Service)
 			st.Ports[portKey{h.Address, pt.Port, pt.Protocol}.String()] = ps
@@ -170,12 +168,7 @@ func (d *differ) change(c snapshot.Change) {
 
 func (d *differ) allOpen() {
 	found := allOpenHosts(d.cur, d.p)
-	addrs := make([]string, 0, len(found))
-	for a := range found {
-		addrs = append(addrs, a)
-	}
-	sortAddrs(addrs)
-	for _, a := range addrs {
+	for _, a := range sortedAddrs(found) {
 		if !d.st.AllOpen[a] {
 			d.st.AllOpen[a] = true
 			d.change(snapshot.Change{Kind: snapshot.AllPortsOpen, Address: a, Detail: found[a]})
@@ -199,13 +192,7 @@ func (d *differ) allOpen() {
 				delete(d.st.Ports, ks)
 			}
 		}
-		for _, pt := range h.Ports {
-			if pt.State == snapshot.StateOpen {
-				ps := &portState{Open: true}
-				ps.setService(pt.Service)
-				d.st.Ports[portKey{h.Address, pt.Port, pt.Protocol}.String()] = ps
-			}
-		}
+		d.st.reportOpen(h)
 	}
 }
 

@@ -2,6 +2,7 @@ package diff
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -151,6 +152,13 @@ func sortAddrs(a []string) {
 	}
 }
 
+// sortedAddrs returns the addresses of m (allOpenHosts) in address order.
+func sortedAddrs(m map[string]string) []string {
+	a := slices.Collect(maps.Keys(m))
+	sortAddrs(a)
+	return a
+}
+
 // verdictKey identifies a verdict across scans.
 func verdictKey(c snapshot.Change) string {
 	return string(c.Kind) + "|" + portKey{c.Address, c.Port, c.Protocol}.String()
@@ -248,12 +256,7 @@ func Evaluate(cur *snapshot.Snapshot, p Policy) []snapshot.Change {
 			out = append(out, c)
 		}
 	}
-	addrs := make([]string, 0, len(ao))
-	for a := range ao {
-		addrs = append(addrs, a)
-	}
-	sortAddrs(addrs)
-	for _, a := range addrs {
+	for _, a := range sortedAddrs(ao) {
 		out = append(out, snapshot.Change{Kind: snapshot.AllPortsOpen, Address: a, Detail: ao[a]})
 	}
 	for i := range out {
