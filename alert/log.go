@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+
+	"github.com/exposure-monitor/exposure/snapshot"
 )
 
 // Log writes every change of an entry as one log line: a receiver for
@@ -29,19 +31,20 @@ func (l *Log) Notify(ctx context.Context, entries ...Entry) (bool, error) {
 			return false, fmt.Errorf("decode outbox entry %s: %w", e.Key, err)
 		}
 		for _, c := range p.Changes {
-			l.logger.Log(ctx, level(SeverityOf(c.Kind)), "exposure change",
-				"kind", string(c.Kind), "severity", SeverityOf(c.Kind).String(),
-				"target", sanitize(c.Target, maxLabelLen), "address", sanitize(c.Address, maxLabelLen),
-				"port", c.Port, "summary", sanitize(Summary(c), maxAnnotationLen), "key", e.Key)
+			l.log(ctx, level(SeverityOf(c.Kind)), "exposure change", c, e.Key)
 		}
 		for _, c := range p.Resolved {
-			l.logger.Log(ctx, slog.LevelInfo, "exposure condition resolved",
-				"kind", string(c.Kind), "severity", SeverityOf(c.Kind).String(),
-				"target", sanitize(c.Target, maxLabelLen), "address", sanitize(c.Address, maxLabelLen),
-				"port", c.Port, "summary", sanitize(Summary(c), maxAnnotationLen), "key", e.Key)
+			l.log(ctx, slog.LevelInfo, "exposure condition resolved", c, e.Key)
 		}
 	}
 	return false, nil
+}
+
+func (l *Log) log(ctx context.Context, lvl slog.Level, msg string, c snapshot.Change, key string) {
+	l.logger.Log(ctx, lvl, msg,
+		"kind", string(c.Kind), "severity", SeverityOf(c.Kind).String(),
+		"target", sanitize(c.Target, maxLabelLen), "address", sanitize(c.Address, maxLabelLen),
+		"port", c.Port, "summary", sanitize(Summary(c), maxAnnotationLen), "key", key)
 }
 
 func level(s Severity) slog.Level {
