@@ -91,7 +91,6 @@ type SYN struct {
 	opts  SYNOptions
 	key   cookieKey
 	sport uint16
-	guard *destGuard
 	bind  *netif.Binding
 }
 
@@ -117,9 +116,6 @@ func NewSYN(o SYNOptions) (*SYN, error) {
 		if s.sport, err = pickSourcePort(lo, hi, rand.New(rand.NewPCG(key.k0, key.k1))); err != nil {
 			return nil, fmt.Errorf("syn engine: %w", err)
 		}
-	}
-	if s.guard, err = newDestGuard(); err != nil {
-		return nil, fmt.Errorf("syn engine: %w", err)
 	}
 	// Only the privilege is checked here: the interface may not exist yet.
 	f, err := openRaw(false, s.sport, 1, nil)
@@ -148,8 +144,15 @@ func (s *SYN) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, erro
 	if err := s.bind.Check(); err != nil {
 		return Stats{}, fmt.Errorf("syn scan: %w", err)
 	}
+	// Built per scan, as the connect engine does: an engine lives as long
+	// as the daemon, and networks may be added after it was made.
+	guard, err := newDestGuard()
+	if err != nil {
+		return Stats{}, fmt.Errorf("syn scan: %w", err)
+	}
 	sc := &synScan{
 		SYN:     s,
+		guard:   guard,
 		job:     job,
 		emit:    emit,
 		win:     make(map[pairKey]*probe),
@@ -164,7 +167,7 @@ func (s *SYN) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, erro
 	sc.startSenders()
 	defer sc.shutdown()
 	start := time.Now()
-	err := sc.run(ctx)
+	err = sc.run(ctx)
 	sc.log.Debug("syn scan finished", "took", time.Since(start), "probes", sc.stats.ProbesSent,
 		"retransmits", sc.stats.Retransmits, "replies", sc.stats.Replies,
 		"srtt", sc.est.srtt, "rttvar", sc.est.rttvar, "rto", sc.est.rto, "tail", time.Since(sc.allSent), "err", err)
@@ -207,6 +210,7 @@ func (h *probeHeap) Pop() any {
 // locks, no hand-offs between threads.
 type synScan struct {
 	*SYN
+	guard  *destGuard
 	job    Job
 	emit   func(Result)
 	log    *slog.Logger
