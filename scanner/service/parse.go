@@ -338,6 +338,12 @@ func parseProbeLine(s string) (*Probe, error) {
 	return p, nil
 }
 
+// The one-letter escapes of probe strings and the bytes they stand for.
+const (
+	escapeNames = "0abfnrtv"
+	escapeBytes = "\x00\a\b\f\n\r\t\v"
+)
+
 // unescape decodes a probe string: \\ \0 \a \b \f \n \r \t \v \xHH, and any
 // other punctuation escaped as itself, as nmap does. An escaped letter or
 // digit other than those is an error (nmap has no octal escapes).
@@ -353,25 +359,12 @@ func unescape(s string) ([]byte, error) {
 		if i >= len(s) {
 			return nil, errors.New("trailing backslash")
 		}
-		switch c = s[i]; c {
-		case '0':
-			out = append(out, 0)
-		case 'a':
-			out = append(out, '\a')
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'v':
-			out = append(out, '\v')
-		case '\\':
-			out = append(out, '\\')
+		c = s[i]
+		if j := strings.IndexByte(escapeNames, c); j >= 0 {
+			out = append(out, escapeBytes[j])
+			continue
+		}
+		switch c {
 		case 'x':
 			if !isHex(s, i+1) || !isHex(s, i+2) {
 				return nil, fmt.Errorf("bad \\x escape at byte %d", i-1)
