@@ -10,8 +10,7 @@ import (
 )
 
 // OutboxEntry is one notification waiting for its receiver. It stays in the
-// store until OutboxAck, so it survives restarts. Its fields match
-// alert.Entry, so the two convert into each other.
+// store until OutboxAck, so it survives restarts. alert.Entry is this type.
 type OutboxEntry struct {
 	Receiver string `json:"receiver"`
 	// Key identifies the notification across retries (Idempotency-Key);
