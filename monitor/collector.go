@@ -178,11 +178,15 @@ const maxLabelLen = 128
 
 // cleanLabel strips control characters and bounds the length of a value
 // that came from the network before it becomes a label or a log field.
-func cleanLabel(s string) string {
+func cleanLabel(s string) string { return cleanText(s, maxLabelLen) }
+
+// cleanText replaces control characters and invalid UTF-8 with '?' and cuts
+// s after limit runes, marking the cut with "...".
+func cleanText(s string, limit int) string {
 	var b strings.Builder
 	n := 0
 	for _, r := range s {
-		if n >= maxLabelLen {
+		if n >= limit {
 			b.WriteString("...")
 			break
 		}

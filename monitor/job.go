@@ -277,20 +277,4 @@ func runScan(ctx context.Context, d jobDeps, t *config.Target, g config.Global, 
 // scanner errors can quote what a remote host sent.
 const maxErrLen = 300
 
-func cleanError(err error) string {
-	msg := err.Error()
-	if len(msg) > maxErrLen {
-		msg = msg[:maxErrLen] + "..."
-	}
-	return stripControl(msg)
-}
-
-func stripControl(s string) string {
-	b := []rune(s)
-	for i, r := range b {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
-			b[i] = '?'
-		}
-	}
-	return string(b)
-}
+func cleanError(err error) string { return cleanText(err.Error(), maxErrLen) }
