@@ -274,10 +274,7 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 	}
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		for k.Kind == yaml.AliasNode {
-			k = k.Alias
-		}
+		k, val := resolve(n.Content[i]), n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
 			d.errorf(k.Line, path, "", "expected a field name, got %s", kindName(k))
 			continue
@@ -321,10 +318,7 @@ func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string) {
 	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 	for i, e := range n.Content {
 		p := fmt.Sprintf("%s[%d]", path, i)
-		d.set[p] = resolve(e).Line
-		if e.Kind == yaml.AliasNode {
-			d.set[p] = e.Line
-		}
+		d.set[p] = e.Line
 		d.value(e, s.Index(i), p)
 	}
 	v.Set(s)
