@@ -8,8 +8,7 @@
 # `nmap -sV` and exposure's detector over the same ports, and prints both
 # times and a per-port table: nmap's answer, ours, and whether service and
 # product (and the version, where nmap has one) agree. exposure's side is
-# `exposure scan --sV` when the CLI has that flag, else the svscan harness
-# of scanner/service. Packets go only to the lab host: both tools are bound
+# `exposure scan --sV`. Packets go only to the lab host: both tools are bound
 # to the lab's bridge (-e BRIDGE), and right before each run `ip route get`
 # must lead the host's address straight into that bridge, or the script
 # aborts.
@@ -31,14 +30,7 @@ trap cleanup EXIT
 
 export CGO_ENABLED=0
 go build -o "$work/labctl" ./internal/lab/labctl
-go build -o "$work/svscan" ./scanner/service/internal/svscan
-ours=svscan
-if go build -o "$work/exposure" ./cmd/exposure 2>/dev/null; then
-  help=$("$work/exposure" scan --help 2>&1 || true)
-  case "$help" in *"sV"*) ours=exposure ;; esac
-fi
-# OURS=svscan forces the harness.
-ours=${OURS:-$ours}
+go build -o "$work/exposure" ./cmd/exposure
 
 "$work/labctl" up --hosts 1 --daemons --open-ports "" --out "$work/lab.json" >/dev/null 2>"$work/labctl.log" &
 labpid=$!
@@ -71,16 +63,12 @@ nmap -sV -Pn -n -e "$bridge" -p "$ports" -oX "$work/nmap.xml" "$addr" >/dev/null
 t1=$(date +%s.%N)
 check_route
 t1b=$(date +%s.%N)
-if [ "$ours" = exposure ]; then
-  "$work/exposure" scan --sV --engine connect -e "$bridge" -p "$ports" --format json "$addr" >"$work/ours.json"
-else
-  "$work/svscan" -e "$bridge" -p "$ports" "$addr" >"$work/ours.json" 2>"$work/svscan.log"
-fi
+"$work/exposure" scan --sV --engine connect -e "$bridge" -p "$ports" --format json "$addr" >"$work/ours.json"
 t2=$(date +%s.%N)
 
-python3 - "$work/nmap.xml" "$work/ours.json" "$ours" "$t0" "$t1" "$t1b" "$t2" <<'PY'
+python3 - "$work/nmap.xml" "$work/ours.json" "$t0" "$t1" "$t1b" "$t2" <<'PY'
 import json, sys, xml.etree.ElementTree as ET
-nmapxml, oursf, ourname, t0, t1, t1b, t2 = sys.argv[1:]
+nmapxml, oursf, t0, t1, t1b, t2 = sys.argv[1:]
 nmap_s, ours_s = float(t1) - float(t0), float(t2) - float(t1b)
 
 def fmt(s):
@@ -102,16 +90,9 @@ for p in ET.parse(nmapxml).getroot().iter("port"):
     nm[int(p.get("portid"))] = d
 
 ours = {}
-text = open(oursf).read().strip()
-if ourname == "exposure":
-    snap = json.loads(text)
-    for h in snap.get("hosts", []):
-        for p in h.get("ports", []):
-            ours[p["port"]] = p.get("service") or {}
-else:
-    for line in text.splitlines():
-        r = json.loads(line)
-        ours[r["port"]] = r.get("service") or {}
+for h in json.load(open(oursf)).get("hosts", []):
+    for p in h.get("ports", []):
+        ours[p["port"]] = p.get("service") or {}
 
 def later(a, b):
     # a >= b for dotted versions like 14.0 and 9.6.0
@@ -165,7 +146,7 @@ for r in rows:
 total = len(rows)
 print()
 print(f"nmap -sV:        {nmap_s:7.2f} s")
-print(f"exposure ({ourname}): {ours_s:7.2f} s   ratio {ours_s / nmap_s:.3f} of nmap's time")
+print(f"exposure:        {ours_s:7.2f} s   ratio {ours_s / nmap_s:.3f} of nmap's time")
 print(f"service+product agree: {agree}/{total}; better where nmap said unknown: {better}; "
       f"versions agree where nmap has one: {vagree}/{vtotal}")
 PY
