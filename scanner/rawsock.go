@@ -406,39 +406,27 @@ func (r *receiver) recvmmsg(want int) (int, error) {
 func (r *receiver) decodeSlot(i int) (reply, bool) {
 	m := &r.msgs[i]
 	pkt := r.bufs[i*recvSlot : i*recvSlot+min(int(m.Len), recvSlot)]
-	if !r.withAddr() {
-		return r.decode(&r.dec, pkt, nil, nil)
-	}
-	name := &r.names[i]
-	if m.Hdr.Namelen < unix.SizeofSockaddrInet6 || name.Family != unix.AF_INET6 {
-		return reply{}, false
-	}
-	oob := r.oobs[i*oobSlot : i*oobSlot+min(int(m.Hdr.Controllen), oobSlot)]
-	return r.decode(&r.dec, pkt, oob, &unix.SockaddrInet6{Addr: name.Addr})
-}
-
-func (r *receiver) decode(d *decoder, pkt, oob []byte, from unix.Sockaddr) (reply, bool) {
 	var (
 		rp  reply
 		err error
 	)
 	switch {
 	case !r.v6 && !r.icmp:
-		rp, err = d.tcp4(pkt)
+		rp, err = r.dec.tcp4(pkt)
 	case !r.v6 && r.icmp:
-		rp, err = d.icmp4Unreach(pkt)
+		rp, err = r.dec.icmp4Unreach(pkt)
 	case r.v6 && r.icmp:
-		rp, err = d.icmp6Unreach(pkt)
+		rp, err = r.dec.icmp6Unreach(pkt)
 	default:
-		sa, ok := from.(*unix.SockaddrInet6)
+		name := &r.names[i]
+		if m.Hdr.Namelen < unix.SizeofSockaddrInet6 || name.Family != unix.AF_INET6 {
+			return reply{}, false
+		}
+		local, ok := pktinfoDst(r.oobs[i*oobSlot : i*oobSlot+min(int(m.Hdr.Controllen), oobSlot)])
 		if !ok {
 			return reply{}, false
 		}
-		local, ok := pktinfoDst(oob)
-		if !ok {
-			return reply{}, false
-		}
-		rp, err = d.tcp6(pkt, local, netip.AddrFrom16(sa.Addr).Unmap())
+		rp, err = r.dec.tcp6(pkt, local, netip.AddrFrom16(name.Addr).Unmap())
 	}
 	if err != nil || !r.key.valid(rp, r.sport) {
 		return reply{}, false
