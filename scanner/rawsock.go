@@ -138,15 +138,19 @@ func sendOnly(c *net.IPConn, v6 bool) error {
 	if err != nil {
 		return fmt.Errorf("raw socket: %w", err)
 	}
-	err = rc.Control(func(fd uintptr) {
-		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, rawSendBuffer) != nil {
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, rawSendBuffer)
-		}
-	})
+	err = rc.Control(func(fd uintptr) { setBuffer(int(fd), unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, rawSendBuffer) })
 	if err != nil {
 		return fmt.Errorf("configure raw socket: %w", err)
 	}
 	return nil
+}
+
+// setBuffer sets a socket buffer size with the *FORCE option, or with the
+// plain one, capped by the kernel, without CAP_NET_ADMIN.
+func setBuffer(fd, force, plain, size int) {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, size) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, plain, size)
+	}
 }
 
 // connFD is the descriptor of c. It stays valid while c is open; the
@@ -221,11 +225,11 @@ func (f *rawFamily) setup(sport uint16) error {
 		var serr error
 		err = rc.Control(func(fd uintptr) {
 			s := int(fd)
-			if unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rawRecvBuffer) != nil {
-				_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF, rawRecvBuffer)
-			}
-			if unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, rawSendBuffer) != nil {
-				_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF, rawSendBuffer)
+			setBuffer(s, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, rawRecvBuffer)
+			if c == f.tcp && f.v6 {
+				// Sender 0 of IPv6 sends on this socket; the others
+				// here only receive.
+				setBuffer(s, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, rawSendBuffer)
 			}
 			if c == f.tcp {
 				f.recvBuf, serr = unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF)
