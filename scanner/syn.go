@@ -59,11 +59,6 @@ func (o *SYNOptions) validate() error {
 	if o.Limiter.Limit() != rate.Inf && (o.Limiter.Limit() <= 0 || o.Limiter.Burst() < 1) {
 		return fmt.Errorf("rate limiter allows no packets (limit %v, burst %d)", o.Limiter.Limit(), o.Limiter.Burst())
 	}
-	if o.Interface != "" {
-		if err := netif.CheckName(o.Interface); err != nil {
-			return err
-		}
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
