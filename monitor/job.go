@@ -239,9 +239,7 @@ func runScan(ctx context.Context, d jobDeps, t *config.Target, g config.Global, 
 			m.changes.WithLabelValues(name, string(c.Kind)).Inc()
 		}
 		if snap.Complete {
-			m.lastSuccess.WithLabelValues(name).Set(float64(snap.FinishedAt.UnixNano()) / 1e9)
-			m.openPorts.WithLabelValues(name).Set(float64(out.OpenPorts))
-			m.hostsUp.WithLabelValues(name).Set(float64(out.HostsUp))
+			m.setLatest(snap)
 		}
 		if len(entries) > 0 && d.wake != nil {
 			d.wake()

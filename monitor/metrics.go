@@ -126,6 +126,13 @@ func (m *metrics) init(target string) {
 	m.skipped.WithLabelValues(target)
 }
 
+// setLatest sets the gauges of a target from its latest complete snapshot.
+func (m *metrics) setLatest(s *snapshot.Snapshot) {
+	m.lastSuccess.WithLabelValues(s.Target).Set(float64(s.FinishedAt.UnixNano()) / 1e9)
+	m.openPorts.WithLabelValues(s.Target).Set(float64(s.OpenPorts()))
+	m.hostsUp.WithLabelValues(s.Target).Set(float64(s.HostsUp()))
+}
+
 // forget drops the per-target series of a target that left the
 // configuration, so dashboards do not show it as stale forever.
 func (m *metrics) forget(target string) {

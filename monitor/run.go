@@ -247,9 +247,7 @@ func (d *daemonState) preloadTarget(name string) {
 		return
 	}
 	d.collector.set(s)
-	d.metrics.openPorts.WithLabelValues(name).Set(float64(s.OpenPorts()))
-	d.metrics.hostsUp.WithLabelValues(name).Set(float64(s.HostsUp()))
-	d.metrics.lastSuccess.WithLabelValues(name).Set(float64(s.FinishedAt.UnixNano()) / 1e9)
+	d.metrics.setLatest(s)
 }
 
 // listen opens the web listeners before readiness is reported, so READY=1
