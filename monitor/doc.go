@@ -8,11 +8,11 @@
 //
 // # Scheduling
 //
-// One cron.Cron holds one entry per target owned by this shard, each
-// wrapped in cron.Recover. A per-target lock that survives reschedules skips
-// a run while the target is still being scanned (also after a run at start
-// or a reschedule mid-scan) and counts it in
-// exposure_scans_skipped_total{target}. Each run waits a random delay up to
+// One cron.Cron (Recover in its chain) holds one entry per target owned by
+// this shard, each wrapped in cron.SkipIfStillRunning whose logger turns
+// "skip" into exposure_scans_skipped_total{target}. A per-target lock that
+// survives reschedules catches the overlaps cron cannot see (a run at start,
+// a target rescheduled mid-scan). Each run waits a random delay up to
 // global.jitter, then a slot of global.max_concurrent_scans, then scans under
 // the target's timeout. All engines share one rate.Limiter
 // (global.scan_rate).

@@ -66,11 +66,13 @@ func newScheduler(loc *time.Location, maxConcurrent int, m *metrics, logger *slo
 	if maxConcurrent < 1 {
 		maxConcurrent = 1
 	}
+	l := cronLogger{logger}
 	base, cancel := context.WithCancel(context.Background())
 	return &scheduler{
 		cron: cron.New(
 			cron.WithLocation(loc),
-			cron.WithLogger(cronLogger{logger}),
+			cron.WithLogger(l),
+			cron.WithChain(cron.Recover(l)),
 		),
 		logger:  logger,
 		metrics: m,
@@ -144,10 +146,10 @@ func (s *scheduler) apply(specs []scheduleSpec, initial bool) {
 		}
 		ctx, cancel := context.WithCancel(s.base)
 		e := &entry{spec: sp, cancel: cancel}
-		// Recover here rather than in cron's chain: a run at start does not
-		// go through cron. Overlapping runs are skipped by the target's lock.
-		job := cron.NewChain(cron.Recover(cronLogger{s.logger})).
-			Then(cron.FuncJob(func() { s.runOnce(ctx, e, lock) }))
+		job := cron.NewChain(
+			cron.Recover(cronLogger{s.logger}),
+			cron.SkipIfStillRunning(skipLogger{s, sp.name}),
+		).Then(cron.FuncJob(func() { s.runOnce(ctx, e, lock) }))
 		e.id = s.cron.Schedule(sp.sched, job)
 		s.entries[sp.name] = e
 		s.metrics.init(sp.name)
@@ -293,4 +295,20 @@ func cronArgs(kv []any) []any {
 		out = append(out, k, kv[i+1])
 	}
 	return out
+}
+
+// skipLogger is the logger of one target's cron.SkipIfStillRunning, whose
+// only message is "skip": it turns that message into the skipped-runs metric.
+type skipLogger struct {
+	s      *scheduler
+	target string
+}
+
+func (l skipLogger) Info(msg string, _ ...any) {
+	if msg == "skip" {
+		l.s.skip(l.target)
+	}
+}
+func (l skipLogger) Error(err error, msg string, kv ...any) {
+	cronLogger{l.s.logger}.Error(err, msg, kv...)
 }
