@@ -14,6 +14,13 @@
 # load: the figures are medians of --runs runs (default 3). nmap runs --runs
 # times on the clean lab and once on the lossy one (it takes minutes there).
 #
+# Each run also measures the workload's send floor (scanner/floor_test.go):
+# its SYNs sent as fast as the kernel takes them, from one raw socket per
+# CPU, with nothing received or tracked, in a third lab of the same shape.
+# The targets' TCP stacks answer inside the senders' system calls, on this
+# machine's CPUs, so no SYN scanner can take less time here than the floor;
+# floor/nmap is the least ratio to nmap this machine allows.
+#
 # Needs root, nmap (.ci/install-deps installs it), iproute2, iptables, jq and
 # GNU time. Both tools run with -n (no reverse DNS): the lab's addresses have
 # no PTR records and the benchmark sends packets to lab hosts only. Both are
@@ -61,6 +68,8 @@ trap cleanup EXIT INT TERM
 # that tears the lab down reaches labctl itself, not the go command.
 go build -o "$WORK/exposure" ./cmd/exposure
 go build -o "$WORK/labctl" ./internal/lab/labctl
+# The send floor (scanner/floor_test.go) is a Go benchmark in its own lab.
+go test -c -o "$WORK/scanner.test" ./scanner
 
 lab_up() { # lab_up NAME LOSS: starts a lab and waits for $WORK/NAME.json
 	local json="$WORK/$1.json"
@@ -155,6 +164,22 @@ args_one_expo() { echo "-p - $(cat "$WORK/$1.first")"; }
 args_all_nmap() { echo "--top-ports 1000 -iL $WORK/$1.targets"; }
 args_all_expo() { echo "-p top:1000 $(tr '\n' ' ' <"$WORK/$1.targets")"; }
 
+# floor KEY BENCH: the send floor of a workload: every SYN sent as fast as
+# the kernel takes it, one raw socket per CPU bound to a fresh lab's
+# bridge, nothing received or tracked (BenchmarkLabSendFloor*). On a lab the
+# targets answer inside the senders' system calls, on the same CPUs, so no
+# SYN scanner can beat this time here. Appends seconds to $WORK/KEY.times.
+floor() {
+	local ns
+	ns=$(cd scanner && "$WORK/scanner.test" -test.run '^$' -test.bench "^$2\$" -test.benchtime 1x 2>&1 |
+		awk -v b="$2" '$1 ~ "^" b "(-[0-9]+)?$" { print $3 }')
+	[ -n "$ns" ] || { echo "syn-vs-nmap: $2 did not run" >&2; exit 1; }
+	awk -v ns="$ns" 'BEGIN { printf "%.2f 0\n", ns / 1e9 }' >>"$WORK/$1.times"
+}
+
+floor_bench_one() { echo BenchmarkLabSendFloorAllPorts; }
+floor_bench_all() { echo BenchmarkLabSendFloor254HostsTop1000; }
+
 # workload KEY N: nmap RUNS times on the clean lab; exposure RUNS times on
 # the clean and the lossy lab alternately; nmap once on the lossy lab.
 workload() {
@@ -171,6 +196,9 @@ workload() {
 		if [ "$LOSS" = 1 ]; then
 			# shellcheck disable=SC2046
 			measure exposure "$key.expo5" "$WORK/$key.truth5" lab5 $(args_"$key"_expo lab5)
+		fi
+		if [ "$key" = one ] || [ "$HOSTS" = 254 ]; then
+			floor "$key.floor" "$(floor_bench_"$key")"
 		fi
 	done
 	if [ "$LOSS" = 1 ]; then
@@ -189,20 +217,24 @@ workload one 1
 workload all "$N"
 
 row() { # row NAME NMAPKEY EXPOKEY [BASEKEY]
-	local ns nr nok es er eok extra=""
+	local ns nr nok es er eok extra="" fl="-" flr="-"
 	read -r ns nr nok <<<"$(summary "$2")"
 	read -r es er eok <<<"$(summary "$3")"
 	if [ $# -eq 4 ]; then
 		local bs
 		read -r bs _ _ <<<"$(summary "$4")"
 		extra=$(awk -v a="$es" -v b="$bs" 'BEGIN { printf "%.2fx own clean time", a / b }')
+	elif [ -s "$WORK/${3%.expo0}.floor.times" ]; then
+		read -r fl _ _ <<<"$(summary "${3%.expo0}.floor")"
+		flr=$(awk -v a="$fl" -v b="$ns" 'BEGIN { printf "%.2fx", a / b }')
 	fi
-	printf '%-30s %8s %8s %6sx %9s %9s  %-8s %-8s %s\n' "$1" "$ns" "$es" \
-		"$(awk -v a="$es" -v b="$ns" 'BEGIN { printf "%.2f", a / b }')" "${nr}KB" "${er}KB" "$nok" "$eok" "$extra"
+	printf '%-30s %8s %8s %6sx %9s %9s  %-8s %-8s %7s %7s %s\n' "$1" "$ns" "$es" \
+		"$(awk -v a="$es" -v b="$ns" 'BEGIN { printf "%.2f", a / b }')" "${nr}KB" "${er}KB" "$nok" "$eok" "$fl" "$flr" "$extra"
 }
 
 echo "median of $RUNS runs (nmap once under loss); RSS is the peak over the runs; $(cut -d' ' -f1-3 /proc/loadavg) load"
-printf '%-30s %8s %8s %7s %9s %9s  %-8s %-8s %s\n' workload nmap_s expo_s ratio nmap_rss expo_rss nmap exposure loss_cost
+echo "floor: every SYN sent as fast as the kernel takes it, nothing received (BenchmarkLabSendFloor*)"
+printf '%-30s %8s %8s %7s %9s %9s  %-8s %-8s %7s %7s %s\n' workload nmap_s expo_s ratio nmap_rss expo_rss nmap exposure floor_s floor/nmap loss_cost
 row "1 host x 65535 ports" one.nmap0 one.expo0
 row "$N hosts x top 1000" all.nmap0 all.expo0
 if [ "$LOSS" = 1 ]; then
