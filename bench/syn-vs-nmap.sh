@@ -174,7 +174,8 @@ floor() {
 	ns=$(cd scanner && "$WORK/scanner.test" -test.run '^$' -test.bench "^$2\$" -test.benchtime 1x 2>&1 |
 		awk -v b="$2" '$1 ~ "^" b "(-[0-9]+)?$" { print $3 }')
 	[ -n "$ns" ] || { echo "syn-vs-nmap: $2 did not run" >&2; exit 1; }
-	awk -v ns="$ns" 'BEGIN { printf "%.2f 0\n", ns / 1e9 }' >>"$WORK/$1.times"
+	awk -v ns="$ns" 'BEGIN { printf "%.2f 0\n", ns / 1e9 }' | tee -a "$WORK/$1.times" |
+		sed "s/^\([^ ]*\) .*/syn-vs-nmap: $2: \1 s/" >&2
 }
 
 floor_bench_one() { echo BenchmarkLabSendFloorAllPorts; }
