@@ -1,6 +1,7 @@
 package diff
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"sort"
@@ -334,8 +335,11 @@ func (d *differ) propose(pk portKey, ps *portState, pt *snapshot.Port, open bool
 
 func (d *differ) service(pk portKey, ps *portState, pt *snapshot.Port) {
 	svc := pt.Service
-	if !ps.knowsService() {
-		ps.setService(svc) // first detection is not a change
+	weak := inconclusive(svc, ps)
+	if !ps.knowsService() || ps.Tentative && !weak {
+		// The first detection is not a change, nor is the first
+		// conclusive one after inconclusive ones.
+		ps.setService(svc)
 		return
 	}
 	before := ps.asPort(pk)
@@ -344,16 +348,50 @@ func (d *differ) service(pk portKey, ps *portState, pt *snapshot.Port) {
 	switch {
 	case svc.Name != ps.Name || svc.Product != ps.Product:
 		c.Kind = snapshot.ServiceChanged
-		d.change(c)
 	case svc.Version != ps.Version:
 		c.Kind = snapshot.VersionChanged
+	}
+	if weak && c.Kind != "" {
+		// A detection that recognised less than before (nothing, or no
+		// version), or that ran out of time, is what a loaded host or
+		// service gives now and then: it replaces the known service
+		// only when it holds for WeakScans scans in a row.
+		if ps.Weak++; ps.Weak < WeakScans {
+			return
+		}
+		c.Detail = fmt.Sprintf("service detection inconclusive in %d scans in a row", ps.Weak)
+	} else if weak {
+		// Inconclusive but not different: keep what is known, cert too.
+		ps.Weak = 0
+		return
+	}
+	ps.Weak = 0
+	if c.Kind != "" {
 		d.change(c)
 	}
 	if svc.Cert != nil && svc.Cert.Fingerprint != "" && ps.Cert != "" && svc.Cert.Fingerprint != ps.Cert {
-		c.Kind = snapshot.CertChanged
+		c.Kind, c.Detail = snapshot.CertChanged, ""
 		d.change(c)
 	}
 	ps.setService(svc)
+	// Reported: what follows compares with it, conclusive or not.
+	ps.Tentative = false
+}
+
+// WeakScans is how many scans in a row an inconclusive service detection
+// must hold before it is reported as a service or version change.
+const WeakScans = 3
+
+// inconclusive reports whether detection result svc says less than a
+// detection can: the detector ran out of time (Incomplete), recognised
+// nothing ("unknown", "tcpwrapped"), or lost the version the known
+// service ps had.
+func inconclusive(svc *snapshot.Service, ps *portState) bool {
+	switch {
+	case svc.Incomplete, svc.Name == "", svc.Name == "unknown", svc.Name == "tcpwrapped":
+		return true
+	}
+	return ps != nil && ps.Version != "" && svc.Version == "" && svc.Name == ps.Name && svc.Product == ps.Product
 }
 
 // apply records a confirmed transition in the reported view.
@@ -366,11 +404,12 @@ func (pd *Pending) apply() {
 		st.Ports[ks] = ps
 	}
 	ps.Open = pd.Open
-	if pd.Open && pd.Change.After != nil {
-		ps.setService(pd.Change.After.Service)
+	if svc := pd.Change.After; pd.Open && svc != nil && svc.Service != nil {
+		ps.setService(svc.Service)
 	}
 	if !pd.Open {
 		ps.Name, ps.Product, ps.Version, ps.Cert = "", "", "", ""
+		ps.Tentative, ps.Weak = false, 0
 	}
 	now := st.scan.at.UnixNano()
 	ps.Recent = append(ps.Recent, now)

@@ -19,6 +19,11 @@
 //     with Flaps set, then held until it keeps one state for a whole
 //     FlapWindow; if that state differs from the last report, it is
 //     reported again with the number of folded alternations.
+//   - A service detection that is inconclusive (Service.Incomplete, nothing
+//     recognised, or the known version gone) changes the reported service
+//     only when it holds for WeakScans scans in a row; a first detection
+//     that was inconclusive is replaced by the first conclusive one without
+//     a change.
 //   - Policy verdicts fire when they newly hold; Evaluate lists all that
 //     hold now, for alerts that fire while a condition lasts.
 //

@@ -32,7 +32,8 @@ type scenario struct {
 }
 
 // step is one scan. Hosts map an address to port descriptions
-// "PORT[/NAME[/PRODUCT[/VERSION[/CERT]]]]" or a range "LO-HI" of bare open
+// "PORT[/NAME[/PRODUCT[/VERSION[/CERT]]]][~]" (~: the detection ran out
+// of time) or a range "LO-HI" of bare open
 // ports. Confirm is how the re-probes answer: "truth" (default: as the scan
 // says), "refuse" (the opposite) or "none" (skip Confirm, drop pending).
 type step struct {
@@ -62,6 +63,8 @@ func buildSnapshot(t testing.TB, i int, s step) *snapshot.Snapshot {
 				}
 				continue
 			}
+			// A trailing "~" marks a detection that ran out of time.
+			d, incomplete := strings.CutSuffix(d, "~")
 			f := strings.Split(d, "/")
 			n, err := strconv.Atoi(f[0])
 			require.NoError(t, err, d)
@@ -77,6 +80,7 @@ func buildSnapshot(t testing.TB, i int, s step) *snapshot.Snapshot {
 				if len(f) > 4 {
 					pt.Service.Cert = &snapshot.Cert{Fingerprint: f[4]}
 				}
+				pt.Service.Incomplete = incomplete
 			}
 			h.Ports = append(h.Ports, pt)
 		}

@@ -57,6 +57,11 @@ type portState struct {
 	Product string `json:"pr,omitempty"`
 	Version string `json:"v,omitempty"`
 	Cert    string `json:"x,omitempty"`
+	// Tentative says the service above came from an inconclusive
+	// detection: a conclusive one replaces it without a change. Weak
+	// counts the inconclusive detections in a row that differ from it.
+	Tentative bool `json:"t,omitempty"`
+	Weak      int  `json:"w,omitempty"`
 	// Recent holds the times (unix nanoseconds, oldest first) of the
 	// reported open/closed transitions within Policy.FlapWindow, at most
 	// Policy.FlapThreshold of them: the flap detector's memory.
@@ -168,12 +173,14 @@ func (p *portState) prune(now time.Time, window time.Duration) {
 	}
 }
 
-// setService records the service facts the diff compares.
+// setService records the service facts the diff compares, as tentative
+// when the detection was inconclusive.
 func (p *portState) setService(svc *snapshot.Service) {
 	if svc == nil {
 		return
 	}
 	p.Name, p.Product, p.Version = svc.Name, svc.Product, svc.Version
+	p.Tentative, p.Weak = inconclusive(svc, nil), 0
 	p.Cert = ""
 	if svc.Cert != nil {
 		p.Cert = svc.Cert.Fingerprint

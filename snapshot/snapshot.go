@@ -74,6 +74,10 @@ type Service struct {
 	CPE     []string `json:"cpe"`
 	// Cert is set when the service spoke TLS.
 	Cert *Cert `json:"cert,omitempty"`
+	// Incomplete is set when detection ran out of time while a probe
+	// that could have told more (a match, a version) was still
+	// outstanding: the result may say less than the service would.
+	Incomplete bool `json:"incomplete,omitempty"`
 }
 
 // Cert holds the facts of a TLS leaf certificate that users track as drift.

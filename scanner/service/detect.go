@@ -315,6 +315,9 @@ type outcome struct {
 	cert       *x509.Certificate
 	data       []byte
 	dialErr    error
+	// tlsSlow: the TLS handshake probe ran out of time (a silent plain
+	// service, or a TLS server too slow to answer in time).
+	tlsSlow bool
 }
 
 // phaseResult is the verdict of one detection phase.
@@ -326,10 +329,13 @@ type phaseResult struct {
 	cert       *x509.Certificate
 	// unreachable is set when no probe could connect at all.
 	unreachable error
+	// cut is set when the phase ended on a timeout while a probe that
+	// could have told more was outstanding.
+	cut bool
 }
 
 func (r phaseResult) service() *snapshot.Service {
-	s := &snapshot.Service{Name: "unknown", CPE: []string{}}
+	s := &snapshot.Service{Name: "unknown", CPE: []string{}, Incomplete: r.cut}
 	switch {
 	case r.found:
 		s.Name = clean(r.fields.Service, maxProductLen)
@@ -384,6 +390,11 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 	ctx, cancel := context.WithTimeout(ctx, d.o.Timeout)
 	defer cancel()
 	probes := d.plan(port, inTLS)
+	// expired reports whether the phase's timeout has passed. Probes'
+	// connections carry the same deadline and may notice it before ctx
+	// does, so the clock decides, not ctx.Err.
+	phaseDeadline, _ := ctx.Deadline()
+	expired := func() bool { return ctx.Err() != nil || !time.Now().Before(phaseDeadline) }
 	results := make(chan outcome, len(probes)+1)
 	var (
 		mu       sync.Mutex
@@ -465,6 +476,7 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 		connected       bool
 		dialErr         error
 		versionWaitOver bool
+		tlsSlow         bool
 		graceTimer      <-chan time.Time
 	)
 	finish := func(r phaseResult) phaseResult {
@@ -487,6 +499,13 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 		}
 		return !mayMatch(held.fields.Service)
 	}
+	// heldResult is the verdict held, cut when it has no version and the
+	// phase's timeout stopped the probes, or the version wait ended while
+	// a probe that could give the version was still running.
+	heldResult := func() phaseResult {
+		cut := held.fields.Version == "" && (expired() || versionWaitOver && mayMatch(held.fields.Service))
+		return phaseResult{fields: held.fields, found: true, cut: cut}
+	}
 	take := func(o outcome) (phaseResult, bool) {
 		sawData = sawData || len(o.data) > 0
 		if o.dialErr != nil {
@@ -498,7 +517,7 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 		case o.tls:
 			return phaseResult{tls: true, cert: o.cert}, true
 		case o.idx == tlsIdx:
-			tlsPending = false
+			tlsPending, tlsSlow = false, o.tlsSlow
 		case o.hard && o.fields.Service == "ssl" && !inTLS:
 			// A file probe (an nmap-style TLS hello) named TLS; the
 			// handshake probe confirms it and fetches the certificate.
@@ -534,10 +553,10 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 			mu.Unlock()
 		}
 		if ready() {
-			return phaseResult{fields: held.fields, found: true}, true
+			return heldResult(), true
 		}
 		if held == nil && best != nil && !tlsPending && !mayMatch(best.fields.Service) {
-			return phaseResult{fields: best.fields, found: true}, true
+			return phaseResult{fields: best.fields, found: true, cut: expired()}, true
 		}
 		return phaseResult{}, false
 	}
@@ -558,7 +577,7 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 			graceTimer = nil
 			versionWaitOver = true
 			if ready() {
-				return finish(phaseResult{fields: held.fields, found: true})
+				return finish(heldResult())
 			}
 		case <-launched:
 			launched = nil
@@ -578,15 +597,20 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 				}
 				break
 			}
+			// The phase's own timeout stopped the probes still running
+			// or not yet sent: what they might have said is missing. A
+			// TLS handshake that timed out where nothing else answered
+			// may be a TLS service too slow to answer in time.
+			cut := expired() || tlsSlow && held == nil && best == nil
 			switch {
 			case held != nil:
-				return phaseResult{fields: held.fields, found: true}
+				return heldResult()
 			case best != nil:
-				return phaseResult{fields: best.fields, found: true}
+				return phaseResult{fields: best.fields, found: true, cut: cut}
 			case !connected && dialErr != nil:
 				return phaseResult{unreachable: dialErr}
 			}
-			return phaseResult{}
+			return phaseResult{cut: cut}
 		}
 	}
 }
@@ -615,7 +639,7 @@ func (d *Detector) tlsProbe(ctx context.Context, dial dialFunc) outcome {
 	defer cancel()
 	tc, err := dialTLS(ctx, dial)
 	if err != nil {
-		return outcome{idx: tlsIdx}
+		return outcome{idx: tlsIdx, tlsSlow: ctx.Err() != nil}
 	}
 	defer tc.NetConn().Close() // only the certificate was wanted: no close_notify
 	o := outcome{idx: tlsIdx, tls: true}

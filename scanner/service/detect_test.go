@@ -177,6 +177,43 @@ func TestDetectSilentServiceIsUnknownWithinTimeout(t *testing.T) {
 	got, err := d.Detect(context.Background(), loopback, port)
 	require.NoError(t, err)
 	require.Equal(t, "unknown", got.Name)
+	require.True(t, got.Incomplete, "the timeout cut probes that were still waiting")
+}
+
+// TestDetectIncompleteWhenTheVersionProbeIsTooSlow: a versionless hard
+// match is the verdict when the probe that could give the version does not
+// answer within the timeout, marked Incomplete so that the diff does not
+// take the missing version for a change; with time enough it is complete.
+func TestDetectIncompleteWhenTheVersionProbeIsTooSlow(t *testing.T) {
+	slowness := make(chan time.Duration, 1)
+	handle := func(c net.Conn) {
+		buf := make([]byte, 64)
+		n, _ := c.Read(buf)
+		switch string(buf[:n]) {
+		case "QUICK\r\n":
+			_, _ = io.WriteString(c, "FAKE-QUICK\r\n")
+		case "SLOW\r\n":
+			d := <-slowness
+			slowness <- d
+			time.Sleep(d)
+			_, _ = io.WriteString(c, "FAKE-SLOW 3.1\r\n")
+		}
+		idle(c)
+	}
+	port := serve(t, listen(t), handle)
+	d, _ := newDetector(t, Options{Intensity: DefaultIntensity, ProbeFiles: []string{"testdata/fake-banner-probes"},
+		Timeout: 400 * time.Millisecond})
+
+	slowness <- time.Second
+	got, err := d.Detect(context.Background(), loopback, port)
+	require.NoError(t, err)
+	require.Equal(t, snapshot.Service{Name: "fake", Product: "Fake daemon", CPE: []string{}, Incomplete: true}, *got)
+
+	<-slowness
+	slowness <- 50 * time.Millisecond
+	got, err = d.Detect(context.Background(), loopback, port)
+	require.NoError(t, err)
+	require.Equal(t, snapshot.Service{Name: "fake", Product: "Fake daemon", Version: "3.1", CPE: []string{}}, *got)
 }
 
 func TestDetectContextCancelled(t *testing.T) {
