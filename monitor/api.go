@@ -49,7 +49,7 @@ type APIError struct {
 // transactions, which run alongside the daemon's writes.
 type apiStore interface {
 	Targets() ([]string, error)
-	Changes(target string, from, to time.Time) ([]snapshot.Change, error)
+	ChangesLimit(target string, from, to time.Time, limit int) ([]snapshot.Change, error)
 	LatestComplete(target string) (*snapshot.Snapshot, error)
 	At(target string, t time.Time) (*snapshot.Snapshot, error)
 	Snapshot(id string) (*snapshot.Snapshot, error)
@@ -218,7 +218,8 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	changes, err := a.store.Changes(target, since, until)
+	// One more than the page tells whether another page follows.
+	changes, err := a.store.ChangesLimit(target, since, until, offset+limit+1)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -380,7 +381,7 @@ func (a *api) knownTarget(target string) error {
 	if slices.Contains(targets, target) {
 		return nil
 	}
-	changes, err := a.store.Changes(target, time.Time{}, time.Time{})
+	changes, err := a.store.ChangesLimit(target, time.Time{}, time.Time{}, 1)
 	if err != nil {
 		return err
 	}

@@ -242,6 +242,13 @@ func load(tx *bolt.Tx, target string, started int64, rec scanRecord) (*snapshot.
 // Changes lists the changes of target (all targets when target is "")
 // with from <= At < to, oldest first. A zero to means no upper bound.
 func (s *Store) Changes(target string, from, to time.Time) ([]snapshot.Change, error) {
+	return s.ChangesLimit(target, from, to, 0)
+}
+
+// ChangesLimit is Changes, cut to the first limit changes (no limit when
+// limit <= 0). It reads at most limit changes per target, so a page of a
+// long history costs the page, not the history.
+func (s *Store) ChangesLimit(target string, from, to time.Time, limit int) ([]snapshot.Change, error) {
 	lo, hi := int64(0), int64(math.MaxInt64)
 	if !from.IsZero() {
 		lo = max(nanos(from), 0)
@@ -261,11 +268,13 @@ func (s *Store) Changes(target string, from, to time.Time) ([]snapshot.Change, e
 		c := tx.Bucket(bucketChanges).Cursor()
 		for _, t := range targets {
 			p := prefix(t)
+			n := 0
 			for k, v := c.Seek(scanKey(t, lo)); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
 				_, at, _ := splitChangeKey(k)
-				if at >= hi {
+				if at >= hi || limit > 0 && n >= limit {
 					break
 				}
+				n++
 				var ch snapshot.Change
 				if err := decode(v, &ch); err != nil {
 					return fmt.Errorf("decode change %q: %w", k, err)
@@ -279,6 +288,9 @@ func (s *Store) Changes(target string, from, to time.Time) ([]snapshot.Change, e
 		return nil, fmt.Errorf("store: changes: %w", err)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit:limit]
+	}
 	return out, nil
 }
 

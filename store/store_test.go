@@ -192,6 +192,16 @@ func TestChangesLogAndFirstSeen(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, none)
 
+	// A limit keeps the oldest, across targets too.
+	for n := 1; n <= 5; n++ {
+		got, err := s.ChangesLimit("", time.Time{}, time.Time{}, n)
+		require.NoError(t, err)
+		require.Equal(t, all[:min(n, len(all))], got, "limit %d", n)
+	}
+	first, err := s.ChangesLimit("dmz", time.Time{}, time.Time{}, 1)
+	require.NoError(t, err)
+	require.Equal(t, all[:1], first)
+
 	err = s.Commit(context.Background(), Commit{Changes: []snapshot.Change{{Kind: snapshot.HostUpKind, Target: "x"}}})
 	require.Error(t, err, "a change without time or snapshot")
 }
