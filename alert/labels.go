@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/common/model"
 
+	"github.com/exposure-monitor/exposure/internal/textsafe"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
@@ -28,12 +29,12 @@ func (in *PlanInput) alert(c snapshot.Change, startsAt, endsAt time.Time) model.
 		if name == "" || reserved[name] {
 			continue
 		}
-		if v = sanitize(v, maxLabelLen); v != "" {
+		if v = textsafe.Clean(v, maxLabelLen); v != "" {
 			ls[model.LabelName(name)] = model.LabelValue(v)
 		}
 	}
 	set := func(k, v string) {
-		if v = sanitize(v, maxLabelLen); v != "" {
+		if v = textsafe.Clean(v, maxLabelLen); v != "" {
 			ls[model.LabelName(k)] = model.LabelValue(v)
 		}
 	}
@@ -48,10 +49,10 @@ func (in *PlanInput) alert(c snapshot.Change, startsAt, endsAt time.Time) model.
 	return model.Alert{
 		Labels: ls,
 		Annotations: model.LabelSet{
-			"summary":     model.LabelValue(sanitize(Summary(c), maxLabelLen)),
-			"description": model.LabelValue(sanitize(description(c), maxAnnotationLen)),
-			"kind":        model.LabelValue(sanitize(string(c.Kind), maxLabelLen)),
-			"snapshot":    model.LabelValue(sanitize(c.Snapshot, maxLabelLen)),
+			"summary":     model.LabelValue(textsafe.Clean(Summary(c), maxLabelLen)),
+			"description": model.LabelValue(textsafe.Clean(description(c), maxAnnotationLen)),
+			"kind":        model.LabelValue(textsafe.Clean(string(c.Kind), maxLabelLen)),
+			"snapshot":    model.LabelValue(textsafe.Clean(c.Snapshot, maxLabelLen)),
 		},
 		StartsAt:     startsAt.UTC(),
 		EndsAt:       endsAt.UTC(),

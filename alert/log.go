@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/exposure-monitor/exposure/internal/textsafe"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
@@ -43,8 +44,8 @@ func (l *Log) Notify(ctx context.Context, entries ...Entry) (bool, error) {
 func (l *Log) log(ctx context.Context, lvl slog.Level, msg string, c snapshot.Change, key string) {
 	l.logger.Log(ctx, lvl, msg,
 		"kind", string(c.Kind), "severity", SeverityOf(c.Kind).String(),
-		"target", sanitize(c.Target, maxLabelLen), "address", sanitize(c.Address, maxLabelLen),
-		"port", c.Port, "summary", sanitize(Summary(c), maxAnnotationLen), "key", key)
+		"target", textsafe.Clean(c.Target, maxLabelLen), "address", textsafe.Clean(c.Address, maxLabelLen),
+		"port", c.Port, "summary", textsafe.Clean(Summary(c), maxAnnotationLen), "key", key)
 }
 
 func level(s Severity) slog.Level {

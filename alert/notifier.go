@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/exposure-monitor/exposure/internal/textsafe"
 	"github.com/exposure-monitor/exposure/store"
 )
 
@@ -123,7 +124,7 @@ func (s sender) post(ctx context.Context, r request) (retry bool, err error) {
 	he := &HTTPError{
 		URL:        redacted,
 		StatusCode: resp.StatusCode,
-		Body:       sanitize(scrub(string(snippet), secrets...), maxErrorBody),
+		Body:       textsafe.Clean(scrub(string(snippet), secrets...), maxErrorBody),
 		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 	}
 	return he.Retryable(), he

@@ -8,8 +8,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 )
 
 // Secret is a credential read from a file. It formats, marshals and logs as
@@ -94,41 +92,6 @@ func redactError(err error, redacted string) error {
 // maxLabelLen bounds label values and annotation lines that may carry
 // untrusted bytes (banners, hostnames, target labels).
 const maxLabelLen = 256
-
-// sanitize makes untrusted text safe for a label, an annotation or a log
-// line: invalid UTF-8 and control characters are dropped and the result is
-// cut at max bytes (on a rune boundary, marked with "...").
-func sanitize(s string, max int) string {
-	if len(s) <= max && printableASCII(s) {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(min(len(s), max+3))
-	for i, r := range s {
-		if r == utf8.RuneError {
-			if _, size := utf8.DecodeRuneInString(s[i:]); size <= 1 {
-				continue
-			}
-		}
-		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
-			continue
-		}
-		if b.Len()+utf8.RuneLen(r) > max {
-			return strings.TrimRightFunc(b.String(), unicode.IsSpace) + "..."
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
-func printableASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
 
 // scrub removes every occurrence of the secrets from s: a misbehaving
 // receiver can echo request headers in its error body.

@@ -112,21 +112,3 @@ func webhookOrAM(t *testing.T, n Notifier) Entry {
 	return amEntry(t, "k")
 }
 
-func TestSanitize(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"plain", "plain"},
-		{"tab\there", "tabhere"},
-		{"bell\x07 esc\x1b[2J", "bell esc[2..."},
-		{"bel\x07 esc\x1b[2J", "bel esc[2J"},
-		{"bad\xff\xfeutf8", "badutf8"},
-		{"é ünï", "é ünï"},
-		{"line\u2028sep", "linesep"},
-		{"0123456789", "0123456789"},
-		{"0123456789A", "0123456789..."},
-		{"01234 6789é", "01234 6789..."},
-		{"éééééé", "ééééé..."},
-	}
-	for _, tt := range tests {
-		require.Equal(t, tt.want, sanitize(tt.in, 10), "%q", tt.in)
-	}
-}

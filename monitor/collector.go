@@ -3,12 +3,11 @@ package monitor
 import (
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
-	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/exposure-monitor/exposure/internal/textsafe"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
@@ -178,23 +177,4 @@ const maxLabelLen = 128
 
 // cleanLabel strips control characters and bounds the length of a value
 // that came from the network before it becomes a label or a log field.
-func cleanLabel(s string) string { return cleanText(s, maxLabelLen) }
-
-// cleanText replaces control characters and invalid UTF-8 with '?' and cuts
-// s after limit runes, marking the cut with "...".
-func cleanText(s string, limit int) string {
-	var b strings.Builder
-	n := 0
-	for _, r := range s {
-		if n >= limit {
-			b.WriteString("...")
-			break
-		}
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
-			r = '?'
-		}
-		b.WriteRune(r)
-		n++
-	}
-	return b.String()
-}
+func cleanLabel(s string) string { return textsafe.Clean(s, maxLabelLen) }

@@ -354,7 +354,7 @@ func TestDaemonFailedScanIsStoredIncompleteAndNotDiffed(t *testing.T) {
 	td.net.mu.Unlock()
 	out := runScanOf(td, "alpha")
 	require.Equal(t, resultFailed, out.Result)
-	require.Equal(t, "sweep failed: interface gone?[2J", out.Err)
+	require.Equal(t, "sweep failed: interface gone [2J", out.Err)
 	require.Equal(t, calls, td.differ.count(), "a failed scan is never diffed")
 	require.Equal(t, 1.0, scans(td.reg, "alpha", resultFailed))
 

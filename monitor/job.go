@@ -10,6 +10,7 @@ import (
 
 	"github.com/exposure-monitor/exposure/alert"
 	"github.com/exposure-monitor/exposure/config"
+	"github.com/exposure-monitor/exposure/internal/textsafe"
 	"github.com/exposure-monitor/exposure/snapshot"
 	"github.com/exposure-monitor/exposure/store"
 )
@@ -275,4 +276,4 @@ func runScan(ctx context.Context, d jobDeps, t *config.Target, g config.Global, 
 // scanner errors can quote what a remote host sent.
 const maxErrLen = 300
 
-func cleanError(err error) string { return cleanText(err.Error(), maxErrLen) }
+func cleanError(err error) string { return textsafe.Clean(err.Error(), maxErrLen) }

@@ -8,11 +8,11 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/model"
 
+	"github.com/exposure-monitor/exposure/internal/textsafe"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
@@ -91,11 +91,11 @@ func writeChangesText(w io.Writer, changes []snapshot.Change, withTarget bool) e
 			what += fmt.Sprintf(" (flapped %d times)", c.Flaps)
 		}
 		if c.Detail != "" {
-			what += "  " + clean(c.Detail, 200)
+			what += "  " + textsafe.Clean(c.Detail, 200)
 		}
 		line := c.At.UTC().Format(time.RFC3339) + "\t"
 		if withTarget {
-			line += clean(c.Target, 64) + "\t"
+			line += textsafe.Clean(c.Target, 64) + "\t"
 		}
 		fmt.Fprintf(tw, "%s%s\t%s\t%s\n", line, c.Kind, where, strings.TrimSpace(what))
 	}
@@ -120,29 +120,8 @@ func describePort(p *snapshot.Port) string {
 			parts = append(parts, "cert "+fp)
 		}
 		if len(parts) > 0 {
-			s += " (" + clean(strings.Join(parts, " "), 120) + ")"
+			s += " (" + textsafe.Clean(strings.Join(parts, " "), 120) + ")"
 		}
 	}
 	return s
 }
-
-// clean makes network-derived text safe for a terminal: control characters
-// become spaces and the length is bounded.
-func clean(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > n {
-		cut := n
-		for cut > 0 && !utf8RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
-}
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
+	"github.com/exposure-monitor/exposure/internal/textsafe"
 	"github.com/exposure-monitor/exposure/monitor"
 	"github.com/exposure-monitor/exposure/snapshot"
 	"github.com/exposure-monitor/exposure/store"
@@ -249,15 +250,15 @@ func (a *apiReader) get(endpoint string, q url.Values, read func(h http.Header, 
 		json.NewDecoder(io.LimitReader(body, 64<<10)).Decode(&apiErr) == nil && apiErr.Error != ""
 	switch {
 	case isAPI && resp.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("%s: %w", clean(apiErr.Error, 512), store.ErrNotFound)
+		return fmt.Errorf("%s: %w", textsafe.Clean(apiErr.Error, 512), store.ErrNotFound)
 	case isAPI && resp.StatusCode == http.StatusBadRequest:
-		return errors.New(clean(apiErr.Error, 512))
+		return errors.New(textsafe.Clean(apiErr.Error, 512))
 	case isAPI:
-		return a.failed(fmt.Errorf("%s: %s", resp.Status, clean(apiErr.Error, 512)))
+		return a.failed(fmt.Errorf("%s: %s", resp.Status, textsafe.Clean(apiErr.Error, 512)))
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return a.failed(fmt.Errorf("GET %s: %s (see --web.basic-auth-user and --web.basic-auth-password-file)", u.Path, clean(resp.Status, 64)))
+		return a.failed(fmt.Errorf("GET %s: %s (see --web.basic-auth-user and --web.basic-auth-password-file)", u.Path, textsafe.Clean(resp.Status, 64)))
 	default:
-		return a.failed(fmt.Errorf("GET %s: %s (is it an exposure daemon with /api/v1?)", u.Path, clean(resp.Status, 64)))
+		return a.failed(fmt.Errorf("GET %s: %s (is it an exposure daemon with /api/v1?)", u.Path, textsafe.Clean(resp.Status, 64)))
 	}
 }
 
@@ -304,7 +305,7 @@ func (a *apiReader) Changes(target string, from, to time.Time) ([]snapshot.Chang
 			if m := nextLink.FindStringSubmatch(h.Get("Link")); m != nil {
 				u, err := url.Parse(m[1])
 				if err != nil {
-					return fmt.Errorf("next link %q: %w", clean(m[1], 200), err)
+					return fmt.Errorf("next link %q: %w", textsafe.Clean(m[1], 200), err)
 				}
 				next = u.Query()
 			}

@@ -20,9 +20,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/exposure-monitor/exposure/internal/textsafe"
 	"github.com/exposure-monitor/exposure/scanner/netif"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
@@ -338,12 +337,12 @@ func (r phaseResult) service() *snapshot.Service {
 	s := &snapshot.Service{Name: "unknown", CPE: []string{}, Incomplete: r.cut}
 	switch {
 	case r.found:
-		s.Name = clean(r.fields.Service, maxProductLen)
-		s.Product = clean(r.fields.Product, maxProductLen)
-		s.Version = clean(r.fields.Version, maxProductLen)
-		s.Info = clean(r.fields.Info, maxInfoLen)
+		s.Name = textsafe.Clean(r.fields.Service, maxProductLen)
+		s.Product = textsafe.Clean(r.fields.Product, maxProductLen)
+		s.Version = textsafe.Clean(r.fields.Version, maxProductLen)
+		s.Info = textsafe.Clean(r.fields.Info, maxInfoLen)
 		for _, c := range r.fields.CPE {
-			if c = clean(c, maxInfoLen); c != "" && !slices.Contains(s.CPE, c) {
+			if c = textsafe.Clean(c, maxInfoLen); c != "" && !slices.Contains(s.CPE, c) {
 				s.CPE = append(s.CPE, c)
 			}
 		}
@@ -776,44 +775,14 @@ func certFacts(c *x509.Certificate) *snapshot.Cert {
 		sans = sans[:maxSANs]
 	}
 	for i := range sans {
-		sans[i] = clean(sans[i], 256)
+		sans[i] = textsafe.Clean(sans[i], 256)
 	}
 	return &snapshot.Cert{
-		Subject:     clean(c.Subject.String(), 512),
-		Issuer:      clean(c.Issuer.String(), 512),
+		Subject:     textsafe.Clean(c.Subject.String(), 512),
+		Issuer:      textsafe.Clean(c.Issuer.String(), 512),
 		SANs:        sans,
 		NotBefore:   c.NotBefore.UTC(),
 		NotAfter:    c.NotAfter.UTC(),
 		Fingerprint: hex.EncodeToString(sum[:]),
 	}
-}
-
-// clean makes text from the network safe for output: valid UTF-8, no
-// control characters, collapsed spaces, at most n runes.
-func clean(s string, n int) string {
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "?")
-	}
-	var b strings.Builder
-	count := 0
-	space := false
-	for _, r := range s {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
-			r = ' '
-		}
-		if unicode.IsSpace(r) {
-			if space {
-				continue
-			}
-			space, r = true, ' '
-		} else {
-			space = false
-		}
-		if count == n {
-			break
-		}
-		b.WriteRune(r)
-		count++
-	}
-	return strings.TrimSpace(b.String())
 }

@@ -338,19 +338,6 @@ func TestOptionsValidate(t *testing.T) {
 	require.ErrorContains(t, err, "load probe file")
 }
 
-func TestClean(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"OpenSSH", "OpenSSH"},
-		{"a\x00b\x1bc\x7f", "a b c"},
-		{"  many   spaces\r\n", "many spaces"},
-		{"bad \xff utf8", "bad ? utf8"},
-		{strings.Repeat("x", 200), strings.Repeat("x", maxProductLen)},
-	}
-	for _, tt := range tests {
-		require.Equal(t, tt.want, clean(tt.in, maxProductLen), "%q", tt.in)
-	}
-}
-
 func TestDetectGoHTTPServer(t *testing.T) {
 	d, _ := newDetector(t, Options{Intensity: DefaultIntensity})
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/exposure-monitor/exposure/internal/textsafe"
 )
 
 // TestProtocolReplies runs the embedded probes' patterns against replies
@@ -60,7 +62,7 @@ func TestProtocolReplies(t *testing.T) {
 			require.Equal(t, tt.service, f.Service)
 			require.Equal(t, tt.product, f.Product)
 			require.Equal(t, tt.version, f.Version)
-			require.Equal(t, tt.info, clean(f.Info, maxInfoLen))
+			require.Equal(t, tt.info, textsafe.Clean(f.Info, maxInfoLen))
 		})
 	}
 }
