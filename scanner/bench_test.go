@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -39,13 +40,20 @@ func benchSweep(b *testing.B, e Engine, hosts []string, portSpec string) {
 		}
 		probes += snap.Quality.ProbesSent
 	}
+	reportProbes(b, probes, cpu0)
+}
+
+// reportProbes stops b's timer and reports probes per second and the
+// machine's CPU time per probe since cpu0 (systemCPU): machine-wide,
+// because on a lab or loopback the targets answer on our CPUs.
+func reportProbes(b *testing.B, probes uint64, cpu0 time.Duration) {
+	b.Helper()
 	b.StopTimer()
 	cpu1, err := systemCPU()
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(probes)/b.Elapsed().Seconds(), "probes/s")
-	// Machine-wide: on a lab or loopback the targets answer on our CPUs.
 	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(probes), "cpu-µs/probe")
 }
 

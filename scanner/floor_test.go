@@ -194,13 +194,7 @@ func benchLabSendFloor(b *testing.B, hosts int, portSpec string) {
 	for b.Loop() {
 		probes += fs.sweep(b, spec.NewOrder(set, ports, spec.OrderOptions{}), 40001)
 	}
-	b.StopTimer()
-	cpu1, err := systemCPU()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(probes)/b.Elapsed().Seconds(), "probes/s")
-	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(probes), "cpu-µs/probe")
+	reportProbes(b, probes, cpu0)
 }
 
 // The send floors of the lab workloads of bench/syn-vs-nmap.sh.

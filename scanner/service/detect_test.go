@@ -127,18 +127,8 @@ func TestDetectFakeServices(t *testing.T) {
 			}
 			idle(c)
 		}, snapshot.Service{Name: "redis", Product: "Redis key-value store", Version: "7.2.4", CPE: []string{"cpe:/a:redis:redis:7.2.4"}}},
-		{"versionless answer waits for a versioned one", func(c net.Conn) {
-			buf := make([]byte, 64)
-			n, _ := c.Read(buf)
-			switch string(buf[:n]) {
-			case "QUICK\r\n":
-				_, _ = io.WriteString(c, "FAKE-QUICK\r\n")
-			case "SLOW\r\n":
-				time.Sleep(150 * time.Millisecond)
-				_, _ = io.WriteString(c, "FAKE-SLOW 3.1\r\n")
-			}
-			idle(c)
-		}, snapshot.Service{Name: "fake", Product: "Fake daemon", Version: "3.1", CPE: []string{}}},
+		{"versionless answer waits for a versioned one", quickSlow(func() time.Duration { return 150 * time.Millisecond }),
+			snapshot.Service{Name: "fake", Product: "Fake daemon", Version: "3.1", CPE: []string{}}},
 		{"endless stream is read up to the bound", func(c net.Conn) {
 			chunk := []byte(strings.Repeat("A", 4096))
 			for {
@@ -157,6 +147,23 @@ func TestDetectFakeServices(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, tt.want, *got)
 		})
+	}
+}
+
+// quickSlow serves the Quick and Slow probes of testdata/fake-banner-probes:
+// a versionless answer at once, a versioned one after slow().
+func quickSlow(slow func() time.Duration) func(net.Conn) {
+	return func(c net.Conn) {
+		buf := make([]byte, 64)
+		n, _ := c.Read(buf)
+		switch string(buf[:n]) {
+		case "QUICK\r\n":
+			_, _ = io.WriteString(c, "FAKE-QUICK\r\n")
+		case "SLOW\r\n":
+			time.Sleep(slow())
+			_, _ = io.WriteString(c, "FAKE-SLOW 3.1\r\n")
+		}
+		idle(c)
 	}
 }
 
@@ -186,20 +193,7 @@ func TestDetectSilentServiceIsUnknownWithinTimeout(t *testing.T) {
 // take the missing version for a change; with time enough it is complete.
 func TestDetectIncompleteWhenTheVersionProbeIsTooSlow(t *testing.T) {
 	slowness := make(chan time.Duration, 1)
-	handle := func(c net.Conn) {
-		buf := make([]byte, 64)
-		n, _ := c.Read(buf)
-		switch string(buf[:n]) {
-		case "QUICK\r\n":
-			_, _ = io.WriteString(c, "FAKE-QUICK\r\n")
-		case "SLOW\r\n":
-			d := <-slowness
-			slowness <- d
-			time.Sleep(d)
-			_, _ = io.WriteString(c, "FAKE-SLOW 3.1\r\n")
-		}
-		idle(c)
-	}
+	handle := quickSlow(func() time.Duration { d := <-slowness; slowness <- d; return d })
 	port := serve(t, listen(t), handle)
 	d, _ := newDetector(t, Options{Intensity: DefaultIntensity, ProbeFiles: []string{"testdata/fake-banner-probes"},
 		Timeout: 400 * time.Millisecond})
