@@ -111,4 +111,3 @@ func webhookOrAM(t *testing.T, n Notifier) Entry {
 	}
 	return amEntry(t, "k")
 }
-
