@@ -179,6 +179,9 @@ func writeScanText(w io.Writer, s *snapshot.Snapshot, nports int, versions bool)
 					if p.Service.Tunnel != "" {
 						svc = p.Service.Tunnel + "/" + svc
 					}
+					if p.Service.Incomplete {
+						svc += "?" // nmap's mark of a guess: detection ran out of time
+					}
 					ver = strings.TrimSpace(strings.Join(nonEmpty(p.Service.Product, p.Service.Version), " "))
 					if p.Service.Info != "" {
 						ver = strings.TrimSpace(ver + " (" + p.Service.Info + ")")

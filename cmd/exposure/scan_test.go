@@ -148,3 +148,19 @@ func TestScanLoopback(t *testing.T) {
 		})
 	}
 }
+
+// TestScanTextMarksIncompleteDetection: a service whose detection ran out
+// of time gets nmap's "?" after its name.
+func TestScanTextMarksIncompleteDetection(t *testing.T) {
+	sn := &snapshot.Snapshot{Target: "t", Complete: true, Hosts: []snapshot.Host{{
+		Address: "198.18.0.2", State: snapshot.HostUp, Ports: []snapshot.Port{
+			{Port: 993, Protocol: "tcp", State: snapshot.StateOpen,
+				Service: &snapshot.Service{Name: "imap", Product: "Dovecot imapd", Tunnel: "ssl", Incomplete: true}},
+			{Port: 22, Protocol: "tcp", State: snapshot.StateOpen,
+				Service: &snapshot.Service{Name: "ssh", Product: "OpenSSH", Version: "9.2p1"}},
+		}}}}
+	var out bytes.Buffer
+	require.NoError(t, writeScanText(&out, sn, 2, true))
+	require.Regexp(t, `(?m)^993/tcp +open +ssl/imap\? +Dovecot imapd$`, out.String())
+	require.Regexp(t, `(?m)^22/tcp +open +ssh +OpenSSH 9\.2p1$`, out.String())
+}
