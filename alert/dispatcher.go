@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/exposure-monitor/exposure/internal/textsafe"
 	"github.com/exposure-monitor/exposure/store"
 )
 
@@ -31,6 +33,8 @@ type Outbox interface {
 	OutboxRetry(e Entry) error
 	// OutboxLen counts all entries of all receivers.
 	OutboxLen() (int, error)
+	// OutboxReceivers counts the entries of every receiver that has any.
+	OutboxReceivers() (map[string]int, error)
 }
 
 var _ Outbox = (*store.Store)(nil)
@@ -194,6 +198,7 @@ func (d *Dispatcher) Wake() {
 // nil. An entry being sent when ctx ends stays in the outbox.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	for {
+		d.warnOrphans()
 		wctx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
 		d.mu.Lock()
@@ -210,6 +215,24 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		wg.Wait()
 		if ctx.Err() != nil {
 			return nil
+		}
+	}
+}
+
+// warnOrphans logs the receivers that have entries queued but are not
+// configured: nothing delivers them until the receiver is back.
+func (d *Dispatcher) warnOrphans() {
+	counts, err := d.opts.Outbox.OutboxReceivers()
+	if err != nil {
+		d.logger.Warn("alert outbox: cannot list receivers", "err", err)
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, name := range slices.Sorted(maps.Keys(counts)) {
+		if _, ok := d.notifiers[name]; !ok {
+			d.logger.Warn("alert outbox: receiver is not configured; its notifications stay queued until it is",
+				"receiver", textsafe.Clean(name, maxLabelLen), "pending", counts[name])
 		}
 	}
 }

@@ -3,6 +3,7 @@ package alert
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -213,9 +214,16 @@ func TestDispatcherSetNotifiers(t *testing.T) {
 		return true, errors.New("interrupted")
 	})
 	next := &funcNotifier{fn: func(Entry, int) (bool, error) { return false, nil }}
-	d, reg := startDispatcher(t, DispatcherOptions{Outbox: ob, Notifiers: map[string]Notifier{"old": old}, PollInterval: time.Hour})
+	logs := &syncBuffer{}
+	d, reg := startDispatcher(t, DispatcherOptions{Outbox: ob, Notifiers: map[string]Notifier{"old": old}, PollInterval: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	require.Eventually(t, func() bool { return logs.count("receiver=new pending=1") == 1 }, 10*time.Second, 5*time.Millisecond,
+		"an unconfigured receiver with queued entries is named at start")
 	require.NoError(t, d.SetNotifiers(map[string]Notifier{"new": next}))
 	require.Eventually(t, func() bool { return len(next.calls()) == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return logs.count("receiver=old pending=1") == 1 }, 10*time.Second, 5*time.Millisecond,
+		"and so is the receiver the reload removed")
+	require.Contains(t, logs.String(), "receiver is not configured")
 	close(block)
 	_, ok := ob.get("old", "1")
 	require.True(t, ok, "the interrupted entry of the removed receiver stays queued")

@@ -42,6 +42,18 @@ func (o *memOutbox) add(e Entry) {
 	o.entries[e.Receiver][e.Key] = e
 }
 
+func (o *memOutbox) OutboxReceivers() (map[string]int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := map[string]int{}
+	for r, es := range o.entries {
+		if len(es) > 0 {
+			out[r] = len(es)
+		}
+	}
+	return out, nil
+}
+
 func (o *memOutbox) OutboxPending(receiver string, limit int) ([]Entry, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

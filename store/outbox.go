@@ -137,6 +137,25 @@ func (s *Store) OutboxRetry(e OutboxEntry) error {
 	return nil
 }
 
+// OutboxReceivers counts the entries of every receiver that has any.
+func (s *Store) OutboxReceivers() (map[string]int, error) {
+	out := map[string]int{}
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketOutbox).ForEach(func(k, _ []byte) error {
+			receiver, _, ok := bytes.Cut(k, []byte{sep})
+			if !ok {
+				return fmt.Errorf("outbox key %q: no receiver", k)
+			}
+			out[string(receiver)]++
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: outbox receivers: %w", err)
+	}
+	return out, nil
+}
+
 // OutboxLen counts all entries of all receivers.
 func (s *Store) OutboxLen() (int, error) {
 	var n int

@@ -239,6 +239,9 @@ func TestOutbox(t *testing.T) {
 	n, err := s.OutboxLen()
 	require.NoError(t, err)
 	require.Equal(t, 4, n)
+	counts, err := s.OutboxReceivers()
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"am": 3, "hook": 1}, counts)
 
 	got, err := s.OutboxPending("am", 0)
 	require.NoError(t, err)
