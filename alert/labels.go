@@ -149,22 +149,7 @@ func describePort(p *snapshot.Port) string {
 	if p.Service == nil {
 		return cmp.Or(p.State, "open") + ", service unknown"
 	}
-	s := p.Service
-	name := s.Name
-	if s.Tunnel != "" {
-		name = s.Tunnel + "/" + name
-	}
-	var fields []string
-	for _, f := range []string{name, s.Product, s.Version} {
-		if f != "" {
-			fields = append(fields, f)
-		}
-	}
-	out := strings.Join(fields, " ")
-	if s.Info != "" {
-		out += " (" + s.Info + ")"
-	}
-	return cmp.Or(out, "service unknown")
+	return cmp.Or(p.Service.Describe(), "service unknown")
 }
 
 func describeCert(p *snapshot.Port) string {

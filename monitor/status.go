@@ -242,9 +242,5 @@ func describePort(p *snapshot.Port) string {
 	if p == nil {
 		return ""
 	}
-	s := p.State
-	if sv := p.Service; sv != nil {
-		s = strings.TrimSpace(strings.Join([]string{s, sv.Name, sv.Product, sv.Version}, " "))
-	}
-	return cleanLabel(s)
+	return cleanLabel(strings.TrimSpace(p.State + " " + p.Service.Describe()))
 }

@@ -80,6 +80,35 @@ type Service struct {
 	Incomplete bool `json:"incomplete,omitempty"`
 }
 
+// Describe says what runs on a port the way nmap's -sV column does:
+// "ssl/http nginx 1.22.1 (Debian)", with "?" after the name when detection
+// ran out of time; "" for a nil or empty Service. The fields come from the
+// network: they were cleaned by the detector, and callers that print them
+// elsewhere bound them again.
+func (s *Service) Describe() string {
+	if s == nil {
+		return ""
+	}
+	name := s.Name
+	if name != "" && s.Tunnel != "" {
+		name = s.Tunnel + "/" + name
+	}
+	if name != "" && s.Incomplete {
+		name += "?"
+	}
+	var fields []string
+	for _, f := range []string{name, s.Product, s.Version} {
+		if f != "" {
+			fields = append(fields, f)
+		}
+	}
+	out := strings.Join(fields, " ")
+	if s.Info != "" {
+		out = strings.TrimSpace(out + " (" + s.Info + ")")
+	}
+	return out
+}
+
 // Cert holds the facts of a TLS leaf certificate that users track as drift.
 type Cert struct {
 	Subject     string    `json:"subject"`

@@ -111,7 +111,7 @@ func describePort(p *snapshot.Port) string {
 	}
 	s := p.State
 	if v := p.Service; v != nil {
-		parts := nonEmpty(v.Name, v.Product, v.Version)
+		parts := nonEmpty(v.Describe())
 		if v.Cert != nil && v.Cert.Fingerprint != "" {
 			fp := v.Cert.Fingerprint
 			if len(fp) > 16 {

@@ -1,0 +1,25 @@
+package snapshot
+
+import "testing"
+
+func TestServiceDescribe(t *testing.T) {
+	tests := []struct {
+		s    *Service
+		want string
+	}{
+		{nil, ""},
+		{&Service{}, ""},
+		{&Service{Name: "ssh", Product: "OpenSSH", Version: "9.2p1 Debian 2+deb12u10", Info: "protocol 2.0"},
+			"ssh OpenSSH 9.2p1 Debian 2+deb12u10 (protocol 2.0)"},
+		{&Service{Name: "http", Product: "nginx", Version: "1.22.1", Tunnel: "ssl"}, "ssl/http nginx 1.22.1"},
+		{&Service{Name: "imap", Product: "Dovecot imapd", Tunnel: "ssl", Incomplete: true}, "ssl/imap? Dovecot imapd"},
+		{&Service{Name: "unknown", Incomplete: true}, "unknown?"},
+		{&Service{Product: "Fake daemon"}, "Fake daemon"},
+		{&Service{Info: "no name"}, "(no name)"},
+	}
+	for _, tt := range tests {
+		if got := tt.s.Describe(); got != tt.want {
+			t.Errorf("%+v.Describe() = %q, want %q", tt.s, got, tt.want)
+		}
+	}
+}
