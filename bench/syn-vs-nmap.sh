@@ -16,7 +16,7 @@
 #
 # Each run also measures the workload's send floor (scanner/floor_test.go):
 # its SYNs sent as fast as the kernel takes them, from one raw socket per
-# CPU, with nothing received or tracked, in a third lab of the same shape.
+# CPU, with nothing received or tracked, on the clean lab.
 # The targets' TCP stacks answer inside the senders' system calls, on this
 # machine's CPUs, so no SYN scanner can take less time here than the floor;
 # floor/nmap is the least ratio to nmap this machine allows.
@@ -165,13 +165,14 @@ args_all_nmap() { echo "--top-ports 1000 -iL $WORK/$1.targets"; }
 args_all_expo() { echo "-p top:1000 $(tr '\n' ' ' <"$WORK/$1.targets")"; }
 
 # floor KEY BENCH: the send floor of a workload: every SYN sent as fast as
-# the kernel takes it, one raw socket per CPU bound to a fresh lab's
+# the kernel takes it, one raw socket per CPU bound to the clean lab's
 # bridge, nothing received or tracked (BenchmarkLabSendFloor*). On a lab the
 # targets answer inside the senders' system calls, on the same CPUs, so no
 # SYN scanner can beat this time here. Appends seconds to $WORK/KEY.times.
 floor() {
 	local ns
-	ns=$(cd scanner && "$WORK/scanner.test" -test.run '^$' -test.bench "^$2\$" -test.benchtime 1x 2>&1 |
+	check_routes lab0
+	ns=$(cd scanner && EXPOSURE_BENCH_LAB="$WORK/lab0.json" "$WORK/scanner.test" -test.run '^$' -test.bench "^$2\$" -test.benchtime 1x 2>&1 |
 		awk -v b="$2" '$1 ~ "^" b "(-[0-9]+)?$" { print $3 }')
 	[ -n "$ns" ] || { echo "syn-vs-nmap: $2 did not run" >&2; exit 1; }
 	awk -v ns="$ns" 'BEGIN { printf "%.2f 0\n", ns / 1e9 }' | tee -a "$WORK/$1.times" |

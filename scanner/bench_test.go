@@ -2,6 +2,8 @@ package scanner
 
 import (
 	"context"
+	"encoding/json"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -79,8 +81,17 @@ func BenchmarkConnectLoopbackTop1000(b *testing.B) {
 // benchLab builds a lab of n hosts, each listening on 22, 80 and three
 // random top-100 ports, with loss applied to every host, and returns their
 // addresses and the lab's bridge, which the scans bind to.
+//
+// With EXPOSURE_BENCH_LAB set to the JSON of a running `labctl up` (and no
+// loss asked for), its first n hosts are used instead, unchanged: the
+// bench scripts measure on their own labs, and building and tearing down a
+// lab of 254 namespaces per run costs the kernel seconds of work that would
+// overlap the next measurement.
 func benchLab(b *testing.B, n int, loss float64) ([]string, string) {
 	b.Helper()
+	if path := os.Getenv("EXPOSURE_BENCH_LAB"); path != "" && loss == 0 {
+		return labctlHosts(b, path, n)
+	}
 	l := lab.New(b)
 	hosts := l.AddHosts(n)
 	plan, err := lab.ParsePortPlan("22,80,rand:3")
@@ -100,6 +111,38 @@ func benchLab(b *testing.B, n int, loss float64) ([]string, string) {
 		addrs = append(addrs, h.Addr().String())
 	}
 	return addrs, l.Interface()
+}
+
+// labctlHosts reads the first n hosts and the bridge of a labctl JSON. The
+// addresses must be lab addresses (198.18.0.0/15); newFloorSender and the
+// engine's binding then check that each routes into the bridge.
+func labctlHosts(b *testing.B, path string, n int) ([]string, string) {
+	b.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out struct {
+		Bridge string `json:"bridge"`
+		Hosts  []struct {
+			Addr netip.Addr `json:"addr"`
+		} `json:"hosts"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		b.Fatalf("%s: %v", path, err)
+	}
+	if len(out.Hosts) < n || out.Bridge == "" {
+		b.Fatalf("%s: want a bridge and %d hosts, have %q and %d", path, n, out.Bridge, len(out.Hosts))
+	}
+	labNet := netip.MustParsePrefix("198.18.0.0/15")
+	var addrs []string
+	for _, h := range out.Hosts[:n] {
+		if !labNet.Contains(h.Addr) {
+			b.Fatalf("%s: %v is not a lab address (%v)", path, h.Addr, labNet)
+		}
+		addrs = append(addrs, h.Addr.String())
+	}
+	return addrs, out.Bridge
 }
 
 func benchLabSYN(b *testing.B, hosts int, ports string, loss float64) {

@@ -29,6 +29,7 @@ type Host struct {
 	off   int // offset of the host's addresses in the lab's blocks
 	addr  netip.Addr
 	addr6 netip.Addr
+	mac   net.HardwareAddr // of eth0, set up by configureHost
 
 	mu        sync.Mutex
 	listeners map[uint16][]net.Listener
@@ -172,11 +173,42 @@ func (l *Lab) setupHosts(ctx context.Context, hosts []*Host) error {
 	}
 	var errs []error
 	for _, h := range hosts {
-		if err := configureHost(h, l.hostAddr4(1), l.hostAddr6(1)); err != nil {
+		if err := configureHost(h, l.hostAddr4(1), l.hostAddr6(1), l.mac); err != nil {
 			errs = append(errs, fmt.Errorf("add host %s: configure namespace: %w", h.name, err))
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return l.addNeighbours(hosts)
+}
+
+// addNeighbours gives the bridge a permanent neighbour entry for each
+// host's addresses, as configureHost gives each host one for the bridge's.
+// No ARP or neighbour discovery runs in a lab, and, more to the point,
+// permanent entries do not count toward the kernel's neighbour table limits
+// (net.ipv4.neigh.default.gc_thresh3: 1,024 entries, shared by every
+// namespace). A 254-host lab needs 508 learned entries, so two or three
+// labs at once overflowed the table: every new entry then forced a garbage
+// collection or failed, and scans of the lab slowed 2-3x and lost packets.
+func (l *Lab) addNeighbours(hosts []*Host) error {
+	br, err := net.InterfaceByName(l.bridge)
+	if err != nil {
+		return fmt.Errorf("add host: find bridge: %w", err)
+	}
+	nl, err := dialNetlink()
+	if err != nil {
+		return fmt.Errorf("add host: %w", err)
+	}
+	defer nl.close()
+	for _, h := range hosts {
+		for _, a := range []netip.Addr{h.addr, h.addr6} {
+			if err := nl.addNeighbour(br.Index, a, h.mac); err != nil {
+				return fmt.Errorf("add host %s: %w", h.name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // Name is the host's name within the lab.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -45,6 +46,7 @@ type Lab struct {
 
 	index   int
 	bridge  string
+	mac     net.HardwareAddr // the bridge's, fixed (see create)
 	prefix4 netip.Prefix
 	prefix6 netip.Prefix
 	runDir  string
@@ -134,8 +136,12 @@ func create(ctx context.Context, k int, lock *os.File, logger *slog.Logger) (*La
 		lock:    lock,
 		byName:  map[string]*Host{},
 		nextOff: 2,
+		// Locally administered and fixed: a bridge with a kernel-chosen
+		// address takes its lowest port's as ports come and go, and the
+		// hosts' permanent neighbour entries name it.
+		mac: net.HardwareAddr{0x02, 0x65, 0x78, 0x70, byte(k >> 8), byte(k)},
 	}
-	if _, err := runIP(ctx, nil, "link", "add", l.bridge, "type", "bridge"); err != nil {
+	if _, err := runIP(ctx, nil, "link", "add", l.bridge, "address", l.mac.String(), "type", "bridge"); err != nil {
 		if strings.Contains(err.Error(), "File exists") {
 			return nil, errBridgeExists
 		}

@@ -611,3 +611,56 @@ func TestLabHostNames(t *testing.T) {
 	require.Equal(t, first.Addr().Next(), second.Addr(), "failed requests use up no addresses")
 	require.Equal(t, []*Host{first, second}, l.Hosts())
 }
+
+// TestLabNeighboursArePermanent: the bridge knows every host's addresses,
+// and every host the bridge's, by permanent neighbour entries, and talking
+// over IPv4 and IPv6 learns no others: a lab adds nothing to the kernel's
+// neighbour table limits, shared by all namespaces (see addNeighbours).
+func TestLabNeighboursArePermanent(t *testing.T) {
+	l := New(t)
+	hs := l.AddHosts(3)
+	ctx := context.Background()
+	for _, h := range hs {
+		for _, a := range []netip.Addr{h.Addr(), h.Addr6()} {
+			// Closed ports: the RST comes back over the neighbour entries.
+			require.ErrorIs(t, dial(netip.AddrPortFrom(a, 9), 3*time.Second), syscall.ECONNREFUSED, "%v", a)
+		}
+	}
+	type neigh struct {
+		Dst   string   `json:"dst"`
+		State []string `json:"state"`
+	}
+	states := func(out []byte) map[string][]string {
+		var ns []neigh
+		require.NoError(t, json.Unmarshal(out, &ns), "%s", out)
+		m := map[string][]string{}
+		for _, n := range ns {
+			if !strings.HasPrefix(n.Dst, "fe80:") {
+				m[n.Dst] = n.State
+			}
+		}
+		return m
+	}
+	for _, v := range []string{"-4", "-6"} {
+		out, err := runIP(ctx, nil, "-j", v, "neigh", "show", "dev", l.Bridge())
+		require.NoError(t, err)
+		want := map[string][]string{}
+		for _, h := range hs {
+			a := h.Addr()
+			if v == "-6" {
+				a = h.Addr6()
+			}
+			want[a.String()] = []string{"PERMANENT"}
+		}
+		require.Equal(t, want, states(out), "bridge %s", v)
+		for _, h := range hs {
+			out, err := h.Exec(ctx, "ip", "-j", v, "neigh", "show", "dev", "eth0")
+			require.NoError(t, err)
+			gw := l.Gateway().String()
+			if v == "-6" {
+				gw = l.Prefix6().Addr().Next().String()
+			}
+			require.Equal(t, map[string][]string{gw: {"PERMANENT"}}, states(out), "%s %s", h.Name(), v)
+		}
+	}
+}

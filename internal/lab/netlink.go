@@ -16,7 +16,7 @@ import (
 // bridge. It talks rtnetlink from a thread inside the namespace: an ip(8)
 // per namespace costs milliseconds each, which adds up to seconds for a few
 // hundred hosts.
-func configureHost(h *Host, gw4, gw6 netip.Addr) error {
+func configureHost(h *Host, gw4, gw6 netip.Addr, gwMAC net.HardwareAddr) error {
 	return h.do(func() error {
 		nl, err := dialNetlink()
 		if err != nil {
@@ -48,10 +48,16 @@ func configureHost(h *Host, gw4, gw6 netip.Addr) error {
 		if err := nl.addAddr(eth0.Index, netip.PrefixFrom(h.addr6, 64)); err != nil {
 			return err
 		}
-		if err := nl.addDefaultRoute(eth0.Index, gw4); err != nil {
-			return err
+		for _, gw := range []netip.Addr{gw4, gw6} {
+			if err := nl.addNeighbour(eth0.Index, gw, gwMAC); err != nil {
+				return err
+			}
+			if err := nl.addDefaultRoute(eth0.Index, gw); err != nil {
+				return err
+			}
 		}
-		return nl.addDefaultRoute(eth0.Index, gw6)
+		h.mac = eth0.HardwareAddr
+		return nil
 	})
 }
 
@@ -151,6 +157,19 @@ func (c *netlinkConn) addAddr(index int, p netip.Prefix) error {
 	b = append(b, attr(unix.IFA_LOCAL, a)...)
 	b = append(b, attr(unix.IFA_ADDRESS, a)...)
 	return c.request(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL, b, "add address "+p.String())
+}
+
+// addNeighbour adds (or replaces) a permanent neighbour entry: addr is at
+// mac on link index.
+func (c *netlinkConn) addNeighbour(index int, addr netip.Addr, mac net.HardwareAddr) error {
+	b := make([]byte, unix.SizeofNdMsg)
+	b[0] = family(addr)
+	binary.NativeEndian.PutUint32(b[4:], uint32(index))
+	binary.NativeEndian.PutUint16(b[8:], unix.NUD_PERMANENT)
+	b = append(b, attr(unix.NDA_DST, addr.AsSlice())...)
+	b = append(b, attr(unix.NDA_LLADDR, mac)...)
+	return c.request(unix.RTM_NEWNEIGH, unix.NLM_F_CREATE|unix.NLM_F_REPLACE, b,
+		fmt.Sprintf("add neighbour %v at %v", addr, mac))
 }
 
 func (c *netlinkConn) addDefaultRoute(index int, gw netip.Addr) error {
