@@ -32,6 +32,9 @@ type Stats struct {
 	ProbesSent  uint64
 	Replies     uint64
 	Retransmits uint64
+	// RingSent counts the probes handed to the TX ring (SYN engine, bound
+	// to an Ethernet interface); they are in ProbesSent too.
+	RingSent uint64
 }
 
 // Job is one scan: the pairs to probe, in the order to probe them, and how

@@ -18,9 +18,9 @@ import (
 )
 
 // The send floor: what the lab's kernel path alone costs per probe. Every
-// SYN of a workload is sent as fast as the kernel takes it, from one
-// IPPROTO_RAW socket per CPU bound to the lab's bridge, and nothing is
-// received, tracked or retransmitted. On a lab, the targets' TCP stacks
+// SYN of a workload is sent as fast as the kernel takes it, from one TX ring
+// per CPU on the lab's bridge (the engine's cheapest path, ring.go), and
+// nothing is received, tracked or retransmitted. On a lab, the targets' TCP stacks
 // answer (RST) inside the sender's system call, on the same CPUs, and the
 // host drops the replies there too, so this is the least wall time any SYN
 // scanner can take for the workload on this machine. bench/syn-vs-nmap.sh
@@ -54,10 +54,14 @@ func systemCPU() (time.Duration, error) {
 	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
-// floorSender sends the SYNs of pairs from one raw socket per worker.
+// floorSender sends the SYNs of pairs from one TX ring per worker, the
+// engine's cheapest path (ring.go), as Ethernet frames to the hosts' known
+// link-layer addresses.
 type floorSender struct {
-	fds  []int
-	srcs map[netip.Addr]netip.Addr
+	rings []*txRing
+	link  ringLink
+	srcs  map[netip.Addr]netip.Addr
+	macs  map[netip.Addr]net.HardwareAddr
 }
 
 func newFloorSender(b *testing.B, iface string, workers int, addrs []netip.Addr) *floorSender {
@@ -66,7 +70,15 @@ func newFloorSender(b *testing.B, iface string, workers int, addrs []netip.Addr)
 	if err != nil {
 		b.Fatal(err)
 	}
-	fs := &floorSender{srcs: map[netip.Addr]netip.Addr{}}
+	link, ok := ethernetLink(iface)
+	if !ok {
+		b.Fatalf("%s is not an Ethernet interface", iface)
+	}
+	macs, err := neighbours(link.index)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fs := &floorSender{link: link, srcs: map[netip.Addr]netip.Addr{}, macs: macs}
 	for _, a := range addrs {
 		if err := bind.Route(a); err != nil {
 			b.Fatalf("%v: %v", a, err)
@@ -74,48 +86,35 @@ func newFloorSender(b *testing.B, iface string, workers int, addrs []netip.Addr)
 		if fs.srcs[a], err = routeSource(a, bind); err != nil {
 			b.Fatal(err)
 		}
+		if _, ok := macs[a]; !ok {
+			b.Fatalf("%v: no neighbour entry on %s (the lab installs permanent ones)", a, iface)
+		}
 	}
 	for range workers {
-		c, err := net.ListenPacket("ip4:255", "0.0.0.0")
+		r, err := openTxRing(link)
 		if err != nil {
 			b.Fatal(err)
 		}
-		ic := c.(*net.IPConn)
-		b.Cleanup(func() { ic.Close() })
-		if err := bindConn(ic, bind); err != nil {
-			b.Fatal(err)
-		}
-		if err := sendOnly(ic, false); err != nil {
-			b.Fatal(err)
-		}
-		fd, err := connFD(ic)
-		if err != nil {
-			b.Fatal(err)
-		}
-		fs.fds = append(fs.fds, fd)
+		b.Cleanup(r.close)
+		fs.rings = append(fs.rings, r)
 	}
 	return fs
 }
 
 // sweep sends one SYN per pair, in batches handed to the workers.
 func (fs *floorSender) sweep(b *testing.B, pairs spec.Pairs, sport uint16) uint64 {
-	type batch struct {
-		pkts [][]byte
-		dsts []netip.Addr
-	}
-	jobs := make(chan batch, len(fs.fds))
+	jobs := make(chan [][]byte, len(fs.rings))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
-	for _, fd := range fs.fds {
+	for _, r := range fs.rings {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range jobs {
-				pkts, dsts := j.pkts, j.dsts
+			for pkts := range jobs {
 				for len(pkts) > 0 {
-					n, err := sendTo(fd, false, pkts, dsts)
-					pkts, dsts = pkts[n:], dsts[n:]
+					n, err := r.send(pkts)
+					pkts = pkts[n:]
 					if errors.Is(err, syscall.ENOBUFS) {
 						time.Sleep(time.Millisecond)
 						continue
@@ -133,31 +132,31 @@ func (fs *floorSender) sweep(b *testing.B, pairs spec.Pairs, sport uint16) uint6
 	builder := newPacketBuilder()
 	var sent uint64
 	for {
-		var j batch
-		arena := make([]byte, 0, maxSendBatch*40)
+		arena := make([]byte, 0, maxSendBatch*(ethHeaderLen+ipv4HeaderLen+24))
 		var ends []int
 		for len(ends) < maxSendBatch {
 			a, port, ok := pairs.Next()
 			if !ok {
 				break
 			}
+			arena = appendEthernet(arena, fs.macs[a], fs.link.mac)
 			var err error
 			if arena, err = builder.syn4(arena, fs.srcs[a], a, sport, port, uint32(sent)); err != nil {
 				b.Fatal(err)
 			}
 			ends = append(ends, len(arena))
-			j.dsts = append(j.dsts, a)
 			sent++
 		}
 		if len(ends) == 0 {
 			break
 		}
+		var pkts [][]byte
 		off := 0
 		for _, end := range ends {
-			j.pkts = append(j.pkts, arena[off:end:end])
+			pkts = append(pkts, arena[off:end:end])
 			off = end
 		}
-		jobs <- j
+		jobs <- pkts
 	}
 	close(jobs)
 	wg.Wait()

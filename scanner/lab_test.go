@@ -3,6 +3,7 @@ package scanner
 import (
 	"context"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"testing"
 	"time"
@@ -185,4 +186,40 @@ func TestLabFilteredAndDown(t *testing.T) {
 	}, snap.Hosts[0].Ports)
 	require.Equal(t, uint64(6), snap.Quality.ProbesSent, "2 probes x (1 + 2 retries)")
 	require.Equal(t, uint64(4), snap.Quality.Retransmits)
+}
+
+// TestLabSYNTxRing: bound to the lab's bridge, the engine sends its IPv4
+// probes to hosts with a known link-layer address through the TX ring, and
+// the rest through the IP socket, whose first packet makes the kernel
+// resolve the address; both give exact results.
+func TestLabSYNTxRing(t *testing.T) {
+	l := lab.New(t)
+	known, unknown := l.AddHost("known"), l.AddHost("unknown")
+	open := []uint16{22, 443, 4444}
+	for _, h := range []*lab.Host{known, unknown} {
+		for _, p := range open {
+			h.Listen(p)
+		}
+	}
+	// The lab's permanent entry for unknown goes: the engine has no
+	// address for it until the kernel has resolved one.
+	out, err := exec.Command("ip", "neigh", "del", unknown.Addr().String(), "dev", l.Interface()).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	s := newLabSYN(t, l)
+	var pairs []spec.Pair
+	for p := uint16(1); p <= 2000; p++ {
+		pairs = append(pairs, spec.Pair{Addr: known.Addr(), Port: p}, spec.Pair{Addr: unknown.Addr(), Port: p})
+	}
+	res, st := scanAll(t, s, pairs, 2)
+	require.Len(t, res, len(pairs))
+	for pair, r := range res {
+		want := snapshot.StateClosed
+		if slices.Contains(open, pair.Port) {
+			want = snapshot.StateOpen
+		}
+		require.Equal(t, want, r.State, "%v", pair)
+	}
+	t.Logf("%+v", st)
+	require.GreaterOrEqual(t, st.RingSent, uint64(2000), "every probe to the known host went through the ring")
+	require.Less(t, st.RingSent, st.ProbesSent, "the first probes to the unknown host took the IP socket")
 }

@@ -164,7 +164,7 @@ func (s *SYN) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, erro
 	start := time.Now()
 	err = sc.run(ctx)
 	sc.log.Debug("syn scan finished", "took", time.Since(start), "probes", sc.stats.ProbesSent,
-		"retransmits", sc.stats.Retransmits, "replies", sc.stats.Replies,
+		"retransmits", sc.stats.Retransmits, "replies", sc.stats.Replies, "ring", sc.stats.RingSent,
 		"srtt", sc.est.srtt, "rttvar", sc.est.rttvar, "rto", sc.est.rto, "tail", time.Since(sc.allSent), "err", err)
 	return sc.stats, err
 }
@@ -242,7 +242,21 @@ type synScan struct {
 	stats       Stats
 	builder     *packetBuilder
 	srcs        *sourceCache
+	// rings are the senders' TX rings for IPv4 probes to on-link
+	// neighbours of the bound Ethernet interface (see ring.go); nil
+	// without a binding or where they cannot be opened.
+	rings []*txRing
+	link  ringLink
+	neigh *neighbourCache
 }
+
+// Send job kinds (sendJob.fi): IPv4 and IPv6 on IP sockets, and IPv4
+// frames on the TX ring.
+const (
+	jobIPv4 = iota
+	jobIPv6
+	jobRing
+)
 
 // sendJob is one batch of packets of one family for a sender.
 type sendJob struct {
@@ -293,11 +307,19 @@ func (sc *synScan) startSenders() {
 // transmit sends job j on sender i's socket, backing off on ENOBUFS (a
 // queue on the way is full: slow down, do not drop).
 func (sc *synScan) transmit(j *sendJob, i int) {
-	f := sc.fam[j.fi]
 	pkts, dsts, keys := j.pkts, j.dsts, j.keys
 	backoff := time.Millisecond
 	for len(pkts) > 0 {
-		n, err := sendTo(f.sendFDs[i], f.v6, pkts, dsts)
+		var (
+			n   int
+			err error
+		)
+		if j.fi == jobRing {
+			n, err = sc.rings[i].send(pkts)
+		} else {
+			f := sc.fam[j.fi]
+			n, err = sendTo(f.sendFDs[i], f.v6, pkts, dsts)
+		}
 		pkts, dsts, keys = pkts[n:], dsts[n:], keys[n:]
 		if err == nil {
 			return
@@ -328,9 +350,9 @@ func (sc *synScan) handleFails() {
 				if u := errors.Unwrap(f.err); u != nil {
 					reason = u.Error()
 				}
-				if sc.bind != nil && errors.Is(f.err, syscall.ENODEV) {
-					// The bound interface went away mid-scan: the
-					// kernel sends nowhere else.
+				if sc.bind != nil && (errors.Is(f.err, syscall.ENODEV) || errors.Is(f.err, syscall.ENETDOWN)) {
+					// The bound interface went away (or down) mid-scan:
+					// the kernel sends nowhere else.
 					reason = fmt.Sprintf("interface %s: %s", sc.bind.Name(), reason)
 				}
 				// Counted when queued; the kernel did not send it.
@@ -385,6 +407,9 @@ func (sc *synScan) shutdown() {
 			f.close()
 		}
 	}
+	for _, r := range sc.rings {
+		r.close()
+	}
 }
 
 // family returns the sockets for v4 (0) or v6 (1), opening them on first
@@ -405,6 +430,9 @@ func (sc *synScan) family(i int) (*rawFamily, error) {
 		return nil, err
 	}
 	sc.fam[i] = f
+	if i == 0 {
+		sc.openRings()
+	}
 	// Replies a full window can produce must fit into the receive buffer,
 	// or a busy CPU would turn into lost replies and retransmissions.
 	if w := f.recvBuf / rawPacketTruesize; w < sc.window {
@@ -412,6 +440,33 @@ func (sc *synScan) family(i int) (*rawFamily, error) {
 		sc.log.Debug("window bounded by the receive buffer", "window", sc.window, "rcvbuf", f.recvBuf)
 	}
 	return f, nil
+}
+
+// openRings opens the senders' TX rings when the scan is bound to an
+// Ethernet interface; without them every probe takes the IP sockets.
+func (sc *synScan) openRings() {
+	if sc.bind == nil {
+		return
+	}
+	link, ok := ethernetLink(sc.bind.Name())
+	if !ok {
+		sc.log.Debug("no tx ring: not an Ethernet interface", "interface", sc.bind.Name())
+		return
+	}
+	rings := make([]*txRing, 0, sc.workers)
+	for range sc.workers {
+		r, err := openTxRing(link)
+		if err != nil {
+			sc.log.Debug("no tx ring", "interface", sc.bind.Name(), "err", err)
+			for _, r := range rings {
+				r.close()
+			}
+			return
+		}
+		rings = append(rings, r)
+	}
+	sc.rings, sc.link = rings, link
+	sc.neigh = &neighbourCache{index: link.index}
 }
 
 func (sc *synScan) addReceivers(f *rawFamily, v6 bool) error {
@@ -689,7 +744,7 @@ func (sc *synScan) drop(p *probe, reason string) {
 
 // sendBatch sends up to n probes.
 func (sc *synScan) sendBatch(ctx context.Context, n int) error {
-	var jobs [2]*sendJob
+	var jobs [3]*sendJob
 	now := time.Now()
 	for range n {
 		p := sc.next()
@@ -724,6 +779,17 @@ func (sc *synScan) sendBatch(ctx context.Context, n int) error {
 			sc.drop(p, "not probed: "+err.Error())
 			continue
 		}
+		build := sc.builder.syn
+		if sc.fam[fi].hdrincl {
+			build = sc.builder.syn4
+		}
+		var mac net.HardwareAddr
+		if fi == jobIPv4 && sc.rings != nil {
+			var ok bool
+			if mac, ok = sc.neigh.lookup(dst, now); ok {
+				fi = jobRing
+			}
+		}
 		j := jobs[fi]
 		if j == nil {
 			var err error
@@ -732,11 +798,10 @@ func (sc *synScan) sendBatch(ctx context.Context, n int) error {
 			}
 			jobs[fi] = j
 		}
-		seq := sc.key.cookie(p.src, dst, sc.sport, p.key.port)
-		build := sc.builder.syn
-		if sc.fam[fi].hdrincl {
-			build = sc.builder.syn4
+		if fi == jobRing {
+			j.arena = appendEthernet(j.arena, mac, sc.link.mac)
 		}
+		seq := sc.key.cookie(p.src, dst, sc.sport, p.key.port)
 		var err error
 		j.arena, err = build(j.arena, p.src, dst, sc.sport, p.key.port, seq)
 		if err != nil {
@@ -748,6 +813,9 @@ func (sc *synScan) sendBatch(ctx context.Context, n int) error {
 		j.dsts = append(j.dsts, dst)
 		j.keys = append(j.keys, p.key)
 		sc.sent(p, now)
+		if fi == jobRing {
+			sc.stats.RingSent++
+		}
 	}
 	for _, j := range jobs {
 		if j == nil {

@@ -1,0 +1,297 @@
+package scanner
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The TX ring: a scan bound to an Ethernet interface (-e) sends its IPv4
+// probes to on-link hosts whose link-layer address the kernel already knows
+// as Ethernet frames through an AF_PACKET socket with a memory-mapped
+// transmit ring (PACKET_TX_RING, TPACKET_V2) and PACKET_QDISC_BYPASS: one
+// system call hands the kernel a whole batch, and no frame takes the IP
+// output path (routing, fragmentation, neighbour lookup). On the lab that
+// cut the kernel's CPU time per probe by a fifth (7.5-9.5 against
+// 9.2-12.4 us, with the target's answer included). Every other probe
+// (IPv6, unknown neighbours, which the kernel must resolve first, other
+// link types) goes through the IPPROTO_RAW sockets as before. Frames leave
+// through the bound interface only: the socket is bound to its index.
+const (
+	ringFrameSize = 128 // tpacket2_hdr (32) + Ethernet (14) + IPv4 and SYN (44), aligned
+	ringBlockSize = 1 << 16
+	ringBlocks    = 4
+	ringFrames    = ringBlockSize / ringFrameSize * ringBlocks
+	// ringDataOff is where a frame's data starts in its slot for
+	// transmission: TPACKET2_HDRLEN - sizeof(struct sockaddr_ll).
+	ringDataOff  = 32
+	ethHeaderLen = 14
+	// tpStatusSendRequest marks a slot for the kernel to send; it sets
+	// TP_STATUS_AVAILABLE (0) back when done.
+	tpStatusSendRequest = 1
+	// neighbourRefresh bounds how often a scan re-reads the neighbour
+	// table when it meets destinations it has no link-layer address for.
+	neighbourRefresh = 200 * time.Millisecond
+)
+
+// ringLink is what the TX ring needs of the bound interface.
+type ringLink struct {
+	index int
+	mac   net.HardwareAddr
+}
+
+// ethernetLink returns the index and address of interface name when it is
+// an Ethernet interface (ARPHRD_ETHER: NICs, bridges, veth, bonds, VLANs).
+func ethernetLink(name string) (ringLink, bool) {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil || len(ifc.HardwareAddr) != 6 {
+		return ringLink{}, false
+	}
+	typ, err := os.ReadFile("/sys/class/net/" + name + "/type")
+	if err != nil || strings.TrimSpace(string(typ)) != "1" {
+		return ringLink{}, false
+	}
+	return ringLink{index: ifc.Index, mac: ifc.HardwareAddr}, true
+}
+
+// txRing is one sender's AF_PACKET socket and its transmit ring.
+type txRing struct {
+	fd   int
+	ring []byte
+	next int // the slot the next frame goes into
+	// to names the interface and the frames' protocol (IPv4) in every
+	// send: the socket is bound with protocol 0, so that it receives
+	// nothing (bound to ETH_P_IP it would get a copy of every reply).
+	to unix.RawSockaddrLinklayer
+}
+
+func openTxRing(link ringLink) (*txRing, error) {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0) // protocol 0: receives nothing
+	if err != nil {
+		return nil, fmt.Errorf("tx ring: socket: %w", err)
+	}
+	r := &txRing{fd: fd}
+	fail := func(what string, err error) (*txRing, error) {
+		r.close()
+		return nil, fmt.Errorf("tx ring: %s: %w", what, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
+		return fail("version", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+		return fail("qdisc bypass", err)
+	}
+	req := unix.TpacketReq{Block_size: ringBlockSize, Block_nr: ringBlocks, Frame_size: ringFrameSize, Frame_nr: ringFrames}
+	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &req); err != nil {
+		return fail("ring", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: link.index}); err != nil {
+		return fail("bind", err)
+	}
+	r.to = unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(unix.ETH_P_IP), Ifindex: int32(link.index)}
+	if r.ring, err = unix.Mmap(fd, 0, ringBlockSize*ringBlocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
+		return fail("mmap", err)
+	}
+	return r, nil
+}
+
+func (r *txRing) close() {
+	if r.ring != nil {
+		_ = unix.Munmap(r.ring)
+		r.ring = nil
+	}
+	if r.fd >= 0 {
+		unix.Close(r.fd)
+		r.fd = -1
+	}
+}
+
+func (r *txRing) status(slot int) *uint32 {
+	return (*uint32)(unsafe.Pointer(&r.ring[slot*ringFrameSize]))
+}
+
+// send hands frames to the kernel, at most a ring's worth per system call,
+// and returns how many it sent. A blocking send returns once the kernel has
+// taken every marked slot, so the ring is empty between calls. On an error
+// the frames not sent are those whose slots are still marked; send clears
+// them and returns the count of those before the first.
+func (r *txRing) send(frames [][]byte) (int, error) {
+	sent := 0
+	for len(frames) > 0 {
+		n := min(len(frames), ringFrames)
+		first := r.next
+		for _, f := range frames[:n] {
+			slot := r.ring[r.next*ringFrameSize : (r.next+1)*ringFrameSize]
+			copy(slot[ringDataOff:], f)
+			binary.NativeEndian.PutUint32(slot[4:], uint32(len(f))) // tp_len
+			atomic.StoreUint32(r.status(r.next), tpStatusSendRequest)
+			r.next = (r.next + 1) % ringFrames
+		}
+		var err error
+		for {
+			_, _, e := syscall.Syscall6(unix.SYS_SENDTO, uintptr(r.fd), 0, 0, 0,
+				uintptr(unsafe.Pointer(&r.to)), unix.SizeofSockaddrLinklayer)
+			if e == unix.EINTR {
+				continue
+			}
+			if e != 0 {
+				err = e
+			}
+			break
+		}
+		if err != nil {
+			ok := 0
+			for i := range n {
+				s := (first + i) % ringFrames
+				if atomic.LoadUint32(r.status(s)) != 0 {
+					atomic.StoreUint32(r.status(s), 0)
+				} else if ok == i {
+					ok++
+				}
+			}
+			if errors.Is(err, unix.ENXIO) {
+				// The socket's interface is gone, said as the IP
+				// sockets say it.
+				err = unix.ENODEV
+			}
+			return sent + ok, fmt.Errorf("send probes on the tx ring: %w", err)
+		}
+		sent += n
+		frames = frames[n:]
+	}
+	return sent, nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// neighbourCache knows the link-layer addresses of the bound interface's
+// neighbours, from the kernel's table: only entries the kernel holds valid
+// (reachable, stale, delay, probe, permanent) count.
+type neighbourCache struct {
+	index int
+	m     map[netip.Addr]net.HardwareAddr
+	read  time.Time
+}
+
+func (c *neighbourCache) lookup(a netip.Addr, now time.Time) (net.HardwareAddr, bool) {
+	if mac, ok := c.m[a]; ok {
+		return mac, true
+	}
+	if now.Sub(c.read) < neighbourRefresh {
+		return nil, false
+	}
+	c.read = now
+	m, err := neighbours(c.index)
+	if err != nil {
+		return nil, false
+	}
+	c.m = m
+	mac, ok := c.m[a]
+	return mac, ok
+}
+
+// neighbours dumps the IPv4 neighbour table of interface index.
+func neighbours(index int) (map[netip.Addr]net.HardwareAddr, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("neighbours: %w", err)
+	}
+	defer unix.Close(fd)
+	tv := unix.NsecToTimeval((2 * time.Second).Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return nil, fmt.Errorf("neighbours: %w", err)
+	}
+	ne := binary.NativeEndian
+	msg := make([]byte, unix.SizeofNlMsghdr+unix.SizeofNdMsg)
+	ne.PutUint32(msg[0:], uint32(len(msg)))
+	ne.PutUint16(msg[4:], unix.RTM_GETNEIGH)
+	ne.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	ne.PutUint32(msg[8:], 1)
+	msg[unix.SizeofNlMsghdr] = unix.AF_INET
+	ne.PutUint32(msg[unix.SizeofNlMsghdr+4:], uint32(index))
+	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return nil, fmt.Errorf("neighbours: %w", err)
+	}
+	out := map[netip.Addr]net.HardwareAddr{}
+	buf := make([]byte, 1<<16)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("neighbours: %w", err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return nil, fmt.Errorf("neighbours: %w", err)
+		}
+		for _, m := range msgs {
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return out, nil
+			case unix.NLMSG_ERROR:
+				return nil, errors.New("neighbours: netlink error")
+			case unix.RTM_NEWNEIGH:
+				if a, mac, ok := parseNeighbour(m.Data, index); ok {
+					out[a] = mac
+				}
+			}
+		}
+	}
+}
+
+// validNeighbour is the set of states in which the kernel itself would send
+// to the entry's address without resolving it first.
+const validNeighbour = unix.NUD_REACHABLE | unix.NUD_STALE | unix.NUD_DELAY | unix.NUD_PROBE | unix.NUD_PERMANENT
+
+// parseNeighbour reads one RTM_NEWNEIGH body: the IPv4 address and
+// Ethernet address of a valid entry on interface index.
+func parseNeighbour(b []byte, index int) (netip.Addr, net.HardwareAddr, bool) {
+	if len(b) < unix.SizeofNdMsg {
+		return netip.Addr{}, nil, false
+	}
+	ne := binary.NativeEndian
+	if b[0] != unix.AF_INET || int(int32(ne.Uint32(b[4:]))) != index || ne.Uint16(b[8:])&validNeighbour == 0 {
+		return netip.Addr{}, nil, false
+	}
+	var (
+		addr netip.Addr
+		mac  net.HardwareAddr
+	)
+	for rest := b[unix.SizeofNdMsg:]; len(rest) >= unix.SizeofRtAttr; {
+		l, typ := int(ne.Uint16(rest[0:])), ne.Uint16(rest[2:])
+		if l < unix.SizeofRtAttr || l > len(rest) {
+			break
+		}
+		data := rest[unix.SizeofRtAttr:l]
+		switch {
+		case typ == unix.NDA_DST && len(data) == 4:
+			addr = netip.AddrFrom4([4]byte(data))
+		case typ == unix.NDA_LLADDR && len(data) == 6:
+			mac = net.HardwareAddr(append([]byte(nil), data...))
+		}
+		rest = rest[min((l+unix.RTA_ALIGNTO-1)&^(unix.RTA_ALIGNTO-1), len(rest)):]
+	}
+	if !addr.IsValid() || mac == nil || mac.String() == "00:00:00:00:00:00" {
+		return netip.Addr{}, nil, false
+	}
+	return addr, mac, true
+}
+
+// appendEthernet appends an Ethernet header for an IPv4 frame.
+func appendEthernet(out []byte, dst, src net.HardwareAddr) []byte {
+	out = append(out, dst...)
+	out = append(out, src...)
+	return append(out, 0x08, 0x00)
+}
