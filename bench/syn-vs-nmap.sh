@@ -66,7 +66,7 @@ trap cleanup EXIT INT TERM
 
 # labctl is `go run ./internal/lab/labctl`, built first so that the signal
 # that tears the lab down reaches labctl itself, not the go command.
-go build -o "$WORK/exposure" ./cmd/exposure
+CGO_ENABLED=0 go build -o "$WORK/exposure" ./cmd/exposure # as `make build` ships it
 go build -o "$WORK/labctl" ./internal/lab/labctl
 # The send floor (scanner/floor_test.go) is a Go benchmark in its own lab.
 go test -c -o "$WORK/scanner.test" ./scanner

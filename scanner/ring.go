@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/exposure-monitor/exposure/scanner/netif"
 )
 
 // The TX ring: a scan bound to an Ethernet interface (-e) sends its IPv4
@@ -52,16 +54,29 @@ type ringLink struct {
 
 // ethernetLink returns the index and address of interface name when it is
 // an Ethernet interface (ARPHRD_ETHER: NICs, bridges, veth, bonds, VLANs).
+// It reads sysfs and one ioctl: net.InterfaceByName would dump every link
+// of the machine, megabytes on a host with hundreds of veths.
 func ethernetLink(name string) (ringLink, bool) {
-	ifc, err := net.InterfaceByName(name)
-	if err != nil || len(ifc.HardwareAddr) != 6 {
+	if netif.CheckName(name) != nil {
 		return ringLink{}, false
 	}
 	typ, err := os.ReadFile("/sys/class/net/" + name + "/type")
 	if err != nil || strings.TrimSpace(string(typ)) != "1" {
 		return ringLink{}, false
 	}
-	return ringLink{index: ifc.Index, mac: ifc.HardwareAddr}, true
+	addr, err := os.ReadFile("/sys/class/net/" + name + "/address")
+	if err != nil {
+		return ringLink{}, false
+	}
+	mac, err := net.ParseMAC(strings.TrimSpace(string(addr)))
+	if err != nil || len(mac) != 6 {
+		return ringLink{}, false
+	}
+	index, err := netif.Index(name)
+	if err != nil {
+		return ringLink{}, false
+	}
+	return ringLink{index: index, mac: mac}, true
 }
 
 // txRing is one sender's AF_PACKET socket and its transmit ring.
