@@ -453,17 +453,23 @@ func (sc *synScan) openRings() {
 		sc.log.Debug("no tx ring: not an Ethernet interface", "interface", sc.bind.Name())
 		return
 	}
-	rings := make([]*txRing, 0, sc.workers)
-	for range sc.workers {
-		r, err := openTxRing(link)
-		if err != nil {
-			sc.log.Debug("no tx ring", "interface", sc.bind.Name(), "err", err)
-			for _, r := range rings {
+	// In parallel: setting a ring up waits for an RCU grace period or
+	// two, some milliseconds each.
+	rings := make([]*txRing, sc.workers)
+	errs := make([]error, sc.workers)
+	var wg sync.WaitGroup
+	for i := range rings {
+		wg.Go(func() { rings[i], errs[i] = openTxRing(link) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		sc.log.Debug("no tx ring", "interface", sc.bind.Name(), "err", err)
+		for _, r := range rings {
+			if r != nil {
 				r.close()
 			}
-			return
 		}
-		rings = append(rings, r)
+		return
 	}
 	sc.rings, sc.link = rings, link
 	sc.neigh = &neighbourCache{index: link.index}
@@ -775,9 +781,15 @@ func (sc *synScan) sendBatch(ctx context.Context, n int) error {
 		if dst.Is6() {
 			fi = 1
 		}
+		opening := sc.fam[fi] == nil && sc.famErr[fi] == nil
 		if _, err := sc.family(fi); err != nil {
 			sc.drop(p, "not probed: "+err.Error())
 			continue
+		}
+		if opening {
+			// Opening the sockets (and TX rings) takes milliseconds,
+			// which are not the probes' round trip.
+			now = time.Now()
 		}
 		build := sc.builder.syn
 		if sc.fam[fi].hdrincl {
