@@ -407,9 +407,13 @@ func (sc *synScan) shutdown() {
 			f.close()
 		}
 	}
+	// In parallel: closing a ring waits for an RCU grace period, tens of
+	// milliseconds each.
+	var wg sync.WaitGroup
 	for _, r := range sc.rings {
-		r.close()
+		wg.Go(r.close)
 	}
+	wg.Wait()
 }
 
 // family returns the sockets for v4 (0) or v6 (1), opening them on first
