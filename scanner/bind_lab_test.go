@@ -208,9 +208,11 @@ func TestLabInterfaceTeardown(t *testing.T) {
 		h.Listen(p)
 	}
 	w := watchEgress(t, "", l.Prefix(), l.Prefix6())
-	s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(5000, 50), Interface: l.Interface()})
+	// Enough probes for the TX rings (ringMinProbes), which must fail as
+	// the IP sockets do.
+	s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(20000, 200), Interface: l.Interface()})
 	require.NoError(t, err)
-	ports, err := spec.ParsePorts("1-15000")
+	ports, err := spec.ParsePorts("1-40000")
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -244,7 +246,8 @@ func TestLabInterfaceTeardown(t *testing.T) {
 	})
 	<-teardown
 	require.NoError(t, err)
-	require.Equal(t, 15000, results, "every pair has a verdict")
+	require.Equal(t, 40000, results, "every pair has a verdict")
+	require.NotZero(t, st.RingSent, "the probes went through the TX ring")
 	t.Logf("%+v; not sent: %d %v", st, notSent, reasons)
 	require.Greater(t, notSent, 5000, "probes after the teardown are not sent")
 	for reason := range reasons {
@@ -254,7 +257,7 @@ func TestLabInterfaceTeardown(t *testing.T) {
 			"not probed: interface " + l.Interface() + ": network is down", // the TX ring, as the bridge goes down first
 			"not probed: network is unreachable"}, reason)
 	}
-	require.Equal(t, uint64(15000-notSent), st.ProbesSent-st.Retransmits, "probes the kernel refused are not counted as sent")
+	require.Equal(t, uint64(40000-notSent), st.ProbesSent-st.Retransmits, "probes the kernel refused are not counted as sent")
 
 	_, err = s.Scan(ctx, Job{Pairs: spec.NewPairList([]spec.Pair{{Addr: h.Addr(), Port: 22}})}, func(Result) {
 		t.Error("a result without the interface")

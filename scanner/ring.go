@@ -41,6 +41,10 @@ const (
 	// tpStatusSendRequest marks a slot for the kernel to send; it sets
 	// TP_STATUS_AVAILABLE (0) back when done.
 	tpStatusSendRequest = 1
+	// ringMinProbes is the smallest scan that gets TX rings: setting one
+	// up and closing it waits for RCU grace periods, about 35 ms for two,
+	// which a ring earns back at a microsecond or so per probe.
+	ringMinProbes = 32768
 	// neighbourRefresh bounds how often a scan re-reads the neighbour
 	// table when it meets destinations it has no link-layer address for.
 	neighbourRefresh = 200 * time.Millisecond

@@ -452,6 +452,10 @@ func (sc *synScan) openRings() {
 	if sc.bind == nil {
 		return
 	}
+	if n := sc.job.Pairs.Len(); n < ringMinProbes {
+		sc.log.Debug("no tx ring: scan too small to pay for its setup", "pairs", n)
+		return
+	}
 	link, ok := ethernetLink(sc.bind.Name())
 	if !ok {
 		sc.log.Debug("no tx ring: not an Ethernet interface", "interface", sc.bind.Name())
