@@ -263,20 +263,44 @@ func fieldIndex(t reflect.Type) map[string][]int {
 }
 
 func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind != yaml.MappingNode {
-		d.errorf(n.Line, path, "", "expected a mapping, got %s", kindName(n))
-		return
-	}
 	fields, ok := d.fields[v.Type()]
 	if !ok {
 		fields = fieldIndex(v.Type())
 		d.fields[v.Type()] = fields
 	}
 	seen := map[string]int{}
+	d.entries(n, path, "a field name", func(k, val *yaml.Node, p string) {
+		if first, dup := seen[k.Value]; dup {
+			d.errorf(k.Line, p, "", "duplicate field (first set at line %d)", first)
+			return
+		}
+		seen[k.Value] = k.Line
+		idx, ok := fields[k.Value]
+		if !ok {
+			d.errorf(k.Line, p, "", "unknown field")
+			return
+		}
+		f := v.FieldByIndex(idx)
+		if f.Kind() != reflect.Pointer && isNull(resolve(val)) {
+			return // "retries:" alone keeps the default
+		}
+		d.set[p] = k.Line
+		d.value(val, f, p)
+	})
+}
+
+// entries calls fn with the key, the value and the path of each entry of
+// mapping n, after reporting a node that is not a mapping, keys that are
+// not scalars (what says what a key should be) and merge keys.
+func (d *decoder) entries(n *yaml.Node, path, what string, fn func(k, val *yaml.Node, p string)) bool {
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n.Line, path, "", "expected a mapping, got %s", kindName(n))
+		return false
+	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := resolve(n.Content[i]), n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
-			d.errorf(k.Line, path, "", "expected a field name, got %s", kindName(k))
+			d.errorf(k.Line, path, "", "expected %s, got %s", what, kindName(k))
 			continue
 		}
 		p := join(path, k.Value)
@@ -284,23 +308,9 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 			d.errorf(k.Line, p, "", "merge keys (<<) are not supported")
 			continue
 		}
-		if first, dup := seen[k.Value]; dup {
-			d.errorf(k.Line, p, "", "duplicate field (first set at line %d)", first)
-			continue
-		}
-		seen[k.Value] = k.Line
-		idx, ok := fields[k.Value]
-		if !ok {
-			d.errorf(k.Line, p, "", "unknown field")
-			continue
-		}
-		f := v.FieldByIndex(idx)
-		if f.Kind() != reflect.Pointer && isNull(resolve(val)) {
-			continue // "retries:" alone keeps the default
-		}
-		d.set[p] = k.Line
-		d.value(val, f, p)
+		fn(k, val, p)
 	}
+	return true
 }
 
 func resolve(n *yaml.Node) *yaml.Node {
@@ -325,23 +335,9 @@ func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string) {
 }
 
 func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind != yaml.MappingNode {
-		d.errorf(n.Line, path, "", "expected a mapping, got %s", kindName(n))
-		return
-	}
 	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
 	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := resolve(n.Content[i]), n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			d.errorf(k.Line, path, "", "expected a key, got %s", kindName(k))
-			continue
-		}
-		p := join(path, k.Value)
-		if k.Tag == "!!merge" {
-			d.errorf(k.Line, p, "", "merge keys (<<) are not supported")
-			continue
-		}
+	ok := d.entries(n, path, "a key", func(k, val *yaml.Node, p string) {
 		key := reflect.New(v.Type().Key()).Elem()
 		switch key.Kind() {
 		case reflect.String:
@@ -349,7 +345,7 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 		case reflect.Uint16:
 			port, ok := d.port(k, p)
 			if !ok {
-				continue
+				return
 			}
 			key.SetUint(uint64(port))
 			p = join(path, strconv.Itoa(int(port)))
@@ -359,13 +355,15 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 		canon := fmt.Sprint(key.Interface())
 		if first, dup := seen[canon]; dup {
 			d.errorf(k.Line, p, "", "duplicate key (first set at line %d)", first)
-			continue
+			return
 		}
 		seen[canon] = k.Line
 		d.set[p] = k.Line
 		elem := reflect.New(v.Type().Elem()).Elem()
 		d.value(val, elem, p)
 		m.SetMapIndex(key, elem)
+	})
+	if ok {
+		v.Set(m)
 	}
-	v.Set(m)
 }
