@@ -119,15 +119,6 @@ func (w *egressWatch) count() int64 {
 	return w.n.Load()
 }
 
-// tcpInSegs is the number of TCP segments a lab host has received: a probe
-// that reached it shows up here.
-func tcpInSegs(t *testing.T, h *lab.Host) uint64 {
-	t.Helper()
-	n, err := h.TCPInSegs(context.Background())
-	require.NoError(t, err)
-	return n
-}
-
 // TestLabInterfaceBinding: bound to the lab's bridge, both engines find the
 // lab host's ports (IPv4 and IPv6) and do not probe a host of another lab,
 // which sees no segment; bound to lo, nothing reaches either lab. No probe
@@ -156,7 +147,7 @@ func TestLabInterfaceBinding(t *testing.T) {
 	}
 	for _, name := range []string{"syn", "connect"} {
 		t.Run(name+"/bridge", func(t *testing.T) {
-			segsB := tcpInSegs(t, hb)
+			segsB := hb.TCPSegmentsIn()
 			e := engines[name](a.Interface())
 			var pairs []spec.Pair
 			for _, addr := range []netip.Addr{ha.Addr(), ha.Addr6(), hb.Addr(), hb.Addr6()} {
@@ -176,10 +167,10 @@ func TestLabInterfaceBinding(t *testing.T) {
 			}
 			require.Equal(t, uint64(4), st.Replies)
 			require.Equal(t, uint64(4), st.ProbesSent, "only lab a's pairs were probed")
-			require.Equal(t, segsB, tcpInSegs(t, hb), "a host of another lab received segments")
+			require.Equal(t, segsB, hb.TCPSegmentsIn(), "a host of another lab received segments")
 		})
 		t.Run(name+"/lo", func(t *testing.T) {
-			segsA, segsB := tcpInSegs(t, ha), tcpInSegs(t, hb)
+			segsA, segsB := ha.TCPSegmentsIn(), hb.TCPSegmentsIn()
 			e := engines[name]("lo")
 			pairs := []spec.Pair{{Addr: ha.Addr(), Port: 22}, {Addr: ha.Addr6(), Port: 22}, {Addr: hb.Addr(), Port: 22}}
 			got, st := scanAll(t, e, pairs, 1)
@@ -188,8 +179,8 @@ func TestLabInterfaceBinding(t *testing.T) {
 				require.Equal(t, Result{Addr: p.Addr, Port: p.Port, State: snapshot.StateFiltered, Reason: "not probed: no route via lo"}, got[p])
 			}
 			require.Equal(t, Stats{}, st, "nothing sent, nothing received")
-			require.Equal(t, segsA, tcpInSegs(t, ha))
-			require.Equal(t, segsB, tcpInSegs(t, hb))
+			require.Equal(t, segsA, ha.TCPSegmentsIn())
+			require.Equal(t, segsB, hb.TCPSegmentsIn())
 		})
 	}
 	require.Zero(t, w.count(), "packets to the labs left through %s", w.dev)

@@ -18,6 +18,13 @@ func (h *Host) TCPInSegs(ctx context.Context) (uint64, error) {
 	return parseTCPInSegs(string(out))
 }
 
+// TCPSegmentsIn is TCPInSegs for tests: it fails the test on error.
+func (h *Host) TCPSegmentsIn() uint64 {
+	n, err := h.TCPInSegs(context.Background())
+	h.lab.must(err)
+	return n
+}
+
 // parseTCPInSegs reads InSegs from the Tcp: header and value lines of
 // /proc/net/snmp.
 func parseTCPInSegs(snmp string) (uint64, error) {

@@ -12,15 +12,6 @@ import (
 	"github.com/exposure-monitor/exposure/scanner/netif"
 )
 
-// tcpInSegs is the number of TCP segments a lab host has received: a probe
-// that reached it shows up here.
-func tcpInSegs(t *testing.T, h *lab.Host) uint64 {
-	t.Helper()
-	n, err := h.TCPInSegs(context.Background())
-	require.NoError(t, err)
-	return n
-}
-
 // TestLabDetectorInterface: a detector bound to a lab's bridge identifies
 // the lab host's service, and refuses, without a single segment reaching
 // it, a host of another lab; bound to lo it reaches neither.
@@ -36,7 +27,7 @@ func TestLabDetectorInterface(t *testing.T) {
 
 	bridge, err := New(Options{Timeout: 5 * time.Second, Interface: a.Interface()})
 	require.NoError(t, err)
-	segsB := tcpInSegs(t, hb)
+	segsB := hb.TCPSegmentsIn()
 	for _, addr := range []netip.Addr{ha.Addr(), ha.Addr6()} {
 		s, err := bridge.Detect(ctx, addr, 2222)
 		require.NoError(t, err, "%v", addr)
@@ -47,16 +38,16 @@ func TestLabDetectorInterface(t *testing.T) {
 		require.ErrorIs(t, err, netif.ErrNoRoute, "%v", addr)
 		require.ErrorContains(t, err, "no route via "+a.Interface())
 	}
-	require.Equal(t, segsB, tcpInSegs(t, hb), "the other lab's host received segments")
+	require.Equal(t, segsB, hb.TCPSegmentsIn(), "the other lab's host received segments")
 
 	lo, err := New(Options{Timeout: 5 * time.Second, Interface: "lo"})
 	require.NoError(t, err)
-	segsA := tcpInSegs(t, ha)
+	segsA := ha.TCPSegmentsIn()
 	for _, addr := range []netip.Addr{ha.Addr(), hb.Addr()} {
 		_, err := lo.Detect(ctx, addr, 2222)
 		require.ErrorIs(t, err, netif.ErrNoRoute, "%v", addr)
 		require.ErrorContains(t, err, "no route via lo")
 	}
-	require.Equal(t, segsA, tcpInSegs(t, ha))
-	require.Equal(t, segsB, tcpInSegs(t, hb))
+	require.Equal(t, segsA, ha.TCPSegmentsIn())
+	require.Equal(t, segsB, hb.TCPSegmentsIn())
 }
