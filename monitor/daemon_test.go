@@ -135,8 +135,7 @@ type testDaemon struct {
 	net    *fakeNet
 	differ *portDiffer
 	hup    chan os.Signal
-	cancel context.CancelFunc
-	done   chan error
+	stop   func(*testing.T)
 
 	mu     sync.Mutex
 	states []string
@@ -162,7 +161,7 @@ func startTestDaemon(t *testing.T, cfgText string) *testDaemon {
 	td := &testDaemon{
 		cfg: filepath.Join(dir, "exposure.yml"), db: filepath.Join(dir, "exposure.db"),
 		reg: prometheus.NewRegistry(), net: newFakeNet(), differ: &portDiffer{},
-		hup: make(chan os.Signal, 1), done: make(chan error, 1),
+		hup: make(chan os.Signal, 1),
 	}
 	require.NoError(t, os.WriteFile(td.cfg, []byte(cfgText), 0o600))
 	addrs := []string{"127.0.0.1:0"}
@@ -182,37 +181,47 @@ func startTestDaemon(t *testing.T, cfgText string) *testDaemon {
 		},
 		ShutdownTimeout: 10 * time.Second,
 	})
-	require.NoError(t, td.d.opts.validate())
-	ctx, cancel := context.WithCancel(context.Background())
-	td.cancel = cancel
-	go func() {
-		td.done <- td.d.run(ctx, func(*config.Config) (scanFunc, differ, error) { return td.net.scan, td.differ, nil })
-	}()
-	select {
-	case <-td.d.readyCh:
-	case err := <-td.done:
-		t.Fatalf("daemon exited before ready: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("daemon not ready after 10s")
-	}
+	td.stop = runDaemon(t, td.d, func(*config.Config) (scanFunc, differ, error) { return td.net.scan, td.differ, nil })
 	td.url = "http://" + td.d.addrs[0]
-	t.Cleanup(func() { td.stop(t) })
 	return td
 }
 
-func (td *testDaemon) stop(t *testing.T) {
+// runDaemon validates d's options, runs d with scanners (nil: the real
+// ones) and waits until it is ready. The function it returns stops d and
+// checks that it exited cleanly; it also runs when the test ends, and does
+// nothing a second time.
+func runDaemon(t *testing.T, d *daemonState, scanners scannerBuilder) func(*testing.T) {
 	t.Helper()
-	if td.cancel == nil {
-		return
-	}
-	td.cancel()
-	td.cancel = nil
+	require.NoError(t, d.opts.validate())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx, scanners) }()
 	select {
-	case err := <-td.done:
-		require.NoError(t, err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("daemon did not stop")
+	case <-d.readyCh:
+	case err := <-done:
+		cancel()
+		t.Fatalf("daemon exited before ready: %v", err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("daemon not ready after 10s")
 	}
+	stopped := false
+	stop := func(t *testing.T) {
+		t.Helper()
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("daemon did not stop")
+		}
+	}
+	t.Cleanup(func() { stop(t) })
+	return stop
 }
 
 func (td *testDaemon) notified() []string {
@@ -514,22 +523,8 @@ func TestDaemonWebConfigBasicAuth(t *testing.T) {
 		Web:      &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &socket, WebConfigFile: &webCfg},
 		Registry: prometheus.NewRegistry(), Logger: discardLogger(), Notify: func(string) error { return nil },
 	})
-	require.NoError(t, d.opts.validate())
 	n := newFakeNet()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- d.run(ctx, func(*config.Config) (scanFunc, differ, error) { return n.scan, &portDiffer{}, nil })
-	}()
-	defer func() {
-		cancel()
-		require.NoError(t, <-done)
-	}()
-	select {
-	case <-d.readyCh:
-	case err := <-done:
-		t.Fatalf("daemon exited: %v", err)
-	}
+	runDaemon(t, d, func(*config.Config) (scanFunc, differ, error) { return n.scan, &portDiffer{}, nil })
 	u := "http://" + d.addrs[0] + "/metrics"
 	code, _ := get(t, u)
 	require.Equal(t, http.StatusUnauthorized, code)

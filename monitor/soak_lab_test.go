@@ -50,19 +50,7 @@ func TestLabSoakUnchangedLab(t *testing.T) {
 		Web:      &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &socket, WebConfigFile: &webCfg},
 		Registry: reg, Logger: discardLogger(), Notify: func(string) error { return nil },
 	})
-	require.NoError(t, d.opts.validate())
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- d.run(rctx, nil) }()
-	defer func() {
-		cancel()
-		require.NoError(t, <-done)
-	}()
-	select {
-	case <-d.readyCh:
-	case err := <-done:
-		t.Fatalf("daemon exited: %v", err)
-	}
+	runDaemon(t, d, nil)
 
 	const want = 101 // the baseline and 100 scans after it
 	total := func(name string) float64 {
