@@ -18,7 +18,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/exposure-monitor/exposure/internal/lab"
+	"github.com/exposure-monitor/exposure/internal/testnet"
 )
 
 const dashboardFile = "grafana/exposure.json"
@@ -209,35 +209,6 @@ func TestExpand(t *testing.T) {
 	}
 }
 
-// serve accepts on l until it is closed and hands each connection to fn,
-// closing it after fn or after a bounded time.
-func serve(t *testing.T, l net.Listener, fn func(net.Conn)) int {
-	t.Helper()
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-				fn(c)
-			}()
-		}
-	}()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func listen(t *testing.T, port int) net.Listener {
 	t.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(port))
@@ -247,8 +218,8 @@ func listen(t *testing.T, port int) net.Listener {
 
 // serveBanner is a server that greets like OpenSSH, so service detection
 // finds a product and a version.
-func serveBanner(t *testing.T, banner string) int {
-	return serve(t, listen(t, 0), func(c net.Conn) {
+func serveBanner(t *testing.T, banner string) uint16 {
+	return testnet.Serve(t, listen(t, 0), func(c net.Conn) {
 		if _, err := io.WriteString(c, banner); err != nil {
 			return
 		}
@@ -260,7 +231,7 @@ func serveBanner(t *testing.T, banner string) int {
 // notAfter; it answers whatever comes inside TLS with a short HTTP
 // response. (It is not net/http's server: that one answers plain HTTP on a
 // TLS port with a 400, which service detection may take for plain http.)
-func serveTLS(t *testing.T, notAfter time.Time) int {
+func serveTLS(t *testing.T, notAfter time.Time) uint16 {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
@@ -279,7 +250,7 @@ func serveTLS(t *testing.T, notAfter time.Time) int {
 		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
 		MinVersion:   tls.VersionTLS12,
 	})
-	return serve(t, l, func(c net.Conn) {
+	return testnet.Serve(t, l, func(c net.Conn) {
 		buf := make([]byte, 4096)
 		if _, err := c.Read(buf); err != nil {
 			return
@@ -334,7 +305,7 @@ func TestLabGrafanaDashboard(t *testing.T) {
 	// The tarpit accepts and never answers: service detection waits on it
 	// past the slow target's timeout, so its scans are incomplete and its
 	// every-second schedule skips runs.
-	tarpitPort := serve(t, listen(t, 0), func(c net.Conn) {
+	tarpitPort := testnet.Serve(t, listen(t, 0), func(c net.Conn) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(c, 1<<16))
 	})
 	forbiddenPort := lab.FreePort(t)
@@ -378,7 +349,7 @@ receivers:
 		n, _, err := prom.Query(`exposure_open_ports{target="loop"} == 2`)
 		return err == nil && n == 1
 	}, 90*time.Second, time.Second, "baseline scan never reached Prometheus")
-	serve(t, listen(t, forbiddenPort), func(c net.Conn) {
+	testnet.Serve(t, listen(t, forbiddenPort), func(c net.Conn) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(c, 1<<16))
 	})
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/exposure-monitor/exposure/internal/testnet"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
@@ -19,18 +20,7 @@ import (
 func TestScanInterfaceLoopback(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n"))
-			c.Close()
-		}
-	}()
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	port := strconv.Itoa(int(testnet.Serve(t, l, func(c net.Conn) { _, _ = c.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n")) })))
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"scan", "-e", "lo", "--sV", "-n", "--engine", "connect", "--format", "json", "-p", port, "127.0.0.1"}, &stdout, &stderr)
 	require.Equal(t, 0, code, "stderr: %s", stderr.String())

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/exposure-monitor/exposure/internal/testnet"
 )
 
 func TestCheckName(t *testing.T) {
@@ -98,16 +100,7 @@ func TestRouteViaLoopback(t *testing.T) {
 func TestDialerBoundToLoopback(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	testnet.Serve(t, l, func(net.Conn) {})
 	b, err := New("lo")
 	require.NoError(t, err)
 	d := net.Dialer{Timeout: 2 * time.Second, Control: b.Control}

@@ -26,32 +26,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/exposure-monitor/exposure/internal/testnet"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
-
-// serve runs handle for every connection accepted on l until the test ends.
-func serve(t *testing.T, l net.Listener, handle func(net.Conn)) uint16 {
-	t.Helper()
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	return uint16(l.Addr().(*net.TCPAddr).Port)
-}
 
 func listen(t *testing.T) net.Listener {
 	t.Helper()
@@ -142,7 +119,7 @@ func TestDetectFakeServices(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			port := serve(t, listen(t), tt.handle)
+			port := testnet.Serve(t, listen(t), tt.handle)
 			got, err := d.Detect(context.Background(), loopback, port)
 			require.NoError(t, err)
 			require.Equal(t, tt.want, *got)
@@ -171,7 +148,7 @@ func itoa(n int) string { return big.NewInt(int64(n)).String() }
 
 func TestDetectTCPWrapped(t *testing.T) {
 	d, _ := newDetector(t, Options{Intensity: DefaultIntensity})
-	port := serve(t, listen(t), func(net.Conn) {})
+	port := testnet.Serve(t, listen(t), func(net.Conn) {})
 	got, err := d.Detect(context.Background(), loopback, port)
 	require.NoError(t, err)
 	require.Equal(t, "tcpwrapped", got.Name)
@@ -180,7 +157,7 @@ func TestDetectTCPWrapped(t *testing.T) {
 
 func TestDetectSilentServiceIsUnknownWithinTimeout(t *testing.T) {
 	d, _ := newDetector(t, Options{Intensity: DefaultIntensity, Timeout: 300 * time.Millisecond})
-	port := serve(t, listen(t), idle)
+	port := testnet.Serve(t, listen(t), idle)
 	got, err := d.Detect(context.Background(), loopback, port)
 	require.NoError(t, err)
 	require.Equal(t, "unknown", got.Name)
@@ -194,7 +171,7 @@ func TestDetectSilentServiceIsUnknownWithinTimeout(t *testing.T) {
 func TestDetectIncompleteWhenTheVersionProbeIsTooSlow(t *testing.T) {
 	slowness := make(chan time.Duration, 1)
 	handle := quickSlow(func() time.Duration { d := <-slowness; slowness <- d; return d })
-	port := serve(t, listen(t), handle)
+	port := testnet.Serve(t, listen(t), handle)
 	d, _ := newDetector(t, Options{Intensity: DefaultIntensity, ProbeFiles: []string{"testdata/fake-banner-probes"},
 		Timeout: 400 * time.Millisecond})
 
@@ -212,7 +189,7 @@ func TestDetectIncompleteWhenTheVersionProbeIsTooSlow(t *testing.T) {
 
 func TestDetectContextCancelled(t *testing.T) {
 	d, _ := newDetector(t, Options{Intensity: DefaultIntensity})
-	port := serve(t, listen(t), idle)
+	port := testnet.Serve(t, listen(t), idle)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_, err := d.Detect(ctx, loopback, port)
@@ -260,7 +237,7 @@ func TestDetectInsideTLS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := tls.NewListener(listen(t), &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-			port := serve(t, l, func(c net.Conn) {
+			port := testnet.Serve(t, l, func(c net.Conn) {
 				if err := c.(*tls.Conn).Handshake(); err != nil {
 					return
 				}
@@ -295,7 +272,7 @@ func TestDetectExcluded(t *testing.T) {
 func TestBadPatternReportedOnce(t *testing.T) {
 	d, logs := newDetector(t, Options{Intensity: DefaultIntensity, ProbeFiles: []string{"testdata/fake-banner-probes"}})
 	for range 3 {
-		port := serve(t, listen(t), func(c net.Conn) { _, _ = io.WriteString(c, "nothing known\r\n"); idle(c) })
+		port := testnet.Serve(t, listen(t), func(c net.Conn) { _, _ = io.WriteString(c, "nothing known\r\n"); idle(c) })
 		_, err := d.Detect(context.Background(), loopback, port)
 		require.NoError(t, err)
 	}
@@ -309,7 +286,7 @@ func TestAnnotate(t *testing.T) {
 	d, _ := newDetector(t, Options{Intensity: DefaultIntensity, Concurrency: 2, ProbeFiles: []string{"testdata/fake-banner-probes"}})
 	var ports []snapshot.Port
 	for range 3 {
-		p := serve(t, listen(t), func(c net.Conn) { _, _ = io.WriteString(c, "FAKE 2.0\r\n"); idle(c) })
+		p := testnet.Serve(t, listen(t), func(c net.Conn) { _, _ = io.WriteString(c, "FAKE 2.0\r\n"); idle(c) })
 		ports = append(ports, snapshot.Port{Port: p, Protocol: "tcp", State: snapshot.StateOpen})
 	}
 	ports = append(ports, snapshot.Port{Port: 1, Protocol: "tcp", State: snapshot.StateFiltered})
