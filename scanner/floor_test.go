@@ -74,7 +74,7 @@ func newFloorSender(b *testing.B, iface string, workers int, addrs []netip.Addr)
 	if !ok {
 		b.Fatalf("%s is not an Ethernet interface", iface)
 	}
-	macs, err := neighbours(link.index)
+	macs, err := netif.Neighbours(link.index)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -30,18 +30,11 @@ func routeVia(dst netip.Addr, idx int) (bool, error) {
 	if dst.Is6() {
 		fam, bits = unix.AF_INET6, 128
 	}
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	fd, err := dialNetlink()
 	if err != nil {
-		return false, fmt.Errorf("open rtnetlink: %w", err)
+		return false, err
 	}
 	defer unix.Close(fd)
-	tv := unix.NsecToTimeval(netlinkTimeout.Nanoseconds())
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return false, fmt.Errorf("rtnetlink timeout: %w", err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return false, fmt.Errorf("bind rtnetlink: %w", err)
-	}
 	ne := binary.NativeEndian
 	rtm := make([]byte, unix.SizeofRtMsg)
 	rtm[0] = fam  // rtm_family
@@ -99,6 +92,25 @@ func routeVia(dst netip.Addr, idx int) (bool, error) {
 		}
 	}
 	return false, errors.New("rtnetlink: no answer to the route query")
+}
+
+// dialNetlink opens a route netlink socket whose reads time out after
+// netlinkTimeout.
+func dialNetlink() (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return -1, fmt.Errorf("open rtnetlink: %w", err)
+	}
+	tv := unix.NsecToTimeval(netlinkTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("rtnetlink timeout: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("bind rtnetlink: %w", err)
+	}
+	return fd, nil
 }
 
 func attr(typ uint16, data []byte) []byte {
