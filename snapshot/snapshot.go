@@ -80,6 +80,20 @@ type Service struct {
 	Incomplete bool `json:"incomplete,omitempty"`
 }
 
+// FullName is the service name as nmap's SERVICE column shows it: with the
+// tunnel ("ssl/imap") and "?" when detection ran out of time; "" without a
+// name.
+func (s *Service) FullName() string {
+	name := s.Name
+	if name != "" && s.Tunnel != "" {
+		name = s.Tunnel + "/" + name
+	}
+	if name != "" && s.Incomplete {
+		name += "?"
+	}
+	return name
+}
+
 // Describe says what runs on a port the way nmap's -sV column does:
 // "ssl/http nginx 1.22.1 (Debian)", with "?" after the name when detection
 // ran out of time; "" for a nil or empty Service. The fields come from the
@@ -89,15 +103,8 @@ func (s *Service) Describe() string {
 	if s == nil {
 		return ""
 	}
-	name := s.Name
-	if name != "" && s.Tunnel != "" {
-		name = s.Tunnel + "/" + name
-	}
-	if name != "" && s.Incomplete {
-		name += "?"
-	}
 	var fields []string
-	for _, f := range []string{name, s.Product, s.Version} {
+	for _, f := range []string{s.FullName(), s.Product, s.Version} {
 		if f != "" {
 			fields = append(fields, f)
 		}

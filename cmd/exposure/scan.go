@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -173,15 +174,9 @@ func writeScanText(w io.Writer, s *snapshot.Snapshot, nports int, versions bool)
 			for _, p := range h.Ports {
 				svc, ver := scanner.PortName(p.Port), ""
 				if p.Service != nil {
-					if p.Service.Name != "" {
-						svc = p.Service.Name
-					}
-					if p.Service.Tunnel != "" {
-						svc = p.Service.Tunnel + "/" + svc
-					}
-					if p.Service.Incomplete {
-						svc += "?" // nmap's mark of a guess: detection ran out of time
-					}
+					named := *p.Service
+					named.Name = cmp.Or(named.Name, svc) // the port's usual service
+					svc = named.FullName()
 					ver = strings.TrimSpace(strings.Join(nonEmpty(p.Service.Product, p.Service.Version), " "))
 					if p.Service.Info != "" {
 						ver = strings.TrimSpace(ver + " (" + p.Service.Info + ")")
