@@ -55,7 +55,12 @@ func Confirm(ctx context.Context, prober Prober, pending []Pending, n, m int) ([
 			return nil, err
 		}
 	}
+	return commit(pending, accepted), nil
+}
 
+// commit records the accepted pending changes in the State they came from
+// and returns them, followed by the policy verdicts they make hold.
+func commit(pending []Pending, accepted []bool) []snapshot.Change {
 	var out []snapshot.Change
 	var states []*State
 	for i := range pending {
@@ -72,7 +77,7 @@ func Confirm(ctx context.Context, prober Prober, pending []Pending, n, m int) ([
 	for _, st := range states {
 		out = append(out, st.newVerdicts(st.scan.policy, st.scan.complete)...)
 	}
-	return out, nil
+	return out
 }
 
 func vote(ctx context.Context, prober Prober, pending []Pending, n, m int) ([]bool, error) {

@@ -29,7 +29,7 @@ func diffCommand(app *kingpin.Application) (string, runFunc) {
 		if err != nil {
 			return err
 		}
-		changes := compare(from, to)
+		changes := diff.Compare(from, to, diff.Policy{})
 		if *format == "json" {
 			return writeChangesJSON(e.stdout, changes)
 		}
@@ -93,22 +93,4 @@ func pickScans(s reader, target, fromID, toID string) (from, to *snapshot.Snapsh
 		return nil, nil, err
 	}
 	return from, to, nil
-}
-
-// compare runs the diff engine on two scans as if from was the baseline
-// and every port change was confirmed: the plain difference, without the
-// daemon's history of flaps and confirmations.
-func compare(from, to *snapshot.Snapshot) []snapshot.Change {
-	var p diff.Policy
-	base := diff.Diff(nil, from, nil, p)
-	if !from.Complete {
-		// An incomplete older scan cannot be a baseline: compare against
-		// an empty view seeded from it anyway, so its ports count.
-		c := *from
-		c.Complete = true
-		base = diff.Diff(nil, &c, nil, p)
-	}
-	res := diff.Diff(from, to, base.State, p)
-	confirmed, _ := diff.Confirm(context.Background(), nil, res.Pending, 0, 0) // accepting needs no prober and cannot fail
-	return append(res.Changes, confirmed...)
 }

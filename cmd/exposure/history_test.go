@@ -167,6 +167,15 @@ func TestDiffCommand(t *testing.T) {
 	require.Contains(t, out, ": 0 changes")
 	require.Contains(t, out, "incomplete")
 
+	// From the incomplete scan: its ports are the view, the others opened.
+	code, out, errs = runCLI(t, "diff", "--storage.path", path, "--target", "dmz", scans[3].ID, scans[2].ID)
+	require.Equal(t, 0, code, errs)
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 3, out)
+	require.Contains(t, lines[0], ": 2 changes")
+	require.Regexp(t, `port_opened +198\.18\.0\.2:23/tcp`, lines[1])
+	require.Regexp(t, `port_opened +198\.18\.0\.2:4444/tcp`, lines[2])
+
 	code, _, errs = runCLI(t, "diff", "--storage.path", path, "--target", "lab", scans[0].ID)
 	require.Equal(t, 2, code)
 	require.Contains(t, errs, "belongs to target dmz")
