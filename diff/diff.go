@@ -342,13 +342,14 @@ func (d *differ) service(pk portKey, ps *portState, pt *snapshot.Port) {
 		ps.setService(svc)
 		return
 	}
+	known := ps.known()
 	before := ps.asPort(pk)
 	after := *pt
 	c := snapshot.Change{Address: pk.addr, Port: pk.port, Protocol: pk.proto, Before: before, After: &after}
 	switch {
-	case svc.Name != ps.Name || svc.Product != ps.Product:
+	case svc.Name != known.Name || svc.Product != known.Product:
 		c.Kind = snapshot.ServiceChanged
-	case svc.Version != ps.Version:
+	case svc.Version != known.Version:
 		c.Kind = snapshot.VersionChanged
 	}
 	if weak && c.Kind != "" {
@@ -369,7 +370,7 @@ func (d *differ) service(pk portKey, ps *portState, pt *snapshot.Port) {
 	if c.Kind != "" {
 		d.change(c)
 	}
-	if svc.Cert != nil && svc.Cert.Fingerprint != "" && ps.Cert != "" && svc.Cert.Fingerprint != ps.Cert {
+	if svc.Cert != nil && svc.Cert.Fingerprint != "" && ps.certFP() != "" && svc.Cert.Fingerprint != ps.certFP() {
 		c.Kind, c.Detail = snapshot.CertChanged, ""
 		d.change(c)
 	}
@@ -391,7 +392,11 @@ func inconclusive(svc *snapshot.Service, ps *portState) bool {
 	case svc.Incomplete, svc.Name == "", svc.Name == "unknown", svc.Name == "tcpwrapped":
 		return true
 	}
-	return ps != nil && ps.Version != "" && svc.Version == "" && svc.Name == ps.Name && svc.Product == ps.Product
+	if ps == nil {
+		return false
+	}
+	k := ps.known()
+	return k.Version != "" && svc.Version == "" && svc.Name == k.Name && svc.Product == k.Product
 }
 
 // apply records a confirmed transition in the reported view.
@@ -408,7 +413,7 @@ func (pd *Pending) apply() {
 		ps.setService(svc.Service)
 	}
 	if !pd.Open {
-		ps.Name, ps.Product, ps.Version, ps.Cert = "", "", "", ""
+		ps.Service = nil
 		ps.Tentative, ps.Weak = false, 0
 	}
 	now := st.scan.at.UnixNano()

@@ -383,3 +383,67 @@ func TestFlapSettings(t *testing.T) {
 		})
 	}
 }
+
+// TestChangesCarryTheFullService checks that the before of a change is the
+// service as it was reported, info, tunnel, CPE and certificate included,
+// also when the state went through MarshalBinary between the scans (as in
+// the daemon).
+func TestChangesCarryTheFullService(t *testing.T) {
+	full := func(version string) *snapshot.Service {
+		return &snapshot.Service{Name: "http", Product: "nginx", Version: version, Info: "Debian", Tunnel: "ssl",
+			CPE:  []string{"cpe:/a:igor_sysoev:nginx:" + version},
+			Cert: &snapshot.Cert{Subject: "CN=www", Issuer: "CN=ca", SANs: []string{"www.example.test"}, Fingerprint: "ab12"}}
+	}
+	scan := func(i int, svc *snapshot.Service) *snapshot.Snapshot {
+		sn := buildSnapshot(t, i, step{Hosts: map[string][]string{"198.18.0.2": {"22"}}})
+		if svc != nil {
+			sn.Hosts[0].Ports = append(sn.Hosts[0].Ports, snapshot.Port{Port: 443, Protocol: "tcp", State: snapshot.StateOpen, Service: svc})
+		}
+		return sn
+	}
+	roundTrip := func(st *State) *State {
+		b, err := st.MarshalBinary()
+		require.NoError(t, err)
+		st, err = UnmarshalState(b)
+		require.NoError(t, err)
+		return st
+	}
+	s1, s2, s3 := scan(1, full("1.22.1")), scan(2, full("1.24.0")), scan(3, nil)
+	st := roundTrip(Diff(nil, s1, nil, Policy{}).State)
+
+	res := Diff(s1, s2, st, Policy{})
+	require.Len(t, res.Changes, 1)
+	require.Equal(t, snapshot.VersionChanged, res.Changes[0].Kind)
+	require.Equal(t, full("1.22.1"), res.Changes[0].Before.Service)
+	require.Equal(t, full("1.24.0"), res.Changes[0].After.Service)
+	// The state keeps a copy: changing the scan afterwards changes nothing.
+	s2.Hosts[0].Ports[1].Service.CPE[0] = "changed"
+	s2.Hosts[0].Ports[1].Service.Cert.SANs[0] = "changed"
+
+	for _, st := range []*State{res.State, roundTrip(res.State)} {
+		res := Diff(s2, s3, st, Policy{})
+		confirmed, err := Confirm(context.Background(), nil, res.Pending, 0, 0)
+		require.NoError(t, err)
+		require.Len(t, confirmed, 1)
+		require.Equal(t, snapshot.PortClosed, confirmed[0].Kind)
+		require.Equal(t, full("1.24.0"), confirmed[0].Before.Service)
+	}
+}
+
+// TestStateFormat1 reads a state written before the state kept the whole
+// service: its facts still compare, so no change is invented.
+func TestStateFormat1(t *testing.T) {
+	st, err := UnmarshalState([]byte(`{"v":1,"b":true,"h":{"198.18.0.2":{}},"p":{"198.18.0.2|22/tcp":{"o":true,"n":"ssh","pr":"OpenSSH","v":"9.2p1","x":"ab12"}}}`))
+	require.NoError(t, err)
+	prev := buildSnapshot(t, 1, step{Hosts: map[string][]string{"198.18.0.2": {"22/ssh/OpenSSH/9.2p1/ab12"}}})
+	res := Diff(prev, buildSnapshot(t, 2, step{Hosts: map[string][]string{"198.18.0.2": {"22/ssh/OpenSSH/9.2p1/ab12"}}}), st, Policy{})
+	require.Empty(t, res.Changes)
+	require.Empty(t, res.Pending)
+	res = Diff(prev, buildSnapshot(t, 2, step{Hosts: map[string][]string{"198.18.0.2": {"22/ssh/OpenSSH/9.6p1/ab12"}}}), st, Policy{})
+	require.Len(t, res.Changes, 1)
+	require.Equal(t, "ssh OpenSSH 9.2p1", res.Changes[0].Before.Service.Describe())
+	require.Equal(t, "ab12", res.Changes[0].Before.Service.Cert.Fingerprint)
+	b, err := res.State.MarshalBinary()
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"v":2`)
+}

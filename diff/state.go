@@ -12,8 +12,10 @@ import (
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
-// stateVersion is the format of MarshalBinary.
-const stateVersion = 1
+// stateVersion is the format of MarshalBinary. Format 1 kept only the name,
+// product, version and certificate fingerprint of a port's service;
+// UnmarshalState still reads it.
+const stateVersion = 2
 
 // State is what the diff of one target remembers between scans: the
 // reported view (what the changes so far have told the user: which hosts are
@@ -52,11 +54,11 @@ type hostState struct {
 // portState is one port of the reported view. A closed port is kept only
 // while its flap bookkeeping needs it.
 type portState struct {
-	Open    bool   `json:"o,omitempty"`
-	Name    string `json:"n,omitempty"`
-	Product string `json:"pr,omitempty"`
-	Version string `json:"v,omitempty"`
-	Cert    string `json:"x,omitempty"`
+	Open bool `json:"o,omitempty"`
+	// Service is the reported service in full (info, CPE and certificate
+	// too), so the Before of a change says all the user was told. The diff
+	// compares its name, product, version and certificate fingerprint.
+	Service *snapshot.Service `json:"s,omitempty"`
 	// Tentative says the service above came from an inconclusive
 	// detection: a conclusive one replaces it without a change. Weak
 	// counts the inconclusive detections in a row that differ from it.
@@ -97,9 +99,10 @@ func UnmarshalState(b []byte) (*State, error) {
 	if err := json.Unmarshal(b, st); err != nil {
 		return nil, fmt.Errorf("diff: decode state: %w", err)
 	}
-	if st.V != stateVersion {
+	if st.V != 1 && st.V != stateVersion {
 		return nil, fmt.Errorf("diff: state format %d, want %d", st.V, stateVersion)
 	}
+	st.V = stateVersion
 	st.init()
 	return st, nil
 }
@@ -173,22 +176,71 @@ func (p *portState) prune(now time.Time, window time.Duration) {
 	}
 }
 
-// setService records the service facts the diff compares, as tentative
-// when the detection was inconclusive.
+// UnmarshalJSON reads both formats of a port: format 1 kept the service's
+// facts in fields of their own.
+func (p *portState) UnmarshalJSON(b []byte) error {
+	type plain portState
+	v := struct {
+		*plain
+		Name    string `json:"n"`
+		Product string `json:"pr"`
+		Version string `json:"v"`
+		Cert    string `json:"x"`
+	}{plain: (*plain)(p)}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	if p.Service == nil && (v.Name != "" || v.Product != "" || v.Version != "" || v.Cert != "") {
+		p.Service = &snapshot.Service{Name: v.Name, Product: v.Product, Version: v.Version}
+		if v.Cert != "" {
+			p.Service.Cert = &snapshot.Cert{Fingerprint: v.Cert}
+		}
+	}
+	return nil
+}
+
+// setService records the service as reported, as tentative when the
+// detection was inconclusive.
 func (p *portState) setService(svc *snapshot.Service) {
 	if svc == nil {
 		return
 	}
-	p.Name, p.Product, p.Version = svc.Name, svc.Product, svc.Version
+	p.Service = cloneService(svc)
 	p.Tentative, p.Weak = inconclusive(svc, nil), 0
-	p.Cert = ""
-	if svc.Cert != nil {
-		p.Cert = svc.Cert.Fingerprint
+}
+
+// known is the reported service; the zero Service when none is.
+func (p *portState) known() snapshot.Service {
+	if p.Service == nil {
+		return snapshot.Service{}
 	}
+	return *p.Service
+}
+
+// certFP is the fingerprint of the reported service's certificate.
+func (p *portState) certFP() string {
+	if p.Service == nil || p.Service.Cert == nil {
+		return ""
+	}
+	return p.Service.Cert.Fingerprint
 }
 
 func (p *portState) knowsService() bool {
-	return p.Name != "" || p.Product != "" || p.Version != ""
+	k := p.known()
+	return k.Name != "" || k.Product != "" || k.Version != ""
+}
+
+// cloneService copies svc deeply: the state must not share memory with the
+// snapshots it was built from, nor hand its own out.
+func cloneService(svc *snapshot.Service) *snapshot.Service {
+	c := *svc
+	c.CPE = slices.Clone(svc.CPE)
+	if svc.Cert != nil {
+		cert := *svc.Cert
+		cert.SANs = slices.Clone(svc.Cert.SANs)
+		c.Cert = &cert
+	}
+	return &c
 }
 
 // asPort rebuilds a snapshot.Port from the reported view, for Before.
@@ -198,11 +250,8 @@ func (p *portState) asPort(k portKey) *snapshot.Port {
 		st = snapshot.StateOpen
 	}
 	out := &snapshot.Port{Port: k.port, Protocol: k.proto, State: st}
-	if p.knowsService() || p.Cert != "" {
-		out.Service = &snapshot.Service{Name: p.Name, Product: p.Product, Version: p.Version}
-		if p.Cert != "" {
-			out.Service.Cert = &snapshot.Cert{Fingerprint: p.Cert}
-		}
+	if p.knowsService() || p.certFP() != "" {
+		out.Service = cloneService(p.Service)
 	}
 	return out
 }

@@ -5,6 +5,7 @@
 package snapshot
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -78,6 +79,17 @@ type Service struct {
 	// that could have told more (a match, a version) was still
 	// outstanding: the result may say less than the service would.
 	Incomplete bool `json:"incomplete,omitempty"`
+}
+
+// MarshalJSON writes "cpe" as [] when there are none, as the detector
+// does, so that a service reads the same in a snapshot and in the before
+// and after of a change whatever built it.
+func (s Service) MarshalJSON() ([]byte, error) {
+	type plain Service
+	if s.CPE == nil {
+		s.CPE = []string{}
+	}
+	return json.Marshal(plain(s))
 }
 
 // FullName is the service name as nmap's SERVICE column shows it: with the

@@ -1,6 +1,10 @@
 package snapshot
 
-import "testing"
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
 
 func TestServiceDescribe(t *testing.T) {
 	tests := []struct {
@@ -20,6 +24,29 @@ func TestServiceDescribe(t *testing.T) {
 	for _, tt := range tests {
 		if got := tt.s.Describe(); got != tt.want {
 			t.Errorf("%+v.Describe() = %q, want %q", tt.s, got, tt.want)
+		}
+	}
+}
+
+func TestServiceJSON(t *testing.T) {
+	tests := []struct {
+		s    Service
+		want string
+	}{
+		{Service{Name: "http"}, `{"name":"http","product":"","version":"","info":"","tunnel":"","cpe":[]}`},
+		{Service{Name: "http", CPE: []string{}}, `{"name":"http","product":"","version":"","info":"","tunnel":"","cpe":[]}`},
+		{Service{Name: "ssh", Info: "protocol 2.0", CPE: []string{"cpe:/a:openbsd:openssh"}, Incomplete: true},
+			`{"name":"ssh","product":"","version":"","info":"protocol 2.0","tunnel":"","cpe":["cpe:/a:openbsd:openssh"],"incomplete":true}`},
+	}
+	for _, tt := range tests {
+		for _, v := range []any{tt.s, &tt.s, Port{Service: &tt.s}} {
+			b, err := json.Marshal(v)
+			if err != nil {
+				t.Fatalf("marshal %+v: %v", v, err)
+			}
+			if got := string(b); !strings.Contains(got, tt.want) {
+				t.Errorf("json.Marshal(%T %+v) = %s, want it to hold %s", v, tt.s, got, tt.want)
+			}
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -68,7 +69,8 @@ func writeChangesJSON(w io.Writer, changes []snapshot.Change) error {
 
 // writeChangesText prints one aligned line per change.
 func writeChangesText(w io.Writer, changes []snapshot.Change, withTarget bool) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	for _, c := range changes {
 		where := c.Address
 		if c.Port != 0 {
@@ -80,12 +82,17 @@ func writeChangesText(w io.Writer, changes []snapshot.Change, withTarget bool) e
 			}
 			where = fmt.Sprintf("%s:%d/%s", where, c.Port, c.Protocol)
 		}
-		what := describePort(c.Before)
-		if c.After != nil {
-			if what != "" {
-				what += " -> "
+		var what string
+		switch {
+		case c.Before != nil && c.After != nil:
+			what = describePort(c.Before) + " -> " + describePort(c.After)
+		case c.After != nil:
+			what = describePort(c.After)
+		case c.Before != nil:
+			// A closure: say what was there, not the state it left.
+			if svc := describeService(c.Before.Service); svc != "" {
+				what = "(was " + svc + ")"
 			}
-			what += describePort(c.After)
 		}
 		if c.Flaps > 0 {
 			what += fmt.Sprintf(" (flapped %d times)", c.Flaps)
@@ -99,29 +106,39 @@ func writeChangesText(w io.Writer, changes []snapshot.Change, withTarget bool) e
 		}
 		fmt.Fprintf(tw, "%s%s\t%s\t%s\n", line, c.Kind, where, strings.TrimSpace(what))
 	}
-	if err := tw.Flush(); err != nil {
+	_ = tw.Flush() // into a buffer: cannot fail
+	// A line whose last column is empty would end in padding.
+	var out strings.Builder
+	for line := range strings.Lines(buf.String()) {
+		out.WriteString(strings.TrimRight(line, " \n") + "\n")
+	}
+	if _, err := io.WriteString(w, out.String()); err != nil {
 		return fmt.Errorf("write changes: %w", err)
 	}
 	return nil
 }
 
 func describePort(p *snapshot.Port) string {
-	if p == nil {
-		return ""
-	}
 	s := p.State
-	if v := p.Service; v != nil {
-		parts := nonEmpty(v.Describe())
-		if v.Cert != nil && v.Cert.Fingerprint != "" {
-			fp := v.Cert.Fingerprint
-			if len(fp) > 16 {
-				fp = fp[:16]
-			}
-			parts = append(parts, "cert "+fp)
-		}
-		if len(parts) > 0 {
-			s += " (" + textsafe.Clean(strings.Join(parts, " "), 120) + ")"
-		}
+	if svc := describeService(p.Service); svc != "" {
+		s += " (" + svc + ")"
 	}
 	return s
+}
+
+// describeService is what ran on a port, with the start of its certificate
+// fingerprint; "" when nothing is known.
+func describeService(v *snapshot.Service) string {
+	if v == nil {
+		return ""
+	}
+	parts := nonEmpty(v.Describe())
+	if v.Cert != nil && v.Cert.Fingerprint != "" {
+		fp := v.Cert.Fingerprint
+		if len(fp) > 16 {
+			fp = fp[:16]
+		}
+		parts = append(parts, "cert "+fp)
+	}
+	return textsafe.Clean(strings.Join(parts, " "), 120)
 }

@@ -45,26 +45,33 @@ func fillStore(t *testing.T) (path string, scans []*snapshot.Snapshot) {
 		mk("dmz", now.Add(-30*time.Minute), true, ssh("9.6p1"), port(4444), port(23)),
 		mk("dmz", now.Add(-10*time.Minute), false, ssh("9.6p1")),
 	}
-	policy := diff.Policy{NeverOpen: []uint16{23}}
-	var st *diff.State
-	var prev *snapshot.Snapshot
-	for _, sn := range scans {
-		res := diff.Diff(prev, sn, st, policy)
-		confirmed, err := diff.Confirm(t.Context(), nil, res.Pending, 0, 0)
-		require.NoError(t, err)
-		state, err := res.State.MarshalBinary()
-		require.NoError(t, err)
-		require.NoError(t, s.Commit(t.Context(), store.Commit{Snapshot: sn, Changes: append(res.Changes, confirmed...), DiffState: state}))
-		st = res.State
-		if sn.Complete {
-			prev = sn
-		}
-	}
+	commitScans(t, s, diff.Policy{NeverOpen: []uint16{23}}, scans...)
 	lab := mk("lab", now.Add(-5*time.Minute), true, port(9917))
 	require.NoError(t, s.Commit(t.Context(), store.Commit{Snapshot: lab, Changes: []snapshot.Change{
 		{Kind: snapshot.ForbiddenOpen, Address: "198.18.0.2", Port: 9917, Protocol: "tcp", Detail: "evil\x1b[31m banner\n"},
 	}}))
 	return path, scans
+}
+
+// commitScans diffs and commits scans in order as the daemon does, the
+// diff state going through the store's encoding between scans.
+func commitScans(t *testing.T, s *store.Store, policy diff.Policy, scans ...*snapshot.Snapshot) {
+	t.Helper()
+	var raw []byte
+	var prev *snapshot.Snapshot
+	for _, sn := range scans {
+		st, err := diff.UnmarshalState(raw)
+		require.NoError(t, err)
+		res := diff.Diff(prev, sn, st, policy)
+		confirmed, err := diff.Confirm(t.Context(), nil, res.Pending, 0, 0)
+		require.NoError(t, err)
+		raw, err = res.State.MarshalBinary()
+		require.NoError(t, err)
+		require.NoError(t, s.Commit(t.Context(), store.Commit{Snapshot: sn, Changes: append(res.Changes, confirmed...), DiffState: raw}))
+		if sn.Complete {
+			prev = sn
+		}
+	}
 }
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -99,7 +106,7 @@ func TestHistory(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 3, out)
 	require.Regexp(t, `^\S+Z  dmz  version_changed  198\.18\.0\.2:22/tcp +open \(ssh OpenSSH 9\.2p1\) -> open \(ssh OpenSSH 9\.6p1\)$`, lines[0])
-	require.Regexp(t, `port_closed +198\.18\.0\.2:80/tcp +open$`, lines[1])
+	require.Regexp(t, `port_closed +198\.18\.0\.2:80/tcp$`, lines[1])
 	require.Regexp(t, `port_opened +198\.18\.0\.2:4444/tcp +open$`, lines[2])
 	require.NotContains(t, out, scans[0].StartedAt.Format(time.RFC3339))
 
@@ -116,6 +123,54 @@ func TestHistory(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Empty(t, out)
 	require.Contains(t, errs, `unknown target "nope": no scans or changes stored`, "a misspelt target is not silently empty")
+}
+
+// TestHistoryClosure checks that a closure says what was there and that
+// its before is the service its opening's after showed, field for field.
+func TestHistoryClosure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "exposure.db")
+	s, err := store.Open(path, store.Options{})
+	require.NoError(t, err)
+	now := time.Now().UTC().Truncate(time.Second)
+	mk := func(i int, ports ...snapshot.Port) *snapshot.Snapshot {
+		at := now.Add(time.Duration(i-3) * time.Minute)
+		return &snapshot.Snapshot{Target: "lo", ID: snapshot.NewID("lo", at), StartedAt: at, FinishedAt: at.Add(time.Second), Complete: true,
+			Hosts: []snapshot.Host{{Address: "127.0.0.1", State: snapshot.HostUp, Ports: ports}}}
+	}
+	ssh := snapshot.Port{Port: 22, Protocol: "tcp", State: snapshot.StateOpen}
+	// As a test or an importer may build it: no CPE slice at all.
+	web := snapshot.Port{Port: 19945, Protocol: "tcp", State: snapshot.StateOpen,
+		Service: &snapshot.Service{Name: "http", Product: "nginx", Version: "1.22.1", Info: "Debian"}}
+	commitScans(t, s, diff.Policy{}, mk(0, ssh), mk(1, ssh, web), mk(2, ssh))
+	require.NoError(t, s.Close())
+
+	code, out, errs := runCLI(t, "history", "--storage.path", path)
+	require.Equal(t, 0, code, errs)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 2, out)
+	require.Regexp(t, `port_opened +127\.0\.0\.1:19945/tcp +open \(http nginx 1\.22\.1 \(Debian\)\)$`, lines[0])
+	require.Regexp(t, `port_closed +127\.0\.0\.1:19945/tcp +\(was http nginx 1\.22\.1 \(Debian\)\)$`, lines[1])
+
+	code, out, errs = runCLI(t, "history", "--storage.path", path, "--format", "json")
+	require.Equal(t, 0, code, errs)
+	var changes []struct {
+		Kind   string
+		Before struct{ Service json.RawMessage }
+		After  struct{ Service json.RawMessage }
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var c struct {
+			Kind   string
+			Before struct{ Service json.RawMessage }
+			After  struct{ Service json.RawMessage }
+		}
+		require.NoError(t, json.Unmarshal([]byte(line), &c), line)
+		changes = append(changes, c)
+	}
+	require.Len(t, changes, 2, out)
+	opened, closed := changes[0].After.Service, changes[1].Before.Service
+	require.JSONEq(t, `{"name":"http","product":"nginx","version":"1.22.1","info":"Debian","tunnel":"","cpe":[]}`, string(opened))
+	require.JSONEq(t, string(opened), string(closed), "the closure's before is the opening's after")
 }
 
 func TestHistoryErrors(t *testing.T) {
