@@ -60,10 +60,3 @@ func summarize(w io.Writer, c *config.Config) error {
 	}
 	return nil
 }
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}

@@ -33,8 +33,8 @@ func diffCommand(app *kingpin.Application) (string, runFunc) {
 		if *format == "json" {
 			return writeChangesJSON(e.stdout, changes)
 		}
-		fmt.Fprintf(e.stdout, "%s (%s) -> %s (%s): %d changes\n", from.ID, from.StartedAt.UTC().Format(time.RFC3339),
-			to.ID, to.StartedAt.UTC().Format(time.RFC3339), len(changes))
+		fmt.Fprintf(e.stdout, "%s (%s) -> %s (%s): %s\n", from.ID, from.StartedAt.UTC().Format(time.RFC3339),
+			to.ID, to.StartedAt.UTC().Format(time.RFC3339), counted(len(changes), "change", "changes"))
 		if !to.Complete {
 			fmt.Fprintln(e.stdout, "note: the newer scan is incomplete; closures and hosts going down are not reported")
 		}
@@ -84,7 +84,7 @@ func pickScans(s reader, target, fromID, toID string) (from, to *snapshot.Snapsh
 		}
 	}
 	if len(ids) < 2 {
-		return nil, nil, fmt.Errorf("target %q has %d complete scans; a diff needs two", target, len(ids))
+		return nil, nil, fmt.Errorf("target %q has %s; a diff needs two", target, counted(len(ids), "complete scan", "complete scans"))
 	}
 	if from, err = s.Snapshot(ids[1]); err != nil {
 		return nil, nil, err

@@ -95,7 +95,7 @@ func writeChangesText(w io.Writer, changes []snapshot.Change, withTarget bool) e
 			}
 		}
 		if c.Flaps > 0 {
-			what += fmt.Sprintf(" (flapped %d times)", c.Flaps)
+			what += " (flapped " + counted(c.Flaps, "time", "times") + ")"
 		}
 		if c.Detail != "" {
 			what += "  " + textsafe.Clean(c.Detail, 200)

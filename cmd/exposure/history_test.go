@@ -184,7 +184,7 @@ func TestHistoryErrors(t *testing.T) {
 		{[]string{"history", "--storage.path", path, "--format", "xml"}, 2, "xml"},
 		{[]string{"history", "--storage.path", filepath.Join(t.TempDir(), "none.db")}, 1, "no such file"},
 		{[]string{"diff", "--storage.path", path}, 2, "--target"},
-		{[]string{"diff", "--storage.path", path, "--target", "lab"}, 1, `target "lab" has 1 complete scans; a diff needs two`},
+		{[]string{"diff", "--storage.path", path, "--target", "lab"}, 1, `target "lab" has 1 complete scan; a diff needs two`},
 		{[]string{"diff", "--storage.path", path, "--target", "dmz", "123"}, 1, `no snapshot with id "dmz/123": store: not found`},
 		{[]string{"show", "--storage.path", path, "--target", "dmz", "--at", "soon"}, 2, `--at "soon"`},
 		{[]string{"show", "--storage.path", path, "--target", "dmz", "--at", "2000-01-01T00:00:00Z"}, 1, `target "dmz" has no complete scan at or before 2000-01-01T00:00:00Z: store: not found`},

@@ -162,7 +162,7 @@ func writeScanText(w io.Writer, s *snapshot.Snapshot, nports int, versions bool)
 			fmt.Fprintf(ew, "Host is up.\n")
 		}
 		if n := nports - len(h.Ports); n > 0 && h.State == snapshot.HostUp {
-			fmt.Fprintf(ew, "Not shown: %d closed tcp ports\n", n)
+			fmt.Fprintf(ew, "Not shown: %s\n", counted(n, "closed tcp port", "closed tcp ports"))
 		}
 		if len(h.Ports) > 0 {
 			tw := tabwriter.NewWriter(ew, 0, 0, 1, ' ', 0)
@@ -196,9 +196,10 @@ func writeScanText(w io.Writer, s *snapshot.Snapshot, nports int, versions bool)
 	if !s.Complete {
 		state = " (INCOMPLETE: the scan was cut short)"
 	}
-	fmt.Fprintf(ew, "Exposure done: %d hosts up, %d open ports; %d probes, %d retransmits, %d replies in %.2f seconds%s\n",
-		s.HostsUp(), s.OpenPorts(), s.Quality.ProbesSent, s.Quality.Retransmits, s.Quality.Replies,
-		s.FinishedAt.Sub(s.StartedAt).Seconds(), state)
+	fmt.Fprintf(ew, "Exposure done: %s up, %s; %s, %s, %s in %.2f seconds%s\n",
+		counted(s.HostsUp(), "host", "hosts"), counted(s.OpenPorts(), "open port", "open ports"),
+		counted(s.Quality.ProbesSent, "probe", "probes"), counted(s.Quality.Retransmits, "retransmit", "retransmits"),
+		counted(s.Quality.Replies, "reply", "replies"), s.FinishedAt.Sub(s.StartedAt).Seconds(), state)
 	return ew.err
 }
 

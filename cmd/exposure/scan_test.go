@@ -138,12 +138,12 @@ func TestScanLoopback(t *testing.T) {
 			code = run([]string{"scan", "-n", "--engine", engine, "-p", spec, "127.0.0.1"}, &stdout, &stderr)
 			require.Equal(t, 0, code, "stderr: %s", stderr.String())
 			out := stdout.String()
-			require.Contains(t, out, "Exposure scan report for 127.0.0.1\nHost is up.\nNot shown: 1 closed tcp ports\nPORT")
+			require.Contains(t, out, "Exposure scan report for 127.0.0.1\nHost is up.\nNot shown: 1 closed tcp port\nPORT")
 			for _, p := range open {
 				require.Regexp(t, fmt.Sprintf(`(?m)^%d/tcp +open +\S+$`, p), out)
 			}
 			require.NotContains(t, out, fmt.Sprintf("%d/tcp", closed))
-			require.Contains(t, out, "Exposure done: 1 hosts up, 2 open ports")
+			require.Contains(t, out, "Exposure done: 1 host up, 2 open ports")
 			require.False(t, strings.Contains(stderr.String(), "\r"), "no progress bar when stderr is not a terminal")
 		})
 	}
