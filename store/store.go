@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"runtime/debug"
@@ -166,8 +167,19 @@ func openError(path string, o Options, err error) error {
 		errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrInvalidMapping):
 		return fmt.Errorf("store: database %s: %w: %w", path, ErrCorrupt, err)
 	default:
-		return fmt.Errorf("store: open %s: %w", path, err)
+		return fmt.Errorf("store: open %s: %w", path, unpath(err))
 	}
+}
+
+// unpath returns the cause of an *fs.PathError, whose text repeats the
+// operation and the path that this package's messages already name ("store:
+// open PATH: open PATH: permission denied"). errors.Is still sees the
+// cause (fs.ErrNotExist, fs.ErrPermission).
+func unpath(err error) error {
+	if pe, ok := err.(*fs.PathError); ok {
+		return pe.Err
+	}
+	return err
 }
 
 func (s *Store) migrate(readOnly bool, migs []migration) error {
@@ -329,7 +341,7 @@ func preflight(path string, o Options) error {
 		return nil // bbolt creates it
 	}
 	if err != nil {
-		return fmt.Errorf("store: open %s: %w", path, err)
+		return fmt.Errorf("store: open %s: %w", path, unpath(err))
 	}
 	defer f.Close()
 	how := syscall.LOCK_EX
@@ -354,7 +366,7 @@ func preflight(path string, o Options) error {
 
 	info, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("store: stat %s: %w", path, err)
+		return fmt.Errorf("store: stat %s: %w", path, unpath(err))
 	}
 	size := info.Size()
 	if size == 0 {
@@ -371,7 +383,7 @@ func preflight(path string, o Options) error {
 		if errors.Is(err, io.EOF) {
 			return corrupt("file is only %d bytes", size)
 		}
-		return fmt.Errorf("store: read %s: %w", path, err)
+		return fmt.Errorf("store: read %s: %w", path, unpath(err))
 	}
 	m0, err0 := parseMeta(buf)
 	pageSize := m0.pageSize

@@ -252,3 +252,10 @@ func TestShowCommand(t *testing.T) {
 	require.Equal(t, scans[1].ID, sn.ID)
 	require.Equal(t, 3, sn.OpenPorts())
 }
+
+func TestMissingDatabaseNamedOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "none.db")
+	code, _, errs := runCLI(t, "history", "--storage.path", path)
+	require.Equal(t, 1, code)
+	require.Equal(t, "exposure history: store: open "+path+": no such file or directory\n", errs)
+}
