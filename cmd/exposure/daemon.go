@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	promversion "github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/exposure-monitor/exposure/monitor"
@@ -27,13 +26,7 @@ func daemonCommand(app *kingpin.Application) (string, runFunc) {
 	storagePath := cmd.Flag("storage.path", "Database file (default: $STATE_DIRECTORY/exposure.db under systemd, else ./data/exposure.db).").PlaceHolder("PATH").String()
 	webFlags := kingpinflag.AddFlags(cmd, defaultListenAddress)
 	return cmd.FullCommand(), func(ctx context.Context, e *env) error {
-		reg := prometheus.NewRegistry()
-		promversion.Version = version
-		reg.MustRegister(
-			collectors.NewGoCollector(),
-			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			versioncollector.NewCollector("exposure"),
-		)
+		reg := newRegistry()
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
@@ -51,4 +44,16 @@ func daemonCommand(app *kingpin.Application) (string, runFunc) {
 		}
 		return err
 	}
+}
+
+// newRegistry is the daemon's registry with the process collectors and
+// exposure_build_info (from the link-time version, see version.go).
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("exposure"),
+	)
+	return reg
 }

@@ -49,31 +49,57 @@ var registrars = []func(app *kingpin.Application) (string, runFunc){
 	showCommand,
 }
 
-func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-}
+// logFlags are the global flags that shape the logger.
+type logFlags struct{ level, format *string }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// newApp builds the command line: the global flags, --version and every
+// subcommand with its action.
+func newApp() (*kingpin.Application, map[string]runFunc, logFlags) {
 	app := kingpin.New("exposure", "Continuous exposure monitor: scheduled SYN and service scans, snapshots, diffs, metrics and alerts.")
-	app.UsageWriter(stdout)
-	app.ErrorWriter(stderr)
-	// kingpin calls terminate after --help and --version; remember the code
-	// instead of exiting, so run stays testable, and stop there.
-	terminated := -1
-	app.Terminate(func(code int) {
-		if terminated < 0 {
-			terminated = code
-		}
-	})
-	logLevel := app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").Enum("debug", "info", "warn", "error")
-	logFormat := app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").Enum("logfmt", "json")
-
+	app.Version(versionText())
+	lf := logFlags{
+		level:  app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").Enum("debug", "info", "warn", "error"),
+		format: app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").Enum("logfmt", "json"),
+	}
 	actions := map[string]runFunc{}
 	for _, reg := range registrars {
 		name, fn := reg(app)
 		actions[name] = fn
 	}
-	cmd, err := app.Parse(args)
+	return app, actions, lf
+}
+
+// terminated is what parse's Terminate panics with: kingpin would exit
+// after --help and --version, and would go on parsing if terminate
+// returned.
+type terminated struct{ code int }
+
+// parse runs kingpin's parser; code is the exit code when it ended the
+// program (--help, --version), else -1.
+func parse(app *kingpin.Application, args []string) (cmd string, code int, err error) {
+	app.Terminate(func(code int) { panic(terminated{code}) })
+	defer func() {
+		if r := recover(); r != nil {
+			t, ok := r.(terminated)
+			if !ok {
+				panic(r)
+			}
+			cmd, code, err = "", t.code, nil
+		}
+	}()
+	cmd, err = app.Parse(args)
+	return cmd, -1, err
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	app, actions, lf := newApp()
+	app.UsageWriter(stdout)
+	app.ErrorWriter(stderr)
+	cmd, terminated, err := parse(app, args)
 	if terminated >= 0 {
 		return terminated
 	}
@@ -83,10 +109,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	var level slog.Level
-	_ = level.UnmarshalText([]byte(*logLevel))
+	_ = level.UnmarshalText([]byte(*lf.level))
 	opts := &slog.HandlerOptions{Level: level}
 	var handler slog.Handler = slog.NewTextHandler(stderr, opts)
-	if *logFormat == "json" {
+	if *lf.format == "json" {
 		handler = slog.NewJSONHandler(stderr, opts)
 	}
 

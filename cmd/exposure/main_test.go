@@ -23,7 +23,7 @@ func TestHelpStopsThere(t *testing.T) {
 		code := run(tc.args, &out, &errb)
 		require.Equal(t, 0, code, "%v: stderr %s", tc.args, errb.String())
 		require.Contains(t, out.String(), tc.want, "%v", tc.args)
-		require.NotContains(t, out.String(), "exposure dev (revision", "%v ran the command", tc.args)
+		require.NotContains(t, out.String(), "exposure, version", "%v ran the command", tc.args)
 		require.Empty(t, errb.String(), "%v", tc.args)
 	}
 }
