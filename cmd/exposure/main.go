@@ -99,6 +99,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app, actions, lf := newApp()
 	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
+	args, notes, err := preparse(app, args)
+	if err != nil {
+		fmt.Fprintf(stderr, "exposure: %v\n", err)
+		return 2
+	}
+	for _, n := range notes {
+		fmt.Fprintf(stderr, "exposure: note: %s\n", n)
+	}
 	cmd, terminated, err := parse(app, args)
 	if terminated >= 0 {
 		return terminated
