@@ -27,6 +27,9 @@
 //   - Policy verdicts fire when they newly hold; Evaluate lists all that
 //     hold now, for alerts that fire while a condition lasts.
 //
+// Compare is the stateless difference of two stored scans (exposure diff):
+// no State, no confirmation, no flap damping.
+//
 // Version rules compare with dpkg ordering (CompareVersions), which also
 // orders semver and OpenSSH-style versions ("9.2p1" < "9.6p1").
 package diff
