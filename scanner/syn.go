@@ -47,9 +47,9 @@ type SYNOptions struct {
 	Window int
 	// InitialRTO, MinRTO and MaxRTO bound the adaptive probe timeout.
 	InitialRTO, MinRTO, MaxRTO time.Duration
-	// Interface, if set, binds the raw sockets and the source address
-	// lookup to that network interface (see EngineOptions.Interface).
-	Interface string
+	// Bind, if set, binds the raw sockets and the source address lookup to
+	// its network interface (see EngineOptions.Bind).
+	Bind *netif.Binding
 }
 
 func (o *SYNOptions) validate() error {
@@ -99,10 +99,7 @@ func NewSYN(o SYNOptions) (*SYN, error) {
 	if err != nil {
 		return nil, fmt.Errorf("syn engine: %w", err)
 	}
-	s := &SYN{opts: o, key: key, sport: o.SourcePort}
-	if s.bind, err = netif.New(o.Interface); err != nil {
-		return nil, fmt.Errorf("syn engine: %w", err)
-	}
+	s := &SYN{opts: o, key: key, sport: o.SourcePort, bind: o.Bind}
 	if s.sport == 0 {
 		lo, hi, err := ephemeralRange()
 		if err != nil {
@@ -126,10 +123,6 @@ func (s *SYN) Name() string { return KindSYN }
 
 // SourcePort is the engine's fixed probe source port.
 func (s *SYN) SourcePort() uint16 { return s.sport }
-
-// Interface is the network interface the engine's sockets are bound to, ""
-// for none.
-func (s *SYN) Interface() string { return s.bind.Name() }
 
 // Scan implements Engine.
 func (s *SYN) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, error) {
@@ -456,7 +449,7 @@ func (sc *synScan) openRings() {
 		sc.log.Debug("no tx ring: scan too small to pay for its setup", "pairs", n)
 		return
 	}
-	link, ok := ethernetLink(sc.bind.Name())
+	link, ok := ethernetLink(sc.bind)
 	if !ok {
 		sc.log.Debug("no tx ring: not an Ethernet interface", "interface", sc.bind.Name())
 		return
