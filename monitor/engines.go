@@ -10,6 +10,7 @@ import (
 
 	"github.com/exposure-monitor/exposure/config"
 	"github.com/exposure-monitor/exposure/scanner"
+	"github.com/exposure-monitor/exposure/scanner/netif"
 	"github.com/exposure-monitor/exposure/scanner/spec"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
@@ -29,25 +30,27 @@ func newEngineSet(limiter *rate.Limiter, logger *slog.Logger) *engineSet {
 	return &engineSet{limiter: limiter, logger: logger, m: map[string]scanner.Engine{}}
 }
 
-// get returns the engine of a kind bound to iface ("" for none), creating
-// it on first use. A reload that asks for syn without CAP_NET_RAW fails
+// get returns the engine of a kind bound by bind (nil for none), creating
+// it on first use. A binding is no more than its interface's name, so an
+// engine made for an earlier configuration's binding to the same interface
+// serves a later one. A reload that asks for syn without CAP_NET_RAW fails
 // here, before anything is swapped; a missing interface does not (scans
 // fail while it is missing).
-func (s *engineSet) get(kind, iface string) (scanner.Engine, error) {
+func (s *engineSet) get(kind string, bind *netif.Binding) (scanner.Engine, error) {
 	if kind == "" {
 		kind = scanner.KindAuto
 	}
-	key := kind + "|" + iface
+	key := kind + "|" + bind.Name()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.m[key]; ok {
 		return e, nil
 	}
 	logger := s.logger.With("engine", kind)
-	if iface != "" {
-		logger = logger.With("interface", iface)
+	if bind != nil {
+		logger = logger.With("interface", bind.Name())
 	}
-	e, err := scanner.NewEngine(kind, scanner.EngineOptions{Limiter: s.limiter, Logger: logger, Interface: iface})
+	e, err := scanner.NewEngine(kind, scanner.EngineOptions{Limiter: s.limiter, Logger: logger, Bind: bind})
 	if err != nil {
 		return nil, fmt.Errorf("scan engine %s: %w", kind, err)
 	}
@@ -62,11 +65,12 @@ type annotator interface {
 }
 
 // sweepTarget is the scanning half of a job: the sweep with the target's
-// engine, then service detection on the open ports when enabled. A
-// detection cut short by ctx leaves the snapshot incomplete.
-func sweepTarget(ctx context.Context, e scanner.Engine, det annotator, t *config.Target) (*snapshot.Snapshot, error) {
+// engine (bound by bind, which binds the sweep's DNS too), then service
+// detection on the open ports when enabled. A detection cut short by ctx
+// leaves the snapshot incomplete.
+func sweepTarget(ctx context.Context, e scanner.Engine, bind *netif.Binding, det annotator, t *config.Target) (*snapshot.Snapshot, error) {
 	snap, err := scanner.Sweep(ctx, e, t.TargetSpec, scanner.SweepOptions{
-		Target: t.Name, Ports: t.PortSpec, Retries: t.Retries, ReverseDNS: t.ReverseDNS,
+		Target: t.Name, Ports: t.PortSpec, Retries: t.Retries, ReverseDNS: t.ReverseDNS, Bind: bind,
 	})
 	if err != nil {
 		return snap, fmt.Errorf("sweep: %w", err)

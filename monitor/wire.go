@@ -11,20 +11,27 @@ import (
 
 	"github.com/exposure-monitor/exposure/config"
 	"github.com/exposure-monitor/exposure/diff"
+	"github.com/exposure-monitor/exposure/scanner/netif"
 	"github.com/exposure-monitor/exposure/scanner/service"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
 // realScanners backs a configuration with the scanner and diff packages:
 // every engine its targets name is created (and checked) here, so a reload
-// asking for an engine this process cannot run fails before the swap.
+// asking for an engine this process cannot run fails before the swap. The
+// configuration's global.interface becomes one binding here, which the
+// engines, the sweeps' DNS, service detection and the re-probes share.
 func (d *daemonState) realScanners(cfg *config.Config) (scanFunc, differ, error) {
 	if d.engines == nil {
 		d.engines = newEngineSet(d.limiter, d.logger)
 	}
-	iface := cfg.Global.Interface
+	// The interface need not exist yet: scans fail while it is missing.
+	bind, err := netif.New(cfg.Global.Interface)
+	if err != nil {
+		return nil, nil, fmt.Errorf("global.interface: %w", err)
+	}
 	for _, t := range cfg.OwnedTargets() {
-		if _, err := d.engines.get(t.Engine, iface); err != nil {
+		if _, err := d.engines.get(t.Engine, bind); err != nil {
 			return nil, nil, fmt.Errorf("target %q: %w", t.Name, err)
 		}
 	}
@@ -34,11 +41,11 @@ func (d *daemonState) realScanners(cfg *config.Config) (scanFunc, differ, error)
 		if !sd.Enabled {
 			continue
 		}
-		key := detectorKey(sd, iface)
+		key := detectorKey(sd, bind)
 		if _, ok := detectors[key]; ok {
 			continue
 		}
-		det, err := d.detector(key, sd, iface)
+		det, err := d.detector(key, sd, bind)
 		if err != nil {
 			return nil, nil, fmt.Errorf("target %q: service detection: %w", t.Name, err)
 		}
@@ -46,30 +53,30 @@ func (d *daemonState) realScanners(cfg *config.Config) (scanFunc, differ, error)
 	}
 	engines := d.engines
 	scan := func(ctx context.Context, t *config.Target) (*snapshot.Snapshot, error) {
-		e, err := engines.get(t.Engine, iface)
+		e, err := engines.get(t.Engine, bind)
 		if err != nil {
 			return nil, err
 		}
 		var det annotator
 		if t.ServiceDetection.Enabled {
-			if dt := detectors[detectorKey(t.ServiceDetection, iface)]; dt != nil {
+			if dt := detectors[detectorKey(t.ServiceDetection, bind)]; dt != nil {
 				det = dt
 			}
 		}
-		return sweepTarget(ctx, e, det, t)
+		return sweepTarget(ctx, e, bind, det, t)
 	}
-	return scan, diffWithConfirm{engines: engines}, nil
+	return scan, diffWithConfirm{engines: engines, bind: bind}, nil
 }
 
-func detectorKey(sd config.ServiceDetection, iface string) string {
-	return fmt.Sprintf("%d|%s|%s|%s", sd.Intensity, time.Duration(sd.Timeout), iface, strings.Join(sd.ProbeFiles, "\x00"))
+func detectorKey(sd config.ServiceDetection, bind *netif.Binding) string {
+	return fmt.Sprintf("%d|%s|%s|%s", sd.Intensity, time.Duration(sd.Timeout), bind.Name(), strings.Join(sd.ProbeFiles, "\x00"))
 }
 
 // detector returns a service detector for sd. Detectors on the embedded
 // probe database alone are kept for the daemon's lifetime (parsing it is the
 // costly part); with operator probe files they are built again at every
 // reload, so edited files are read.
-func (d *daemonState) detector(key string, sd config.ServiceDetection, iface string) (*service.Detector, error) {
+func (d *daemonState) detector(key string, sd config.ServiceDetection, bind *netif.Binding) (*service.Detector, error) {
 	if len(sd.ProbeFiles) == 0 {
 		if det, ok := d.detectors[key]; ok {
 			return det, nil
@@ -77,7 +84,7 @@ func (d *daemonState) detector(key string, sd config.ServiceDetection, iface str
 	}
 	o := serviceOptions(sd, d.logger)
 	// global.interface binds -sV connections like the scan's probes.
-	o.Interface = iface
+	o.Bind = bind
 	det, err := service.New(o)
 	if err != nil {
 		return nil, err
@@ -107,6 +114,9 @@ func serviceOptions(sd config.ServiceDetection, logger *slog.Logger) service.Opt
 // engine, and diff.Evaluate for the conditions that hold now.
 type diffWithConfirm struct {
 	engines *engineSet
+	// bind is the scans' binding: re-probes go through global.interface
+	// like the scan did.
+	bind *netif.Binding
 }
 
 func policyOf(t *config.Target, g config.Global) diff.Policy {
@@ -133,8 +143,7 @@ func (w diffWithConfirm) diff(ctx context.Context, prev, cur *snapshot.Snapshot,
 	res := diff.Diff(prev, cur, st, p)
 	changes := res.Changes
 	if len(res.Pending) > 0 {
-		// Re-probes go through global.interface like the scan did.
-		e, err := w.engines.get(t.Engine, g.Interface)
+		e, err := w.engines.get(t.Engine, w.bind)
 		if err != nil {
 			return diffResult{}, err
 		}

@@ -147,7 +147,7 @@ func labctlHosts(b *testing.B, path string, n int) ([]string, string) {
 
 func benchLabSYN(b *testing.B, hosts int, ports string, loss float64) {
 	addrs, iface := benchLab(b, hosts, loss)
-	s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(rate.Inf, 0), Interface: iface})
+	s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(rate.Inf, 0), Bind: bindTo(b, iface)})
 	if err != nil {
 		b.Fatal(err)
 	}

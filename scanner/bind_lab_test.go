@@ -137,12 +137,12 @@ func TestLabInterfaceBinding(t *testing.T) {
 
 	engines := map[string]func(iface string) Engine{
 		"syn": func(iface string) Engine {
-			s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(labRate, labRate/100), Interface: iface})
+			s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(labRate, labRate/100), Bind: bindTo(t, iface)})
 			require.NoError(t, err)
 			return s
 		},
 		"connect": func(iface string) Engine {
-			return NewConnect(ConnectOptions{Timeout: time.Second, Interface: iface})
+			return NewConnect(ConnectOptions{Timeout: time.Second, Bind: bindTo(t, iface)})
 		},
 	}
 	for _, name := range []string{"syn", "connect"} {
@@ -201,7 +201,7 @@ func TestLabInterfaceTeardown(t *testing.T) {
 	w := watchEgress(t, "", l.Prefix(), l.Prefix6())
 	// Enough probes for the TX rings (ringMinProbes), which must fail as
 	// the IP sockets do.
-	s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(20000, 200), Interface: l.Interface()})
+	s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(20000, 200), Bind: bindTo(t, l.Interface())})
 	require.NoError(t, err)
 	ports, err := spec.ParsePorts("1-40000")
 	require.NoError(t, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
 
+	"github.com/exposure-monitor/exposure/scanner/netif"
 	"github.com/exposure-monitor/exposure/scanner/spec"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
@@ -27,15 +28,12 @@ func boundEngines(iface string) []struct {
 			if os.Geteuid() != 0 {
 				t.Skip("SYN engine needs CAP_NET_RAW (run as root)")
 			}
-			s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(20000, 200), Interface: iface})
+			s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(20000, 200), Bind: bindTo(t, iface)})
 			require.NoError(t, err)
-			require.Equal(t, iface, s.Interface())
 			return s
 		}},
 		{"connect", func(t *testing.T) Engine {
-			c := NewConnect(ConnectOptions{Timeout: time.Second, Interface: iface})
-			require.Equal(t, iface, c.Interface())
-			return c
+			return NewConnect(ConnectOptions{Timeout: time.Second, Bind: bindTo(t, iface)})
 		}},
 	}
 }
@@ -81,23 +79,39 @@ func TestBoundToMissingInterface(t *testing.T) {
 	}
 }
 
-func TestNewEngineInterface(t *testing.T) {
-	_, err := NewEngine(KindConnect, EngineOptions{Interface: "eth0:1"})
-	require.ErrorContains(t, err, `"eth0:1"`)
-	_, err = NewEngine(KindAuto, EngineOptions{Interface: "much-too-long-name0"})
-	require.ErrorContains(t, err, "longer than 15 bytes")
-	e, err := NewEngine(KindConnect, EngineOptions{Interface: "lo"})
-	require.NoError(t, err)
-	require.Equal(t, "lo", e.(*Connect).Interface())
-	_, err = NewSYN(SYNOptions{Limiter: rate.NewLimiter(1, 1), Interface: "a b"})
-	require.ErrorContains(t, err, `"a b"`)
+// TestNewEngineBinding: NewEngine hands its binding to the engine it
+// builds: a scan bound to a missing interface fails naming it.
+func TestNewEngineBinding(t *testing.T) {
+	kinds := []string{KindConnect}
+	if os.Geteuid() == 0 {
+		kinds = append(kinds, KindSYN, KindAuto)
+	}
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e, err := NewEngine(kind, EngineOptions{Bind: bindTo(t, "nosuchif0")})
+			require.NoError(t, err)
+			_, err = e.Scan(context.Background(), Job{Pairs: spec.NewPairList([]spec.Pair{{Addr: netip.MustParseAddr("127.0.0.1"), Port: 22}})},
+				func(Result) {})
+			require.ErrorContains(t, err, `interface "nosuchif0": no such network interface`)
+		})
+	}
 }
 
-// TestSweepBoundResolver: a sweep with a bound engine resolves through a
+// bindTo is the binding to the interface called name.
+func bindTo(tb testing.TB, name string) *netif.Binding {
+	tb.Helper()
+	b, err := netif.New(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// TestSweepBoundResolver: a sweep bound to an interface resolves through a
 // resolver whose sockets are bound too; /etc/hosts still answers.
 func TestSweepBoundResolver(t *testing.T) {
-	require.Nil(t, boundResolver(NewConnect(ConnectOptions{})))
-	r := boundResolver(NewConnect(ConnectOptions{Interface: "lo"}))
+	require.Nil(t, boundResolver(nil))
+	r := boundResolver(bindTo(t, "lo"))
 	require.NotNil(t, r)
 	require.True(t, r.PreferGo)
 	addrs, err := r.LookupNetIP(context.Background(), "ip4", "localhost")

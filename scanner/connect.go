@@ -33,9 +33,9 @@ type ConnectOptions struct {
 	Concurrency int
 	// Timeout is the limit of one attempt; 0 means 1.5 s.
 	Timeout time.Duration
-	// Interface, if set, binds every connection to that network interface
-	// (see EngineOptions.Interface). A bad name fails Scan.
-	Interface string
+	// Bind, if set, binds every connection to its network interface (see
+	// EngineOptions.Bind).
+	Bind *netif.Binding
 }
 
 func (o *ConnectOptions) validate() {
@@ -68,10 +68,6 @@ func NewConnect(o ConnectOptions) *Connect {
 // Name implements Engine.
 func (c *Connect) Name() string { return KindConnect }
 
-// Interface is the network interface the engine's connections are bound
-// to, "" for none.
-func (c *Connect) Interface() string { return c.opts.Interface }
-
 type connectOutcome struct {
 	res         Result
 	attempts    uint64
@@ -88,11 +84,8 @@ func (c *Connect) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, 
 	if err != nil {
 		return Stats{}, fmt.Errorf("connect scan: %w", err)
 	}
-	bind, err := netif.New(c.opts.Interface)
-	if err == nil {
-		err = bind.Check()
-	}
-	if err != nil {
+	bind := c.opts.Bind
+	if err := bind.Check(); err != nil {
 		return Stats{}, fmt.Errorf("connect scan: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)

@@ -71,11 +71,11 @@ type EngineOptions struct {
 	// unlimited).
 	Limiter *rate.Limiter
 	Logger  *slog.Logger
-	// Interface, if set, binds every socket of the engine's scans to that
+	// Bind, if set, binds every socket of the engine's scans to its
 	// network interface (SO_BINDTODEVICE, like nmap's -e): a destination
 	// not routed through it is not probed. The interface need not exist
 	// yet; a scan fails if it does not when the scan starts.
-	Interface string
+	Bind *netif.Binding
 }
 
 // NewEngine builds the engine of the given kind. "auto" picks SYN when a raw
@@ -89,13 +89,8 @@ func NewEngine(kind string, o EngineOptions) (Engine, error) {
 	if limiter == nil {
 		limiter = rate.NewLimiter(rate.Inf, 0)
 	}
-	if o.Interface != "" {
-		if err := netif.CheckName(o.Interface); err != nil {
-			return nil, err
-		}
-	}
-	syn := SYNOptions{Limiter: limiter, Logger: logger, Interface: o.Interface}
-	conn := ConnectOptions{Limiter: limiter, Logger: logger, Interface: o.Interface}
+	syn := SYNOptions{Limiter: limiter, Logger: logger, Bind: o.Bind}
+	conn := ConnectOptions{Limiter: limiter, Logger: logger, Bind: o.Bind}
 	switch kind {
 	case KindSYN:
 		return NewSYN(syn)

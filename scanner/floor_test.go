@@ -70,7 +70,7 @@ func newFloorSender(b *testing.B, iface string, workers int, addrs []netip.Addr)
 	if err != nil {
 		b.Fatal(err)
 	}
-	link, ok := ethernetLink(iface)
+	link, ok := ethernetLink(bind)
 	if !ok {
 		b.Fatalf("%s is not an Ethernet interface", iface)
 	}

@@ -24,7 +24,7 @@ const labRate = 200000
 // lab's routes, its probes cannot leave through another interface.
 func newLabSYN(t *testing.T, l *lab.Lab) *SYN {
 	t.Helper()
-	s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(labRate, labRate/100), Interface: l.Interface()})
+	s, err := NewSYN(SYNOptions{Limiter: rate.NewLimiter(labRate, labRate/100), Bind: bindTo(t, l.Interface())})
 	require.NoError(t, err)
 	return s
 }
@@ -149,7 +149,7 @@ func TestLabManyHosts(t *testing.T) {
 	})
 
 	t.Run("connect engine", func(t *testing.T) {
-		c := NewConnect(ConnectOptions{Concurrency: 512, Timeout: time.Second, Interface: l.Interface()})
+		c := NewConnect(ConnectOptions{Concurrency: 512, Timeout: time.Second, Bind: bindTo(t, l.Interface())})
 		snap := labSweep(t, c, addrs[:20], "top:1000")
 		sub := map[netip.Addr][]uint16{}
 		for _, a := range addrs[:20] {

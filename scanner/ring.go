@@ -56,12 +56,14 @@ type ringLink struct {
 	mac   net.HardwareAddr
 }
 
-// ethernetLink returns the index and address of interface name when it is
+// ethernetLink returns the index and address of b's interface when it is
 // an Ethernet interface (ARPHRD_ETHER: NICs, bridges, veth, bonds, VLANs).
 // It reads sysfs and one ioctl: net.InterfaceByName would dump every link
-// of the machine, megabytes on a host with hundreds of veths.
-func ethernetLink(name string) (ringLink, bool) {
-	if netif.CheckName(name) != nil {
+// of the machine, megabytes on a host with hundreds of veths. (The name is
+// safe in a path: a Binding's name passed netif.CheckName.)
+func ethernetLink(b *netif.Binding) (ringLink, bool) {
+	name := b.Name()
+	if name == "" {
 		return ringLink{}, false
 	}
 	typ, err := os.ReadFile("/sys/class/net/" + name + "/type")
@@ -76,7 +78,7 @@ func ethernetLink(name string) (ringLink, bool) {
 	if err != nil || len(mac) != 6 {
 		return ringLink{}, false
 	}
-	index, err := netif.Index(name)
+	index, err := b.Index()
 	if err != nil {
 		return ringLink{}, false
 	}

@@ -38,11 +38,14 @@ type SweepOptions struct {
 	// ReverseDNS looks up names of hosts that are up and did not come from
 	// a hostname, within a bounded time.
 	ReverseDNS bool
+	// Bind is the interface the scan is bound to (the engine's binding),
+	// nil for none: the system resolver's queries go out through it too.
+	Bind *netif.Binding
 	// Lookup resolves hostnames of the target spec; nil means the system
-	// resolver (its queries bound to the engine's interface, if it has one).
+	// resolver (bound by Bind).
 	Lookup spec.LookupFunc
 	// ReverseLookup returns the PTR names of an address; nil means the
-	// system resolver (bound like Lookup's).
+	// system resolver (bound by Bind).
 	ReverseLookup func(ctx context.Context, addr string) ([]string, error)
 	// Progress, if set, is called now and then with the pairs done so far.
 	Progress func(done, total uint64)
@@ -61,7 +64,7 @@ type hostAcc struct {
 func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*snapshot.Snapshot, error) {
 	started := time.Now().UTC()
 	resolver := net.DefaultResolver
-	if r := boundResolver(e); r != nil {
+	if r := boundResolver(o.Bind); r != nil {
 		resolver = r
 	}
 	lookup := o.Lookup
@@ -165,31 +168,16 @@ func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*sna
 	return snap, nil
 }
 
-// boundEngine is an engine whose sockets are bound to a network interface.
-type boundEngine interface {
-	Interface() string
-}
-
-// boundResolver is a resolver whose queries go out only through the
-// interface e is bound to, nil when e is not bound: a scan bound to an
-// interface sends nothing anywhere else, DNS included: a name server not
-// routed through that interface answers nothing (/etc/hosts still does).
-func boundResolver(e Engine) *net.Resolver {
-	be, ok := e.(boundEngine)
-	if !ok || be.Interface() == "" {
+// boundResolver is a resolver whose queries go out only through b's
+// interface, nil without a binding: a scan bound to an interface sends
+// nothing anywhere else, DNS included: a name server not routed through
+// that interface answers nothing (/etc/hosts still does).
+func boundResolver(b *netif.Binding) *net.Resolver {
+	if b == nil {
 		return nil
 	}
-	b, err := netif.New(be.Interface())
-	return &net.Resolver{
-		PreferGo: true,
-		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
-			if err != nil {
-				return nil, err
-			}
-			d := net.Dialer{Control: b.Control}
-			return d.DialContext(ctx, network, address)
-		},
-	}
+	d := net.Dialer{Control: b.Control}
+	return &net.Resolver{PreferGo: true, Dial: d.DialContext}
 }
 
 // reverseNames looks up PTR names with bounded concurrency and a bounded

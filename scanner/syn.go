@@ -47,9 +47,9 @@ type SYNOptions struct {
 	Window int
 	// InitialRTO, MinRTO and MaxRTO bound the adaptive probe timeout.
 	InitialRTO, MinRTO, MaxRTO time.Duration
-	// Interface, if set, binds the raw sockets and the source address
-	// lookup to that network interface (see EngineOptions.Interface).
-	Interface string
+	// Bind, if set, binds the raw sockets and the source address lookup to
+	// its network interface (see EngineOptions.Bind).
+	Bind *netif.Binding
 }
 
 func (o *SYNOptions) validate() error {
@@ -99,10 +99,7 @@ func NewSYN(o SYNOptions) (*SYN, error) {
 	if err != nil {
 		return nil, fmt.Errorf("syn engine: %w", err)
 	}
-	s := &SYN{opts: o, key: key, sport: o.SourcePort}
-	if s.bind, err = netif.New(o.Interface); err != nil {
-		return nil, fmt.Errorf("syn engine: %w", err)
-	}
+	s := &SYN{opts: o, key: key, sport: o.SourcePort, bind: o.Bind}
 	if s.sport == 0 {
 		lo, hi, err := ephemeralRange()
 		if err != nil {
@@ -126,10 +123,6 @@ func (s *SYN) Name() string { return KindSYN }
 
 // SourcePort is the engine's fixed probe source port.
 func (s *SYN) SourcePort() uint16 { return s.sport }
-
-// Interface is the network interface the engine's sockets are bound to, ""
-// for none.
-func (s *SYN) Interface() string { return s.bind.Name() }
 
 // Scan implements Engine.
 func (s *SYN) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, error) {
@@ -250,17 +243,32 @@ type synScan struct {
 	neigh *neighbourCache
 }
 
-// Send job kinds (sendJob.fi): IPv4 and IPv6 on IP sockets, and IPv4
-// frames on the TX ring.
+// Address families: the index of synScan.fam and famErr.
 const (
-	jobIPv4 = iota
-	jobIPv6
-	jobRing
+	famIPv4 = 0
+	famIPv6 = 1
 )
 
-// sendJob is one batch of packets of one family for a sender.
+// sendPath is the way a send job's packets leave: the IP sockets of one
+// family, or IPv4 Ethernet frames on the senders' TX rings.
+type sendPath int
+
+const (
+	pathIPv4 sendPath = famIPv4 // the IP sockets of famIPv4
+	pathIPv6 sendPath = famIPv6 // the IP sockets of famIPv6
+	pathRing sendPath = 2
+	numPaths          = 3
+)
+
+// ipPath is the path through the IP sockets of family fam.
+func ipPath(fam int) sendPath { return sendPath(fam) }
+
+// family is the address family of an IP socket path.
+func (p sendPath) family() int { return int(p) }
+
+// sendJob is one batch of packets of one path for a sender.
 type sendJob struct {
-	fi    int
+	path  sendPath
 	arena []byte
 	pkts  [][]byte
 	dsts  []netip.Addr
@@ -268,8 +276,8 @@ type sendJob struct {
 	ends  []int // end offsets of the packets in arena
 }
 
-func (j *sendJob) reset(fi int) {
-	j.fi = fi
+func (j *sendJob) reset(path sendPath) {
+	j.path = path
 	j.arena, j.pkts, j.dsts, j.keys, j.ends = j.arena[:0], j.pkts[:0], j.dsts[:0], j.keys[:0], j.ends[:0]
 }
 
@@ -314,10 +322,10 @@ func (sc *synScan) transmit(j *sendJob, i int) {
 			n   int
 			err error
 		)
-		if j.fi == jobRing {
+		if j.path == pathRing {
 			n, err = sc.rings[i].send(pkts)
 		} else {
-			f := sc.fam[j.fi]
+			f := sc.fam[j.path.family()]
 			n, err = sendTo(f.sendFDs[i], f.v6, pkts, dsts)
 		}
 		pkts, dsts, keys = pkts[n:], dsts[n:], keys[n:]
@@ -370,17 +378,18 @@ func (sc *synScan) handleFails() {
 	}
 }
 
-// job takes a free send job, waiting for a sender to return one.
-func (sc *synScan) takeJob(ctx context.Context, fi int) (*sendJob, error) {
+// takeJob takes a free send job for path, waiting for a sender to return
+// one.
+func (sc *synScan) takeJob(ctx context.Context, path sendPath) (*sendJob, error) {
 	select {
 	case j := <-sc.free:
-		j.reset(fi)
+		j.reset(path)
 		return j, nil
 	default:
 	}
 	select {
 	case j := <-sc.free:
-		j.reset(fi)
+		j.reset(path)
 		return j, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("syn scan: %w", ctx.Err())
@@ -416,15 +425,15 @@ func (sc *synScan) shutdown() {
 	wg.Wait()
 }
 
-// family returns the sockets for v4 (0) or v6 (1), opening them on first
-// use.
+// family returns the sockets of family i (famIPv4 or famIPv6), opening
+// them on first use.
 func (sc *synScan) family(i int) (*rawFamily, error) {
 	if sc.fam[i] != nil || sc.famErr[i] != nil {
 		return sc.fam[i], sc.famErr[i]
 	}
-	f, err := openRaw(i == 1, sc.sport, sc.workers, sc.bind)
+	f, err := openRaw(i == famIPv6, sc.sport, sc.workers, sc.bind)
 	if err == nil {
-		err = sc.addReceivers(f, i == 1)
+		err = sc.addReceivers(f, i == famIPv6)
 		if err != nil {
 			f.close()
 		}
@@ -434,7 +443,7 @@ func (sc *synScan) family(i int) (*rawFamily, error) {
 		return nil, err
 	}
 	sc.fam[i] = f
-	if i == 0 {
+	if i == famIPv4 {
 		sc.openRings()
 	}
 	// Replies a full window can produce must fit into the receive buffer,
@@ -456,7 +465,7 @@ func (sc *synScan) openRings() {
 		sc.log.Debug("no tx ring: scan too small to pay for its setup", "pairs", n)
 		return
 	}
-	link, ok := ethernetLink(sc.bind.Name())
+	link, ok := ethernetLink(sc.bind)
 	if !ok {
 		sc.log.Debug("no tx ring: not an Ethernet interface", "interface", sc.bind.Name())
 		return
@@ -756,88 +765,126 @@ func (sc *synScan) drop(p *probe, reason string) {
 	sc.emit(Result{Addr: p.key.addr, Port: p.key.port, State: snapshot.StateFiltered, Reason: reason})
 }
 
-// sendBatch sends up to n probes.
+// sendBatch sends up to n probes: each is made ready (prepare), built into
+// the send job of its path (enqueue), and the jobs go to the senders once
+// the batch is complete (flush).
 func (sc *synScan) sendBatch(ctx context.Context, n int) error {
-	var jobs [3]*sendJob
-	now := time.Now()
+	b := batch{now: time.Now()}
 	for range n {
 		p := sc.next()
 		if p == nil {
 			break
 		}
-		dst := p.key.addr
-		if err := sc.guard.check(dst); err != nil {
-			sc.drop(p, "not probed: "+err.Error())
+		fam, ok := sc.prepare(p, &b)
+		if !ok {
 			continue
 		}
-		if !p.src.IsValid() {
-			src, err := sc.srcs.source(dst)
-			if err != nil {
-				// Bound to an interface, a destination it does not
-				// reach is not probed: "no route via IFACE".
-				reason := "no route"
-				var nr *netif.NoRouteError
-				if errors.As(err, &nr) {
-					reason = nr.Error()
-				}
-				sc.drop(p, "not probed: "+reason)
-				continue
-			}
-			p.src = src
-		}
-		fi := 0
-		if dst.Is6() {
-			fi = 1
-		}
-		opening := sc.fam[fi] == nil && sc.famErr[fi] == nil
-		if _, err := sc.family(fi); err != nil {
-			sc.drop(p, "not probed: "+err.Error())
-			continue
-		}
-		if opening {
-			// Opening the sockets (and TX rings) takes milliseconds,
-			// which are not the probes' round trip.
-			now = time.Now()
-		}
-		build := sc.builder.syn
-		if sc.fam[fi].hdrincl {
-			build = sc.builder.syn4
-		}
-		var mac net.HardwareAddr
-		if fi == jobIPv4 && sc.rings != nil {
-			var ok bool
-			if mac, ok = sc.neigh.lookup(dst, now); ok {
-				fi = jobRing
-			}
-		}
-		j := jobs[fi]
-		if j == nil {
-			var err error
-			if j, err = sc.takeJob(ctx, fi); err != nil {
-				return err
-			}
-			jobs[fi] = j
-		}
-		if fi == jobRing {
-			j.arena = appendEthernet(j.arena, mac, sc.link.mac)
-		}
-		seq := sc.key.cookie(p.src, dst, sc.sport, p.key.port)
-		var err error
-		j.arena, err = build(j.arena, p.src, dst, sc.sport, p.key.port, seq)
-		if err != nil {
-			return fmt.Errorf("syn scan: %w", err)
-		}
-		// Packets are sliced from the arena once it is complete: it may
-		// move while it grows.
-		j.ends = append(j.ends, len(j.arena))
-		j.dsts = append(j.dsts, dst)
-		j.keys = append(j.keys, p.key)
-		sc.sent(p, now)
-		if fi == jobRing {
-			sc.stats.RingSent++
+		if err := sc.enqueue(ctx, &b, p, fam); err != nil {
+			return err
 		}
 	}
-	for _, j := range jobs {
+	sc.flush(&b)
+	sc.handleFails()
+	return nil
+}
+
+// batch is what one sendBatch builds: a send job per path, taken when the
+// first probe of that path comes, and the time its probes count as sent.
+type batch struct {
+	jobs [numPaths]*sendJob
+	now  time.Time
+}
+
+// prepare makes p ready to send: its destination allowed, its source
+// address known, the sockets of its family open. It returns p's family,
+// or false when it gave p its verdict instead.
+func (sc *synScan) prepare(p *probe, b *batch) (int, bool) {
+	dst := p.key.addr
+	if err := sc.guard.check(dst); err != nil {
+		sc.drop(p, "not probed: "+err.Error())
+		return 0, false
+	}
+	if !p.src.IsValid() {
+		src, err := sc.srcs.source(dst)
+		if err != nil {
+			// Bound to an interface, a destination it does not reach is
+			// not probed: "no route via IFACE".
+			reason := "no route"
+			var nr *netif.NoRouteError
+			if errors.As(err, &nr) {
+				reason = nr.Error()
+			}
+			sc.drop(p, "not probed: "+reason)
+			return 0, false
+		}
+		p.src = src
+	}
+	fam := famIPv4
+	if dst.Is6() {
+		fam = famIPv6
+	}
+	opening := sc.fam[fam] == nil && sc.famErr[fam] == nil
+	if _, err := sc.family(fam); err != nil {
+		sc.drop(p, "not probed: "+err.Error())
+		return 0, false
+	}
+	if opening {
+		// Opening the sockets (and TX rings) takes milliseconds, which
+		// are not the probes' round trip.
+		b.now = time.Now()
+	}
+	return fam, true
+}
+
+// enqueue builds p's SYN into the batch's job for its path: the TX ring
+// for an IPv4 neighbour whose link-layer address is known, else the IP
+// sockets of family fam.
+func (sc *synScan) enqueue(ctx context.Context, b *batch, p *probe, fam int) error {
+	dst := p.key.addr
+	path := ipPath(fam)
+	var mac net.HardwareAddr
+	if fam == famIPv4 && sc.rings != nil {
+		if m, ok := sc.neigh.lookup(dst, b.now); ok {
+			path, mac = pathRing, m
+		}
+	}
+	j := b.jobs[path]
+	if j == nil {
+		var err error
+		if j, err = sc.takeJob(ctx, path); err != nil {
+			return err
+		}
+		b.jobs[path] = j
+	}
+	if path == pathRing {
+		j.arena = appendEthernet(j.arena, mac, sc.link.mac)
+	}
+	build := sc.builder.syn
+	if sc.fam[fam].hdrincl {
+		build = sc.builder.syn4
+	}
+	seq := sc.key.cookie(p.src, dst, sc.sport, p.key.port)
+	var err error
+	j.arena, err = build(j.arena, p.src, dst, sc.sport, p.key.port, seq)
+	if err != nil {
+		return fmt.Errorf("syn scan: %w", err)
+	}
+	// Packets are sliced from the arena once it is complete (flush): it
+	// may move while it grows.
+	j.ends = append(j.ends, len(j.arena))
+	j.dsts = append(j.dsts, dst)
+	j.keys = append(j.keys, p.key)
+	sc.sent(p, b.now)
+	if path == pathRing {
+		sc.stats.RingSent++
+	}
+	return nil
+}
+
+// flush slices the packets of each of the batch's jobs from its arena and
+// hands the job to the senders.
+func (sc *synScan) flush(b *batch) {
+	for _, j := range b.jobs {
 		if j == nil {
 			continue
 		}
@@ -848,8 +895,6 @@ func (sc *synScan) sendBatch(ctx context.Context, n int) error {
 		}
 		sc.dispatch(j)
 	}
-	sc.handleFails()
-	return nil
 }
 
 // sent records a transmission of p.

@@ -84,15 +84,15 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 	if f.intensity < 0 || f.intensity > 9 {
 		return usagef("bad --version-intensity %d: must be between 0 and 9", f.intensity)
 	}
-	if f.iface != "" {
-		// A one-off scan binds to an interface that exists now.
-		if _, err := netif.Index(f.iface); err != nil {
-			return usagef("bad --interface (-e): %w", err)
-		}
+	// One binding for every socket of the scan: probes, -sV and DNS. A
+	// one-off scan binds to an interface that exists now.
+	bind, err := netif.Open(f.iface)
+	if err != nil {
+		return usagef("bad --interface (-e): %w", err)
 	}
 	var detector *service.Detector
 	if f.sV {
-		if detector, err = service.New(service.Options{Intensity: f.intensity, Logger: e.logger, Interface: f.iface}); err != nil {
+		if detector, err = service.New(service.Options{Intensity: f.intensity, Logger: e.logger, Bind: bind}); err != nil {
 			return fmt.Errorf("service detection: %w", err)
 		}
 	}
@@ -100,7 +100,7 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 	if f.rate > 0 {
 		limiter = rate.NewLimiter(rate.Limit(f.rate), max(1, f.rate/100))
 	}
-	engine, err := scanner.NewEngine(f.engine, scanner.EngineOptions{Limiter: limiter, Logger: e.logger, Interface: f.iface})
+	engine, err := scanner.NewEngine(f.engine, scanner.EngineOptions{Limiter: limiter, Logger: e.logger, Bind: bind})
 	if err != nil {
 		return fmt.Errorf("scan engine: %w", err)
 	}
@@ -111,6 +111,7 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 		Retries:    f.retries,
 		Sequential: f.sequential,
 		ReverseDNS: !f.noDNS,
+		Bind:       bind,
 		Progress:   bar.update,
 	})
 	bar.finish()

@@ -63,12 +63,9 @@ func CheckName(name string) error {
 	return nil
 }
 
-// Index returns the index of the interface called name, or an error naming
-// it when there is none.
-func Index(name string) (int, error) {
-	if err := CheckName(name); err != nil {
-		return 0, err
-	}
+// index returns the index of the interface called name (already checked),
+// or an error naming it when there is none.
+func index(name string) (int, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("interface %q: %w", name, err)
@@ -102,15 +99,17 @@ func Bind(fd int, name string) error {
 	return nil
 }
 
-// Binding is the interface a scan is bound to. The zero value (and a nil
-// *Binding) binds nothing.
+// Binding is the interface a scan is bound to. It is made once, where a
+// scan's parts are wired (the scan command, the daemon's configuration), and
+// handed to every part that opens sockets: the engines, service detection
+// and the sweep's resolver. A nil *Binding binds nothing.
 type Binding struct {
 	name string
 }
 
 // New returns the binding to the interface called name, or nil for "". Only
-// the syntax is checked: the interface may appear later, and is looked up
-// whenever a socket is bound.
+// the syntax is checked: the interface may appear later (the daemon's
+// global.interface), and is looked up whenever a socket is bound.
 func New(name string) (*Binding, error) {
 	if name == "" {
 		return nil, nil
@@ -119,6 +118,19 @@ func New(name string) (*Binding, error) {
 		return nil, err
 	}
 	return &Binding{name: name}, nil
+}
+
+// Open is New for an interface that must exist now (a one-off scan's -e),
+// or nil for "".
+func Open(name string) (*Binding, error) {
+	b, err := New(name)
+	if err == nil {
+		err = b.Check()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // Name is the interface name, "" for none.
@@ -131,11 +143,17 @@ func (b *Binding) Name() string {
 
 // Check returns an error naming the interface when it does not exist now.
 func (b *Binding) Check() error {
-	if b == nil {
-		return nil
-	}
-	_, err := Index(b.name)
+	_, err := b.Index()
 	return err
+}
+
+// Index is the interface's index now (it changes when the interface is made
+// again), 0 for a nil binding.
+func (b *Binding) Index() (int, error) {
+	if b == nil {
+		return 0, nil
+	}
+	return index(b.name)
 }
 
 // BindFD binds socket fd to the interface; nothing for a nil binding.
@@ -152,7 +170,7 @@ func (b *Binding) Route(dst netip.Addr) error {
 	if b == nil {
 		return nil
 	}
-	idx, err := Index(b.name)
+	idx, err := index(b.name)
 	if err != nil {
 		return err
 	}

@@ -60,17 +60,34 @@ func TestNewNilBinding(t *testing.T) {
 }
 
 func TestIndex(t *testing.T) {
-	idx, err := Index("lo")
+	lo, err := New("lo")
+	require.NoError(t, err)
+	idx, err := lo.Index()
 	require.NoError(t, err)
 	ifi, err := net.InterfaceByName("lo")
 	require.NoError(t, err)
 	require.Equal(t, ifi.Index, idx)
 
-	_, err = Index("nosuchif0")
-	require.EqualError(t, err, `interface "nosuchif0": no such network interface`)
 	b, err := New("nosuchif0")
 	require.NoError(t, err)
+	_, err = b.Index()
+	require.EqualError(t, err, `interface "nosuchif0": no such network interface`)
 	require.ErrorContains(t, b.Check(), `"nosuchif0": no such network interface`)
+}
+
+// TestOpen: Open binds only to an interface that exists now, New to any
+// well-formed name; both bind nothing for "".
+func TestOpen(t *testing.T) {
+	b, err := Open("lo")
+	require.NoError(t, err)
+	require.Equal(t, "lo", b.Name())
+	_, err = Open("nosuchif0")
+	require.EqualError(t, err, `interface "nosuchif0": no such network interface`)
+	_, err = Open("eth0:1")
+	require.ErrorContains(t, err, "must not contain '/' or ':'")
+	b, err = Open("")
+	require.NoError(t, err)
+	require.Nil(t, b)
 }
 
 // TestRouteViaLoopback asks the routing table (nothing is sent) which

@@ -25,7 +25,9 @@ func TestLabDetectorInterface(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	bridge, err := New(Options{Timeout: 5 * time.Second, Interface: a.Interface()})
+	bindA, err := netif.New(a.Interface())
+	require.NoError(t, err)
+	bridge, err := New(Options{Timeout: 5 * time.Second, Bind: bindA})
 	require.NoError(t, err)
 	segsB := hb.TCPSegmentsIn()
 	for _, addr := range []netip.Addr{ha.Addr(), ha.Addr6()} {
@@ -40,7 +42,9 @@ func TestLabDetectorInterface(t *testing.T) {
 	}
 	require.Equal(t, segsB, hb.TCPSegmentsIn(), "the other lab's host received segments")
 
-	lo, err := New(Options{Timeout: 5 * time.Second, Interface: "lo"})
+	bindLo, err := netif.New("lo")
+	require.NoError(t, err)
+	lo, err := New(Options{Timeout: 5 * time.Second, Bind: bindLo})
 	require.NoError(t, err)
 	segsA := ha.TCPSegmentsIn()
 	for _, addr := range []netip.Addr{ha.Addr(), hb.Addr()} {

@@ -65,11 +65,11 @@ type Options struct {
 	// format, merged after the embedded one in this order.
 	ProbeFiles []string
 	Logger     *slog.Logger
-	// Interface, if set, binds every connection (plain and TLS) to that
-	// network interface (SO_BINDTODEVICE, like nmap's -e); a destination
-	// not routed through it is not connected to. The interface may appear
+	// Bind, if set, binds every connection (plain and TLS) to its network
+	// interface (SO_BINDTODEVICE, like nmap's -e); a destination not
+	// routed through it is not connected to. The interface may appear
 	// after New; a detection while it is missing fails naming it.
-	Interface string
+	Bind *netif.Binding
 }
 
 func (o *Options) validate() error {
@@ -90,11 +90,6 @@ func (o *Options) validate() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Interface != "" {
-		if err := netif.CheckName(o.Interface); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -131,11 +126,7 @@ func New(o Options) (*Detector, error) {
 	if db.Probe("TCP", "NULL") == nil {
 		return nil, errors.New("load probes: no TCP NULL probe")
 	}
-	bind, err := netif.New(o.Interface)
-	if err != nil {
-		return nil, fmt.Errorf("service detection options: %w", err)
-	}
-	return &Detector{db: db, o: o, logger: o.Logger, dialer: net.Dialer{Control: bind.Control}}, nil
+	return &Detector{db: db, o: o, logger: o.Logger, dialer: net.Dialer{Control: o.Bind.Control}}, nil
 }
 
 func addFile(db *DB, name string) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/exposure-monitor/exposure/internal/lab"
+	"github.com/exposure-monitor/exposure/scanner/netif"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
@@ -90,7 +91,9 @@ func TestLabDaemons(t *testing.T) {
 
 func checkLab(t *testing.T, h *lab.Host, want map[uint16]snapshot.Service, probeFiles []string) {
 	// Every connection, TLS ones included, bound to the lab's bridge.
-	d, err := New(Options{Intensity: DefaultIntensity, Timeout: 10 * time.Second, ProbeFiles: probeFiles, Interface: h.Lab().Interface()})
+	bind, err := netif.New(h.Lab().Interface())
+	require.NoError(t, err)
+	d, err := New(Options{Intensity: DefaultIntensity, Timeout: 10 * time.Second, ProbeFiles: probeFiles, Bind: bind})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
