@@ -303,15 +303,7 @@ func (d *daemonState) specs(rc *runtimeConfig) []scheduleSpec {
 	out := make([]scheduleSpec, 0, len(rc.targets))
 	for _, t := range rc.targets {
 		name := t.Name
-		out = append(out, scheduleSpec{
-			name:       name,
-			sched:      t.Sched,
-			timeout:    time.Duration(t.Timeout),
-			jitter:     time.Duration(rc.cfg.Global.Jitter),
-			runAtStart: rc.cfg.Global.RunAtStart,
-			key:        scheduleKey(t, rc.cfg.Global),
-			run:        func(ctx context.Context) { d.runTarget(ctx, name) },
-		})
+		out = append(out, targetSpec(t, rc.cfg.Global, func(ctx context.Context) { d.runTarget(ctx, name) }))
 	}
 	return out
 }
