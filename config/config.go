@@ -72,8 +72,8 @@ type Global struct {
 	ScanRate int `yaml:"scan_rate"`
 	// Retention is how long snapshots and changes are kept (90d).
 	Retention model.Duration `yaml:"retention"`
-	// Jitter is the upper bound of the random delay before each scheduled
-	// run, so targets on the same schedule do not start together.
+	// Jitter bounds a fixed per-target offset (a hash of the name) added to
+	// every run, at most half the schedule's interval: targets spread, periods kept.
 	Jitter model.Duration `yaml:"jitter"`
 	// MaxConcurrentScans caps the number of targets scanned at once.
 	MaxConcurrentScans int `yaml:"max_concurrent_scans"`

@@ -12,10 +12,12 @@
 // this shard, each wrapped in cron.SkipIfStillRunning whose logger turns
 // "skip" into exposure_scans_skipped_total{target}. A per-target lock that
 // survives reschedules catches the overlaps cron cannot see (a run at start,
-// a target rescheduled mid-scan). Each run waits a random delay up to
-// global.jitter, then a slot of global.max_concurrent_scans, then scans under
-// the target's timeout. All engines share one rate.Limiter
-// (global.scan_rate).
+// a target rescheduled mid-scan). Each target's runs are shifted by a fixed
+// offset, the hash of its name scaled below global.jitter and half its
+// schedule's interval (as Prometheus spreads scrapes), so targets on one
+// schedule start apart and each keeps its period. A run takes a slot of
+// global.max_concurrent_scans, then scans under the target's timeout. All
+// engines share one rate.Limiter (global.scan_rate).
 //
 // # A job
 //

@@ -98,178 +98,265 @@ type planInfo struct {
 // transaction. A failed or cut-short scan is stored as incomplete and never
 // diffed, so missing ports are not reported as closed.
 func runScan(ctx context.Context, d jobDeps, t *config.Target, g config.Global, pi planInfo) scanOutcome {
-	name := t.Name
-	started := d.now()
-	out := scanOutcome{Target: name, Started: started, Result: resultSuccess}
+	j := &scanJob{ctx: ctx, d: d, t: t, g: g, pi: pi}
+	j.scan()
+	j.loadState()
+	j.diff()
+	j.judge()
+	j.planAlerts()
+	j.commit()
+	j.publish()
+	j.report()
+	return j.out
+}
 
-	snap, scanErr := d.scan(ctx, t)
+// scanJob is the state of one runScan, passed from step to step. Any step
+// may set err and clear snap.Complete: what follows then treats the scan as
+// incomplete (stored, never diffed, scan_failing unless cancelled).
+type scanJob struct {
+	ctx context.Context
+	d   jobDeps
+	t   *config.Target
+	g   config.Global
+	pi  planInfo
+
+	started time.Time
+	snap    *snapshot.Snapshot
+	err     error
+	// state is the target's stored state, updated for the next scan.
+	state targetState
+	dr    diffResult
+	// entries are the outbox entries of the alert plan.
+	entries []store.OutboxEntry
+	// stateBytes is state encoded; nil keeps the stored one.
+	stateBytes []byte
+	commitErr  error
+	out        scanOutcome
+}
+
+// scan runs the scanner and completes what it left out of the snapshot:
+// target, times, id. A scan that failed or was cut short is incomplete.
+func (j *scanJob) scan() {
+	name := j.t.Name
+	j.started = j.d.now()
+	j.out = scanOutcome{Target: name, Started: j.started, Result: resultSuccess}
+
+	snap, err := j.d.scan(j.ctx, j.t)
 	if snap == nil {
 		snap = &snapshot.Snapshot{Hosts: []snapshot.Host{}}
-		if scanErr == nil {
-			scanErr = errors.New("scanner returned no snapshot")
+		if err == nil {
+			err = errors.New("scanner returned no snapshot")
 		}
 	}
 	snap.Target = name
 	if snap.StartedAt.IsZero() {
-		snap.StartedAt = started
+		snap.StartedAt = j.started
 	}
 	if snap.ID == "" {
 		snap.ID = snapshot.NewID(name, snap.StartedAt)
 	}
 	if snap.FinishedAt.IsZero() {
-		snap.FinishedAt = d.now()
+		snap.FinishedAt = j.d.now()
 	}
-	if scanErr != nil || ctx.Err() != nil {
+	if err != nil || j.ctx.Err() != nil {
 		snap.Complete = false
 	}
 	snap.Sort()
+	j.snap, j.err = snap, err
+}
 
-	var st targetState
-	if raw, err := d.store.DiffState(name); err == nil && len(raw) > 0 {
-		if err := json.Unmarshal(raw, &st); err != nil {
-			d.logger.Warn("discarding unreadable diff state", "target", name, "err", err)
-			st = targetState{}
-		}
-	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
-		scanErr = errors.Join(scanErr, fmt.Errorf("read diff state: %w", err))
-		snap.Complete = false
+// fail records err and marks the scan incomplete.
+func (j *scanJob) fail(err error) {
+	if j.err != nil {
+		err = errors.Join(j.err, err)
 	}
+	j.err = err
+	j.snap.Complete = false
+}
 
-	var dr diffResult
-	if snap.Complete {
-		prev, err := d.store.LatestComplete(name)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			prev = nil
-		case err != nil:
-			scanErr = fmt.Errorf("read previous snapshot: %w", err)
-			snap.Complete = false
-		}
-		if snap.Complete {
-			dr, err = d.differ.diff(ctx, prev, snap, st.Diff, t, g)
-			if err != nil {
-				// Unconfirmed changes must not be reported; the scan is kept
-				// as incomplete and the next one diffs against the last
-				// complete snapshot again.
-				scanErr = err
-				snap.Complete = false
-				dr = diffResult{}
-			}
-		}
-	}
-
+// loadState reads the target's stored state. An unreadable one is
+// discarded (the differ starts afresh); a store that cannot be read makes
+// the scan incomplete, since it cannot be diffed against what it lacks.
+func (j *scanJob) loadState() {
+	raw, err := j.d.store.DiffState(j.t.Name)
 	switch {
-	case scanErr != nil && ctx.Err() == nil:
-		out.Result = resultFailed
-	case !snap.Complete:
-		out.Result = resultIncomplete
-	}
-	if scanErr != nil {
-		out.Err = cleanError(scanErr)
-	} else if !snap.Complete {
-		out.Err = "scan cut short"
-		if ctx.Err() != nil {
-			out.Err = "scan cut short: " + ctx.Err().Error()
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		j.fail(fmt.Errorf("read diff state: %w", err))
+	case len(raw) > 0:
+		if err := json.Unmarshal(raw, &j.state); err != nil {
+			j.d.logger.Warn("discarding unreadable diff state", "target", j.t.Name, "err", err)
+			j.state = targetState{}
 		}
 	}
+}
 
-	conditions := dr.Conditions
+// diff compares a complete scan with the previous complete one (none for
+// the baseline) and confirms the changes. Unconfirmed changes must not be
+// reported: when diffing fails, the scan is kept as incomplete and the next
+// one diffs against the last complete snapshot again.
+func (j *scanJob) diff() {
+	if !j.snap.Complete {
+		return
+	}
+	prev, err := j.d.store.LatestComplete(j.t.Name)
 	switch {
-	case snap.Complete:
-	case errors.Is(ctx.Err(), context.Canceled):
+	case errors.Is(err, store.ErrNotFound):
+		prev = nil
+	case err != nil:
+		j.fail(fmt.Errorf("read previous snapshot: %w", err))
+		return
+	}
+	dr, err := j.d.differ.diff(j.ctx, prev, j.snap, j.state.Diff, j.t, j.g)
+	if err != nil {
+		j.fail(err)
+		return
+	}
+	j.dr = dr
+}
+
+// judge sets the result and the error text of the outcome: failed when the
+// scan failed on its own, incomplete when it was cut short.
+func (j *scanJob) judge() {
+	switch {
+	case j.err != nil && j.ctx.Err() == nil:
+		j.out.Result = resultFailed
+	case !j.snap.Complete:
+		j.out.Result = resultIncomplete
+	}
+	switch {
+	case j.err != nil:
+		j.out.Err = cleanError(j.err)
+	case !j.snap.Complete:
+		j.out.Err = "scan cut short"
+		if j.ctx.Err() != nil {
+			j.out.Err = "scan cut short: " + j.ctx.Err().Error()
+		}
+	}
+}
+
+// conditions are the alert conditions that hold after this scan: the
+// policy verdicts of a complete scan, scan_failing for one that failed or
+// timed out, none for a cancelled one.
+func (j *scanJob) conditions() []snapshot.Change {
+	switch {
+	case j.snap.Complete:
+		return j.dr.Conditions
+	case errors.Is(j.ctx.Err(), context.Canceled):
 		// Shutdown or removal of the target, not a failing scan: keep
 		// whatever was firing (Plan resolves nothing for an incomplete
 		// scan) and raise nothing new.
-		conditions = nil
+		return nil
 	default:
-		conditions = []snapshot.Change{{
-			Kind: alert.ScanFailing, Target: name, At: snap.FinishedAt,
-			Snapshot: snap.ID, Detail: out.Err,
+		return []snapshot.Change{{
+			Kind: alert.ScanFailing, Target: j.t.Name, At: j.snap.FinishedAt,
+			Snapshot: j.snap.ID, Detail: j.out.Err,
 		}}
 	}
+}
+
+// planAlerts turns changes and conditions into outbox entries and the
+// state to store: the differ's new state (complete scans only) and what
+// fires now.
+func (j *scanJob) planAlerts() {
 	plan := alert.Plan(alert.PlanInput{
-		Target:        name,
-		Labels:        t.Labels,
-		SnapshotID:    snap.ID,
-		Now:           snap.FinishedAt,
-		Complete:      snap.Complete,
-		Snapshot:      snap,
-		Changes:       dr.Changes,
-		Conditions:    conditions,
-		Previous:      st.Firing,
-		Validity:      pi.validity,
-		EventLifetime: pi.eventLifetime,
-		GeneratorURL:  pi.generatorURL,
-		Receivers:     pi.receivers,
+		Target:        j.t.Name,
+		Labels:        j.t.Labels,
+		SnapshotID:    j.snap.ID,
+		Now:           j.snap.FinishedAt,
+		Complete:      j.snap.Complete,
+		Snapshot:      j.snap,
+		Changes:       j.dr.Changes,
+		Conditions:    j.conditions(),
+		Previous:      j.state.Firing,
+		Validity:      j.pi.validity,
+		EventLifetime: j.pi.eventLifetime,
+		GeneratorURL:  j.pi.generatorURL,
+		Receivers:     j.pi.receivers,
 	})
-	if snap.Complete {
-		st.Diff = dr.State
+	if j.snap.Complete {
+		j.state.Diff = j.dr.State
 	}
-	st.Firing = plan.Firing
-	stateBytes, err := json.Marshal(st)
-	if err != nil {
-		stateBytes = nil // keep the stored state rather than lose it
-	}
-	entries := make([]store.OutboxEntry, 0, len(plan.Entries))
+	j.state.Firing = plan.Firing
+	if b, err := json.Marshal(j.state); err == nil {
+		j.stateBytes = b
+	} // else keep the stored state rather than lose it
+	j.entries = make([]store.OutboxEntry, 0, len(plan.Entries))
 	for _, e := range plan.Entries {
-		entries = append(entries, store.OutboxEntry(e))
+		j.entries = append(j.entries, store.OutboxEntry(e))
 	}
+}
 
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+// commit writes snapshot, changes, outbox entries and state in one
+// transaction, even when the scan's context was cancelled (bounded by
+// commitTimeout): what was scanned is kept.
+func (j *scanJob) commit() {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), commitTimeout)
 	defer cancel()
-	commitErr := d.store.Commit(cctx, store.Commit{
-		Snapshot:  snap,
-		Changes:   dr.Changes,
-		Outbox:    entries,
-		DiffState: stateBytes,
+	j.commitErr = j.d.store.Commit(cctx, store.Commit{
+		Snapshot:  j.snap,
+		Changes:   j.dr.Changes,
+		Outbox:    j.entries,
+		DiffState: j.stateBytes,
 	})
+}
 
-	out.Snapshot = snap.ID
-	out.Duration = d.now().Sub(started)
-	out.HostsUp = snap.HostsUp()
-	out.OpenPorts = snap.OpenPorts()
-	out.Incomplete = !snap.Complete
-	if commitErr != nil {
+// publish completes the outcome and, once committed, shows the scan: the
+// port collector, the change counters and latest-scan gauges, and a wake
+// of the dispatcher for new outbox entries.
+func (j *scanJob) publish() {
+	out := &j.out
+	out.Snapshot = j.snap.ID
+	out.Duration = j.d.now().Sub(j.started)
+	out.HostsUp = j.snap.HostsUp()
+	out.OpenPorts = j.snap.OpenPorts()
+	out.Incomplete = !j.snap.Complete
+	if j.commitErr != nil {
 		out.Result = resultFailed
-		out.Err = cleanError(fmt.Errorf("commit: %w", commitErr))
-	} else {
-		out.Changes = len(dr.Changes)
-		d.collector.set(snap)
-		m := d.metrics
-		for _, c := range dr.Changes {
-			m.changes.WithLabelValues(name, string(c.Kind)).Inc()
-		}
-		if snap.Complete {
-			m.setLatest(snap)
-		}
-		if len(entries) > 0 && d.wake != nil {
-			d.wake()
-		}
+		out.Err = cleanError(fmt.Errorf("commit: %w", j.commitErr))
+		return
 	}
-	if d.record != nil {
-		d.record(out)
+	out.Changes = len(j.dr.Changes)
+	j.d.collector.set(j.snap)
+	for _, c := range j.dr.Changes {
+		j.d.metrics.changes.WithLabelValues(j.t.Name, string(c.Kind)).Inc()
 	}
-	d.metrics.scans.WithLabelValues(name, out.Result).Inc()
-	d.metrics.scanDuration.WithLabelValues(name).Observe(out.Duration.Seconds())
-	d.metrics.probesSent.WithLabelValues(name).Add(float64(snap.Quality.ProbesSent))
-	d.metrics.retransmits.WithLabelValues(name).Add(float64(snap.Quality.Retransmits))
+	if j.snap.Complete {
+		j.d.metrics.setLatest(j.snap)
+	}
+	if len(j.entries) > 0 && j.d.wake != nil {
+		j.d.wake()
+	}
+}
+
+// report hands the outcome to the status page, counts the scan and logs
+// its one line.
+func (j *scanJob) report() {
+	out, name, m := j.out, j.t.Name, j.d.metrics
+	if j.d.record != nil {
+		j.d.record(out)
+	}
+	m.scans.WithLabelValues(name, out.Result).Inc()
+	m.scanDuration.WithLabelValues(name).Observe(out.Duration.Seconds())
+	m.probesSent.WithLabelValues(name).Add(float64(j.snap.Quality.ProbesSent))
+	m.retransmits.WithLabelValues(name).Add(float64(j.snap.Quality.Retransmits))
 
 	attrs := []any{
 		"target", name, "result", out.Result, "duration", out.Duration.Round(time.Millisecond),
 		"hosts_up", out.HostsUp, "open_ports", out.OpenPorts, "changes", out.Changes,
-		"snapshot", snap.ID,
+		"snapshot", out.Snapshot,
 	}
 	if out.Err != "" {
 		attrs = append(attrs, "err", out.Err)
 	}
 	level := slog.LevelInfo
-	if out.Result == resultFailed {
+	switch out.Result {
+	case resultFailed:
 		level = slog.LevelError
-	} else if out.Result == resultIncomplete {
+	case resultIncomplete:
 		level = slog.LevelWarn
 	}
-	d.logger.Log(context.WithoutCancel(ctx), level, "scan finished", attrs...)
-	return out
+	j.d.logger.Log(context.WithoutCancel(j.ctx), level, "scan finished", attrs...)
 }
 
 // maxErrLen bounds error texts that reach logs, alerts and the status page:

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,33 +104,65 @@ func (d *daemonState) run(ctx context.Context, scanners scannerBuilder) (err err
 		return fmt.Errorf("config %s: %w", configName(cfg), err)
 	}
 
-	if err := os.MkdirAll(filepath.Dir(o.StoragePath), 0o750); err != nil {
-		return fmt.Errorf("create storage directory: %w", err)
+	scheme, err := webScheme(*o.Web.WebConfigFile)
+	if err != nil {
+		return &ConfigError{Err: err}
+	}
+	// Bind before the database is created: a port in use must not leave a
+	// new empty database behind.
+	listeners, err := d.listen()
+	if err != nil {
+		return err
+	}
+	served := false
+	defer func() {
+		if !served {
+			closeAll(listeners)
+		}
+	}()
+	created, err := createStorageDir(o.StoragePath)
+	if err != nil {
+		return err
 	}
 	st, err := store.Open(o.StoragePath, store.Options{})
 	if err != nil {
+		created.remove()
 		return fmt.Errorf("open storage: %w", err)
 	}
 	d.store = st
+	// The API file is written only under the database's lock, so a second
+	// daemon refused by the lock never touches the first one's.
+	api := apiURL(listeners, scheme)
+	started := false
 	defer func() {
+		if api != "" {
+			if rerr := os.Remove(APIFile(o.StoragePath)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				err = errors.Join(err, fmt.Errorf("remove API file: %w", rerr))
+			}
+		}
 		if cerr := st.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("close storage: %w", cerr))
 		}
+		if !started {
+			created.remove()
+		}
 	}()
+	if api != "" {
+		if err := writeAPIURL(o.StoragePath, api); err != nil {
+			return err
+		}
+	}
 	d.status = newStatusBoard(st, o.Now)
 	d.current.Store(rc)
 	d.preload(rc)
 
 	d.sched = newScheduler(time.Local, cfg.Global.MaxConcurrentScans, d.metrics, d.logger)
-	listeners, err := d.listen()
-	if err != nil {
-		return err
-	}
-	d.generatorURL = generatorURL(listeners, *o.Web.WebConfigFile != "")
+	d.generatorURL = generatorURL(listeners, scheme)
 	for _, l := range listeners {
 		d.addrs = append(d.addrs, l.Addr().String())
 	}
 	srv := &http.Server{Handler: d.routes(), ReadHeaderTimeout: 10 * time.Second}
+	served = true
 	serveErr := make(chan error, 1)
 	go func() {
 		err := web.ServeMultiple(listeners, srv, o.Web, d.logger)
@@ -147,6 +178,7 @@ func (d *daemonState) run(ctx context.Context, scanners scannerBuilder) (err err
 	}
 	d.sched.apply(d.specs(rc), true)
 	d.sched.start()
+	started = true
 	d.metrics.reloadSuccessful.Set(1)
 	d.metrics.reloadTimestamp.Set(float64(o.Now().Unix()))
 	d.ready.Store(true)
@@ -286,13 +318,9 @@ func closeAll(ls []net.Listener) {
 	}
 }
 
-func generatorURL(ls []net.Listener, tls bool) string {
+func generatorURL(ls []net.Listener, scheme string) string {
 	if len(ls) == 0 {
 		return ""
-	}
-	scheme := "http"
-	if tls {
-		scheme = "https"
 	}
 	return scheme + "://" + ls[0].Addr().String() + "/"
 }
@@ -303,15 +331,7 @@ func (d *daemonState) specs(rc *runtimeConfig) []scheduleSpec {
 	out := make([]scheduleSpec, 0, len(rc.targets))
 	for _, t := range rc.targets {
 		name := t.Name
-		out = append(out, scheduleSpec{
-			name:       name,
-			sched:      t.Sched,
-			timeout:    time.Duration(t.Timeout),
-			jitter:     time.Duration(rc.cfg.Global.Jitter),
-			runAtStart: rc.cfg.Global.RunAtStart,
-			key:        scheduleKey(t, rc.cfg.Global),
-			run:        func(ctx context.Context) { d.runTarget(ctx, name) },
-		})
+		out = append(out, targetSpec(t, rc.cfg.Global, func(ctx context.Context) { d.runTarget(ctx, name) }))
 	}
 	return out
 }

@@ -3,13 +3,15 @@ package monitor
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/exposure-monitor/exposure/config"
 )
 
 // jobFunc runs one scan of one target. ctx carries the target's scan
@@ -18,9 +20,10 @@ type jobFunc func(ctx context.Context)
 
 // scheduleSpec is what the scheduler needs to know about one target.
 type scheduleSpec struct {
-	name       string
-	sched      cron.Schedule
-	timeout    time.Duration
+	name    string
+	sched   cron.Schedule
+	timeout time.Duration
+	// jitter bounds the target's fixed offset (spreadOffset).
 	jitter     time.Duration
 	runAtStart bool
 	// key changes whenever anything about the target changes; a reload
@@ -29,10 +32,26 @@ type scheduleSpec struct {
 	run jobFunc
 }
 
+// targetSpec is the schedule of target t under global settings g.
+func targetSpec(t *config.Target, g config.Global, run jobFunc) scheduleSpec {
+	return scheduleSpec{
+		name:       t.Name,
+		sched:      t.Sched,
+		timeout:    time.Duration(t.Timeout),
+		jitter:     time.Duration(g.Jitter),
+		runAtStart: g.RunAtStart,
+		key:        scheduleKey(t, g),
+		run:        run,
+	}
+}
+
 type entry struct {
 	spec   scheduleSpec
 	id     cron.EntryID
 	cancel context.CancelFunc
+	// atStart is the run at start, delayed by the target's offset; stopped
+	// when the target is removed.
+	atStart *time.Timer
 	// removed is set when the target left the configuration; a scan still
 	// finishing then drops the series it just updated.
 	removed atomic.Bool
@@ -44,7 +63,6 @@ type scheduler struct {
 	cron    *cron.Cron
 	logger  *slog.Logger
 	metrics *metrics
-	randN   func(n int64) int64
 
 	base   context.Context
 	cancel context.CancelFunc
@@ -56,7 +74,15 @@ type scheduler struct {
 	entries map[string]*entry
 	// locks outlive entries: a rescheduled target must not start a second
 	// scan while the one begun under the old schedule is still running.
-	locks map[string]*sync.Mutex
+	locks map[string]*targetLock
+}
+
+// targetLock is held by the one run of a target in progress, from the
+// moment it queues for a scan slot until its scan returns.
+type targetLock struct {
+	sync.Mutex
+	// scanning is set once the run holds a scan slot.
+	scanning atomic.Bool
 }
 
 func newScheduler(loc *time.Location, maxConcurrent int, m *metrics, logger *slog.Logger) *scheduler {
@@ -76,12 +102,11 @@ func newScheduler(loc *time.Location, maxConcurrent int, m *metrics, logger *slo
 		),
 		logger:  logger,
 		metrics: m,
-		randN:   rand.Int64N,
 		base:    base,
 		cancel:  cancel,
 		sem:     make(chan struct{}, maxConcurrent),
 		entries: map[string]*entry{},
-		locks:   map[string]*sync.Mutex{},
+		locks:   map[string]*targetLock{},
 	}
 }
 
@@ -125,9 +150,13 @@ func (s *scheduler) apply(specs []scheduleSpec, initial bool) {
 		delete(s.entries, name)
 		if !ok {
 			// A removed target stops now; a changed one finishes the scan
-			// it began under the old configuration.
+			// it began under the old configuration (and keeps a pending run
+			// at start).
 			e.removed.Store(true)
 			e.cancel()
+			if e.atStart != nil {
+				e.atStart.Stop()
+			}
 			delete(s.locks, name)
 			s.metrics.forget(name)
 			s.logger.Info("target removed", "target", name)
@@ -141,7 +170,7 @@ func (s *scheduler) apply(specs []scheduleSpec, initial bool) {
 		}
 		lock, existed := s.locks[sp.name]
 		if !existed {
-			lock = &sync.Mutex{}
+			lock = &targetLock{}
 			s.locks[sp.name] = lock
 		}
 		ctx, cancel := context.WithCancel(s.base)
@@ -150,25 +179,30 @@ func (s *scheduler) apply(specs []scheduleSpec, initial bool) {
 			cron.Recover(cronLogger{s.logger}),
 			cron.SkipIfStillRunning(skipLogger{s, sp.name}),
 		).Then(cron.FuncJob(func() { s.runOnce(ctx, e, lock) }))
-		e.id = s.cron.Schedule(sp.sched, job)
+		now := time.Now()
+		interval := scheduleInterval(sp.sched, now)
+		offset := spreadOffset(sp.name, interval, sp.jitter)
+		e.id = s.cron.Schedule(offsetSchedule{anchored(sp.sched, now), offset}, job)
 		s.entries[sp.name] = e
 		s.metrics.init(sp.name)
 		if !existed && !initial {
 			s.logger.Info("target added", "target", sp.name)
 		}
+		s.logger.Debug("target scheduled", "target", sp.name, "interval", interval, "offset", offset)
 		if !existed && sp.runAtStart {
-			go job.Run()
+			e.atStart = time.AfterFunc(offset, job.Run)
 		}
 	}
 	s.metrics.targets.Set(float64(len(s.entries)))
 }
 
-// runOnce is one scheduled run: skip if the target is still being scanned,
-// wait out the jitter, take a concurrency slot, then scan under the
-// target's timeout.
-func (s *scheduler) runOnce(ctx context.Context, e *entry, lock *sync.Mutex) {
+// runOnce is one scheduled run: skip if the target's previous run is
+// still in progress, take a concurrency slot, then scan under the target's
+// timeout. The spread of runs is in the schedule (offsetSchedule), so a run
+// never waits holding the target's lock except for a slot.
+func (s *scheduler) runOnce(ctx context.Context, e *entry, lock *targetLock) {
 	s.mu.Lock()
-	if s.stopped {
+	if s.stopped || ctx.Err() != nil {
 		s.mu.Unlock()
 		return
 	}
@@ -182,16 +216,6 @@ func (s *scheduler) runOnce(ctx context.Context, e *entry, lock *sync.Mutex) {
 	}
 	defer lock.Unlock()
 
-	if e.spec.jitter > 0 {
-		d := time.Duration(s.randN(int64(e.spec.jitter)))
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
 	s.mu.Lock()
 	sem := s.sem
 	s.mu.Unlock()
@@ -200,9 +224,15 @@ func (s *scheduler) runOnce(ctx context.Context, e *entry, lock *sync.Mutex) {
 		return
 	case sem <- struct{}{}:
 	}
+	if ctx.Err() != nil { // select picks at random when both are ready
+		<-sem
+		return
+	}
+	lock.scanning.Store(true)
 	s.metrics.running.Inc()
 	defer func() {
 		s.metrics.running.Dec()
+		lock.scanning.Store(false)
 		<-sem
 	}()
 	if e.spec.timeout > 0 {
@@ -216,9 +246,108 @@ func (s *scheduler) runOnce(ctx context.Context, e *entry, lock *sync.Mutex) {
 	}
 }
 
+// skip counts a run that found the target's previous run in progress and
+// says what that run is doing: scanning, or queued for a slot of
+// global.max_concurrent_scans.
 func (s *scheduler) skip(target string) {
 	s.metrics.skipped.WithLabelValues(target).Inc()
+	s.mu.Lock()
+	lock := s.locks[target]
+	s.mu.Unlock()
+	if lock != nil && !lock.scanning.Load() {
+		s.logger.Warn("scan skipped: previous run of the target still waiting for a scan slot (global.max_concurrent_scans)", "target", target)
+		return
+	}
 	s.logger.Warn("scan skipped: previous scan of the target still running", "target", target)
+}
+
+// maxOffsetShare bounds a target's offset to this share of its interval.
+const maxOffsetShare = 0.5
+
+// spreadOffset is the fixed delay of a target's runs after its schedule's
+// activations, as Prometheus spreads scrapes: the FNV-1a hash of the name
+// scaled into [0, min(jitter, interval*maxOffsetShare)). It is the same on
+// every run, reload and restart, so each target keeps its period while
+// targets on one schedule start apart.
+func spreadOffset(name string, interval, jitter time.Duration) time.Duration {
+	bound := min(jitter, time.Duration(float64(interval)*maxOffsetShare))
+	if bound <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return time.Duration(h.Sum64() % uint64(bound))
+}
+
+// intervalSamples is how many gaps between activations scheduleInterval
+// looks at.
+const intervalSamples = 16
+
+// scheduleInterval is the period of sched: the delay of @every, else the
+// shortest gap between its next activations after from (a schedule such as
+// "0,5 * * * *" has gaps of 5 and 55 minutes). Zero if it never fires.
+func scheduleInterval(sched cron.Schedule, from time.Time) time.Duration {
+	switch sc := sched.(type) {
+	case cron.ConstantDelaySchedule:
+		return sc.Delay
+	case everySchedule:
+		return sc.every
+	}
+	var shortest time.Duration
+	prev := sched.Next(from)
+	for range intervalSamples {
+		if prev.IsZero() {
+			break
+		}
+		next := sched.Next(prev)
+		if next.IsZero() {
+			break
+		}
+		if gap := next.Sub(prev); shortest == 0 || gap < shortest {
+			shortest = gap
+		}
+		prev = next
+	}
+	return shortest
+}
+
+// offsetSchedule fires offset after each activation of inner.
+type offsetSchedule struct {
+	inner  cron.Schedule
+	offset time.Duration
+}
+
+func (o offsetSchedule) Next(t time.Time) time.Time {
+	n := o.inner.Next(t.Add(-o.offset))
+	if n.IsZero() {
+		return n
+	}
+	return n.Add(o.offset)
+}
+
+// everySchedule is "@every" on a fixed grid: anchor + k*every, k >= 1.
+// cron.ConstantDelaySchedule counts from whenever it is asked, so an offset
+// added to its activations would vanish at the next one.
+type everySchedule struct {
+	anchor time.Time
+	every  time.Duration
+}
+
+func (e everySchedule) Next(t time.Time) time.Time {
+	if t.Before(e.anchor) {
+		return e.anchor.Add(e.every)
+	}
+	k := t.Sub(e.anchor)/e.every + 1
+	return e.anchor.Add(k * e.every)
+}
+
+// anchored turns an @every schedule into one on a grid from now; other
+// schedules already are on the clock's grid.
+func anchored(sched cron.Schedule, now time.Time) cron.Schedule {
+	if sc, ok := sched.(cron.ConstantDelaySchedule); ok && sc.Delay > 0 {
+		return everySchedule{anchor: now, every: sc.Delay}
+	}
+	return sched
 }
 
 // next returns the next scheduled run of a target, zero if unknown.

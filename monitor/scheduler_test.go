@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/robfig/cron/v3"
 	"github.com/stretchr/testify/require"
+
+	"github.com/exposure-monitor/exposure/config"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -24,6 +27,9 @@ func newTestScheduler(t *testing.T, maxConcurrent int) (*scheduler, *metrics) {
 	m, err := newMetrics(prometheus.NewRegistry())
 	require.NoError(t, err)
 	s := newScheduler(time.UTC, maxConcurrent, m, discardLogger())
+	// Inside a synctest bubble the cleanup runs in the bubble: a failed
+	// check still stops the cron loop, so the bubble can end.
+	t.Cleanup(func() { _ = s.stop(context.Background()) })
 	return s, m
 }
 
@@ -122,22 +128,164 @@ func TestSchedulerCapsConcurrentScans(t *testing.T) {
 	})
 }
 
-func TestSchedulerJitterDelaysRuns(t *testing.T) {
+// TestSchedulerOffsetKeepsPeriod checks that a target runs its fixed
+// offset after each activation of its schedule, @every and cron alike, so
+// the gap between runs is the schedule's.
+func TestSchedulerOffsetKeepsPeriod(t *testing.T) {
+	cronSpec, err := config.ParseSchedule("*/10 * * * *")
+	require.NoError(t, err)
+	offset := spreadOffset("j", 10*time.Minute, 30*time.Second)
+	require.NotZero(t, offset)
+	for _, tt := range []struct {
+		name  string
+		sched cron.Schedule
+		// first is the first run; the next follow every 10 minutes.
+		first time.Duration
+	}{
+		// @every counts from when the target is scheduled.
+		{"@every", every(t, 10*time.Minute), 10*time.Minute + offset},
+		// The cron grid is the clock's: 00:00 + offset is still ahead.
+		{"cron", cronSpec, offset},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s, _ := newTestScheduler(t, 1)
+				start := time.Now() // synctest's clock starts at midnight UTC
+				var mu sync.Mutex
+				var at []time.Duration
+				s.apply([]scheduleSpec{{
+					name: "j", sched: tt.sched, jitter: 30 * time.Second, key: "1",
+					run: func(context.Context) {
+						mu.Lock()
+						at = append(at, time.Since(start))
+						mu.Unlock()
+					},
+				}}, true)
+				s.start()
+				time.Sleep(31 * time.Minute)
+				synctest.Wait()
+				mu.Lock()
+				want := []time.Duration{tt.first, tt.first + 10*time.Minute, tt.first + 20*time.Minute}
+				if tt.first+30*time.Minute <= 31*time.Minute {
+					want = append(want, tt.first+30*time.Minute)
+				}
+				require.Equal(t, want, at)
+				mu.Unlock()
+				require.Equal(t, start.Add(want[len(want)-1]+10*time.Minute).UTC(), s.next("j").UTC())
+				require.NoError(t, s.stop(context.Background()))
+			})
+		})
+	}
+}
+
+// TestSchedulerEveryFewSecondsWithDefaultJitter is the schedule a user
+// tries first: "@every 3s" under the default global.jitter (30s). Each
+// target keeps its period, and no run is skipped while nothing runs.
+func TestSchedulerEveryFewSecondsWithDefaultJitter(t *testing.T) {
+	cfg, err := config.Parse("every.yml", []byte("targets:\n  - name: web\n    hosts: [127.0.0.1]\n    schedule: \"@every 3s\"\n"))
+	require.NoError(t, err)
+	require.Equal(t, config.DefaultJitter, cfg.Global.Jitter, "the default applies")
 	synctest.Test(t, func(t *testing.T) {
-		s, _ := newTestScheduler(t, 1)
-		s.randN = func(n int64) int64 { return n - 1 } // the longest delay
-		var at atomic.Int64
-		start := time.Now()
-		s.apply([]scheduleSpec{{
-			name: "j", sched: every(t, 10*time.Minute), jitter: 30 * time.Second, key: "1",
-			run: func(context.Context) { at.Store(int64(time.Since(start))) },
-		}}, true)
+		m, err := newMetrics(prometheus.NewRegistry())
+		require.NoError(t, err)
+		var logs strings.Builder
+		var logMu sync.Mutex
+		logger := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
+		s := newScheduler(time.UTC, cfg.Global.MaxConcurrentScans, m, logger)
+		t.Cleanup(func() { _ = s.stop(context.Background()) })
+		var runs atomic.Int64
+		s.apply([]scheduleSpec{targetSpec(cfg.Targets[0], cfg.Global, func(context.Context) {
+			runs.Add(1)
+			time.Sleep(time.Second) // a scan of a second
+		})}, true)
 		s.start()
-		time.Sleep(11 * time.Minute)
+		time.Sleep(40 * time.Second)
 		synctest.Wait()
-		require.Equal(t, int64(10*time.Minute+30*time.Second-1), at.Load())
+		require.GreaterOrEqual(t, runs.Load(), int64(10))
+		require.Zero(t, testutil.ToFloat64(m.skipped.WithLabelValues("web")))
+		logMu.Lock()
+		require.NotContains(t, logs.String(), "skipped")
+		logMu.Unlock()
 		require.NoError(t, s.stop(context.Background()))
 	})
+}
+
+// A run that finds the previous one queued for a scan slot is skipped and
+// counted, and the log says it waits rather than scans.
+func TestSchedulerSkipNamesWhatThePreviousRunDoes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, err := newMetrics(prometheus.NewRegistry())
+		require.NoError(t, err)
+		var logs strings.Builder
+		var logMu sync.Mutex
+		s := newScheduler(time.UTC, 1, m, slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil)))
+		t.Cleanup(func() { _ = s.stop(context.Background()) })
+		s.apply([]scheduleSpec{
+			{name: "hog", sched: every(t, time.Hour), key: "1", runAtStart: true, run: func(ctx context.Context) { <-ctx.Done() }},
+			{name: "queued", sched: every(t, time.Minute), key: "1", run: func(context.Context) {}},
+		}, true)
+		s.start()
+		time.Sleep(2*time.Minute + time.Second)
+		synctest.Wait()
+		require.Equal(t, 1.0, testutil.ToFloat64(m.skipped.WithLabelValues("queued")))
+		logMu.Lock()
+		require.Contains(t, logs.String(), `msg="scan skipped: previous run of the target still waiting for a scan slot (global.max_concurrent_scans)" target=queued`)
+		require.NotContains(t, logs.String(), "still running")
+		logMu.Unlock()
+		require.NoError(t, s.stop(context.Background()))
+	})
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func TestSpreadOffset(t *testing.T) {
+	intervals := []time.Duration{time.Second, 3 * time.Second, time.Minute, 15 * time.Minute, 24 * time.Hour}
+	for _, interval := range intervals {
+		for _, jitter := range []time.Duration{0, time.Second, 30 * time.Second, time.Hour} {
+			bound := min(jitter, interval/2)
+			seen := map[time.Duration]bool{}
+			for i := range 200 {
+				name := fmt.Sprintf("target-%d", i)
+				off := spreadOffset(name, interval, jitter)
+				require.Equal(t, off, spreadOffset(name, interval, jitter), "stable for %s", name)
+				require.GreaterOrEqual(t, off, time.Duration(0))
+				if bound == 0 {
+					require.Zero(t, off)
+					continue
+				}
+				require.Less(t, off, bound, "%s interval %s jitter %s", name, interval, jitter)
+				seen[off] = true
+			}
+			if bound > 0 {
+				require.Greater(t, len(seen), 150, "names spread over [0, %s)", bound)
+			}
+		}
+	}
+}
+
+func TestScheduleInterval(t *testing.T) {
+	from := time.Date(2026, 11, 25, 6, 7, 0, 0, time.UTC)
+	for spec, want := range map[string]time.Duration{
+		"@every 3s":                         3 * time.Second,
+		"*/30 * * * *":                      30 * time.Minute,
+		"0,5 * * * *":                       5 * time.Minute,
+		"@daily":                            24 * time.Hour,
+		"0 9 * * 1-5":                       24 * time.Hour,
+		"CRON_TZ=Europe/Berlin 0 */6 * * *": 6 * time.Hour,
+	} {
+		sched, err := config.ParseSchedule(spec)
+		require.NoError(t, err, spec)
+		require.Equal(t, want, scheduleInterval(sched, from), spec)
+	}
 }
 
 func TestSchedulerTimeoutCancelsScan(t *testing.T) {

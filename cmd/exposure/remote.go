@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -50,22 +51,24 @@ type source struct {
 	passFile *string
 }
 
-const defaultWebURL = "http://127.0.0.1:9917"
+// defaultWebURL is the daemon's default listen address, for a daemon that
+// recorded no API file.
+const defaultWebURL = "http://" + defaultListenAddress
 
 // sourceFlags adds --storage.path and the flags that reach the daemon's API.
 func sourceFlags(cmd *kingpin.CmdClause) *source {
 	return &source{
 		path: storageFlag(cmd),
-		webURL: cmd.Flag("web.url", "The running daemon's web address; read from its API when the daemon holds the database file.").
-			Default(defaultWebURL).String(),
+		webURL: cmd.Flag("web.url", "The running daemon's web address; read from its API when the daemon holds the database file. Default: the URL the daemon recorded beside the database (PATH"+monitor.APIFileSuffix+"), else "+defaultWebURL+".").
+			PlaceHolder("URL").String(),
 		user:     cmd.Flag("web.basic-auth-user", "Basic auth user for --web.url (the daemon's --web.config.file).").String(),
 		passFile: cmd.Flag("web.basic-auth-password-file", "File holding the basic auth password for --web.url.").PlaceHolder("PATH").String(),
 	}
 }
 
 // open opens the database file read-only; if a running daemon holds it, it
-// reads from the daemon's API at --web.url instead and says so in one log
-// line. When the API fails as well, the error gives both reasons.
+// reads from the daemon's API instead (webURL) and says so in one log line.
+// When the API fails as well, the error gives both reasons.
 func (src *source) open(ctx context.Context, e *env) (reader, error) {
 	path := *src.path
 	if path == "" {
@@ -81,18 +84,44 @@ func (src *source) open(ctx context.Context, e *env) (reader, error) {
 		return nil, err
 	}
 	lockErr := fmt.Errorf("%w; a running daemon holds it", err)
-	a, err := src.api(ctx, lockErr)
+	webURL, from, err := src.webURLFor(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w; and %w", lockErr, err)
+	}
+	a, err := src.api(ctx, webURL, lockErr)
 	if err != nil {
 		return nil, err
 	}
-	e.logger.Info("database is locked by the running daemon; reading from its API", "path", path, "url", a.display)
+	attrs := []any{"path", path, "url", a.display}
+	if from != "" {
+		attrs = append(attrs, "recorded_in", from)
+	}
+	e.logger.Info("database is locked by the running daemon; reading from its API", attrs...)
 	return a, nil
 }
 
-func (src *source) api(ctx context.Context, lockErr error) (*apiReader, error) {
-	base, err := url.Parse(*src.webURL)
+// webURLFor is where the daemon holding the database at path serves its
+// API: --web.url when given, else the URL the daemon recorded beside the
+// database (from names that file), else defaultWebURL.
+func (src *source) webURLFor(path string) (webURL, from string, err error) {
+	if *src.webURL != "" {
+		return *src.webURL, "", nil
+	}
+	u, err := monitor.ReadAPIURL(path)
+	switch {
+	case err == nil:
+		return u, monitor.APIFile(path), nil
+	case errors.Is(err, fs.ErrNotExist):
+		return defaultWebURL, "", nil
+	default:
+		return "", "", fmt.Errorf("the daemon's API file: %w", err)
+	}
+}
+
+func (src *source) api(ctx context.Context, webURL string, lockErr error) (*apiReader, error) {
+	base, err := url.Parse(webURL)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("%w; and --web.url %q is not an http(s) URL", lockErr, *src.webURL)
+		return nil, fmt.Errorf("%w; and --web.url %q is not an http(s) URL", lockErr, webURL)
 	}
 	a := &apiReader{ctx: ctx, base: base, display: base.Redacted(), client: &http.Client{Timeout: 30 * time.Second}, lockErr: lockErr}
 	if base.User != nil { // http://user:pass@host also works
@@ -195,7 +224,7 @@ func (f fileReader) Scans(target string, limit int) ([]store.ScanInfo, error) {
 type apiReader struct {
 	ctx  context.Context
 	base *url.URL
-	// display is --web.url as given, its password redacted.
+	// display is the API's URL as given, its password redacted.
 	display        string
 	client         *http.Client
 	user, password string

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/stretchr/testify/require"
 
 	"github.com/exposure-monitor/exposure/monitor"
@@ -175,4 +178,72 @@ func TestDaemonAPIFailsToo(t *testing.T) {
 		"--web.basic-auth-user", "alice", "--web.basic-auth-password-file", passFile, "--target", "lab")
 	require.Equal(t, 0, code, errs)
 	require.Contains(t, out, "forbidden_open")
+}
+
+// startDaemon runs a real daemon on a random loopback port over the
+// database at path (its one target never runs within a test) and returns
+// the URL it serves; the daemon stops when the test ends.
+func startDaemon(t *testing.T, path string) string {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "exposure.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("targets:\n  - name: idle\n    hosts: [127.0.0.1]\n    ports: \"1\"\n    engine: connect\n    schedule: \"@every 24h\"\n"), 0o600))
+	addrs := []string{"127.0.0.1:0"}
+	socket, webCfg := false, ""
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- monitor.Run(ctx, monitor.Options{
+			ConfigFile: cfg, StoragePath: path,
+			Web:      &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &socket, WebConfigFile: &webCfg},
+			Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler), Notify: func(string) error { return nil },
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+		_, err := os.Stat(monitor.APIFile(path))
+		require.ErrorIs(t, err, os.ErrNotExist, "the daemon removes its API file on the way out")
+	})
+	// The daemon writes the file once it holds the database and listens.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if u, err := monitor.ReadAPIURL(path); err == nil {
+			return u
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("daemon exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the daemon recorded no API URL within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// With the daemon on a port of its own, --storage.path alone finds its API
+// through the URL it recorded beside the database; --web.url still wins.
+func TestReadFromDaemonFoundByAPIFile(t *testing.T) {
+	path, _ := fillStore(t)
+	code, want, errs := runCLI(t, "history", "--storage.path", path, "--format", "json")
+	require.Equal(t, 0, code, errs)
+
+	u := startDaemon(t, path)
+	require.NotEqual(t, defaultWebURL, u)
+	code, got, errs := runCLI(t, "history", "--storage.path", path, "--format", "json")
+	require.Equal(t, 0, code, errs)
+	require.Equal(t, want, got)
+	require.Contains(t, errs, `msg="database is locked by the running daemon; reading from its API" path=`+path+" url="+u+" recorded_in="+path+".api")
+
+	code, _, errs = runCLI(t, "history", "--storage.path", path, "--web.url", closedURL(t))
+	require.Equal(t, 1, code)
+	require.Contains(t, errs, "connection refused", "an explicit --web.url wins over the file")
+
+	// A file that makes no sense is an error that names it.
+	require.NoError(t, os.WriteFile(monitor.APIFile(path), []byte("junk\n"), 0o644))
+	code, _, errs = runCLI(t, "show", "--storage.path", path, "--target", "dmz")
+	require.Equal(t, 1, code)
+	require.Contains(t, errs, "a running daemon holds it; and the daemon's API file: "+path+`.api: not an http(s) URL: "junk"`)
+	require.NoError(t, os.WriteFile(monitor.APIFile(path), []byte(u+"\n"), 0o644))
 }
