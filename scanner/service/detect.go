@@ -331,6 +331,8 @@ type phaseResult struct {
 	// cut is set when the phase ended on a timeout while a probe that
 	// could have told more was outstanding.
 	cut bool
+	// fingerprint is what answered when nothing matched (fingerprint.go).
+	fingerprint string
 }
 
 func (r phaseResult) service() *snapshot.Service {
@@ -348,6 +350,8 @@ func (r phaseResult) service() *snapshot.Service {
 		}
 	case r.tcpwrapped:
 		s.Name = "tcpwrapped"
+	default:
+		s.Fingerprint = r.fingerprint
 	}
 	return s
 }
@@ -470,6 +474,7 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 	// running could give one, within a grace period.
 	var (
 		held, best      *outcome
+		fp              fingerprint
 		tlsPending      = !inTLS
 		sawData         bool
 		connected       bool
@@ -507,6 +512,7 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 	}
 	take := func(o outcome) (phaseResult, bool) {
 		sawData = sawData || len(o.data) > 0
+		fp.see(o, probes)
 		if o.dialErr != nil {
 			dialErr = o.dialErr
 		} else if o.idx >= 0 {
@@ -609,7 +615,7 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 			case !connected && dialErr != nil:
 				return phaseResult{unreachable: dialErr}
 			}
-			return phaseResult{cut: cut}
+			return phaseResult{cut: cut, fingerprint: fp.String()}
 		}
 	}
 }
@@ -680,7 +686,7 @@ func (d *Detector) runProbe(ctx context.Context, dial dialFunc, idx int, p *Prob
 		if n > 0 {
 			buf = buf[:len(buf)+n]
 			o.data = buf
-			f, hard, soft := d.match(p, buf)
+			f, hard, soft := d.matchReply(p, buf)
 			if hard {
 				o.fields, o.hard = f, true
 				return o
