@@ -174,4 +174,3 @@ func prepareTigerVNC(_ context.Context, c *daemonContext) ([]string, error) {
 	return []string{"Xtigervnc", ":57", "-rfbport", "5901", "-SecurityTypes", "None", "-nolisten", "unix",
 		"-nolisten", "tcp", "-geometry", "640x480", "-desktop", "exposure-lab"}, nil
 }
-

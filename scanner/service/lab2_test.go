@@ -111,7 +111,9 @@ func TestLabServiceBreadth(t *testing.T) {
 		go func() { defer wg.Done(); detect(k) }()
 	}
 	wg.Wait()
-	keys := slices.SortedFunc(maps.Keys(got), func(a, b key) int { return cmp.Or(cmp.Compare(a.port, b.port), cmp.Compare(fmt.Sprint(a.v6), fmt.Sprint(b.v6))) })
+	keys := slices.SortedFunc(maps.Keys(got), func(a, b key) int {
+		return cmp.Or(cmp.Compare(a.port, b.port), cmp.Compare(fmt.Sprint(a.v6), fmt.Sprint(b.v6)))
+	})
 	for _, k := range keys {
 		g := got[k]
 		t.Logf("%5d v6=%-5v %s %q %q %q fp=%q", k.port, k.v6, g.FullName(), g.Product, g.Version, g.Info, g.Fingerprint)
