@@ -14,7 +14,7 @@ import (
 // host of their own (their ports overlap the first group's).
 func ServiceDaemons() []Daemon {
 	return []Daemon{
-		{Name: "svnserve", Services: map[uint16]string{3690: "svn"}, Ports: []uint16{3690}, Binaries: []string{"svnserve", "svnadmin"}, Banner: "( success", prepare: prepareSvnserve},
+		{Name: "svnserve", Services: map[uint16]string{3690: "svnserve"}, Ports: []uint16{3690}, Binaries: []string{"svnserve", "svnadmin"}, Banner: "( success", prepare: prepareSvnserve},
 		{Name: "git-daemon", Services: map[uint16]string{9418: "git"}, Ports: []uint16{9418}, Binaries: []string{"git"}, prepare: prepareGitDaemon},
 		{Name: "ngircd", Services: map[uint16]string{6667: "irc"}, Ports: []uint16{6667}, Binaries: []string{"ngircd"}, prepare: prepareNgircd},
 		{Name: "slapd", Services: map[uint16]string{389: "ldap"}, Ports: []uint16{389}, Binaries: []string{"slapd"}, prepare: prepareSlapd},
@@ -22,11 +22,11 @@ func ServiceDaemons() []Daemon {
 		// same frontend on 22: an HTTP server on the SSH port.
 		{Name: "haproxy", Services: map[uint16]string{8080: "http-proxy", 22: "http-proxy"}, Ports: []uint16{8080, 22}, Binaries: []string{"haproxy"}, prepare: prepareHAProxy},
 		{Name: "tinyproxy", Services: map[uint16]string{8888: "http-proxy"}, Ports: []uint16{8888}, Binaries: []string{"tinyproxy"}, prepare: prepareTinyproxy},
-		{Name: "varnish", Services: map[uint16]string{6081: "http", 6082: "varnish-cli"}, Ports: []uint16{6081, 6082}, Binaries: []string{"varnishd"}, prepare: prepareVarnish},
+		{Name: "varnish", Services: map[uint16]string{6081: "http-proxy", 6082: "varnish-cli"}, Ports: []uint16{6081, 6082}, Binaries: []string{"varnishd"}, prepare: prepareVarnish},
 		// stunnel wraps the IRC server (ssl/irc on 6697) and svnserve on
 		// 443, a port that belongs to HTTPS. (ngircd throttles a source
 		// address that connects often, so one wrapped IRC port is enough.)
-		{Name: "stunnel", Services: map[uint16]string{6697: "ssl/irc", 443: "ssl/svn"}, Ports: []uint16{6697, 443}, Binaries: []string{"stunnel4"}, prepare: prepareStunnel},
+		{Name: "stunnel", Services: map[uint16]string{6697: "ssl/irc", 443: "ssl/svnserve"}, Ports: []uint16{6697, 443}, Binaries: []string{"stunnel4"}, prepare: prepareStunnel},
 		{Name: "tigervnc", Services: map[uint16]string{5901: "vnc"}, Ports: []uint16{5901}, Binaries: []string{"Xtigervnc"}, Banner: "RFB ", prepare: prepareTigerVNC},
 	}
 }

@@ -41,17 +41,17 @@ func TestLabServiceBreadth(t *testing.T) {
 	varnish := installed(t, `varnish-([\d.]+)`, "varnishd", "-V")
 	varnishMinor := varnish[:strings.LastIndex(varnish, ".")]
 	want := map[uint16]snapshot.Service{
-		3690: {Name: "svn", Product: "Subversion"},
+		3690: {Name: "svnserve", Product: "Subversion"},
 		9418: {Name: "git", Product: "git daemon"},
 		6667: {Name: "irc", Product: "ngircd", Version: ngircd},
 		389:  {Name: "ldap", Product: "OpenLDAP"},
 		8080: {Name: "http-proxy", Product: "HAProxy http proxy"},
 		22:   {Name: "http-proxy", Product: "HAProxy http proxy"},
 		8888: {Name: "http-proxy", Product: "tinyproxy", Version: upstream(t, "tinyproxy")},
-		6081: {Name: "http", Product: "Varnish http accelerator", Version: varnishMinor},
-		6082: {Name: "varnish-cli", Product: "Varnish management CLI", Version: varnish},
+		6081: {Name: "http-proxy", Product: "Varnish http accelerator", Version: varnishMinor},
+		6082: {Name: "varnish-cli", Product: "Varnish Cache CLI", Version: varnish},
 		6697: {Name: "irc", Product: "ngircd", Version: ngircd, Tunnel: "ssl"},
-		443:  {Name: "svn", Product: "Subversion", Tunnel: "ssl"},
+		443:  {Name: "svnserve", Product: "Subversion", Tunnel: "ssl"},
 		5901: {Name: "vnc", Product: "VNC"},
 	}
 	v6 := []uint16{9418, 6667, 389, 8080, 6081}
