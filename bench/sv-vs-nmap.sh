@@ -3,6 +3,7 @@
 # on the same real Debian daemons in one lab host, in one run.
 #
 #   sudo bench/sv-vs-nmap.sh            # needs root (network namespaces) and nmap
+#   sudo bench/sv-vs-nmap.sh --services # the second daemon group (lab.ServiceDaemons)
 #
 # It brings up a lab host with every daemon of internal/lab (labctl), runs
 # `nmap -sV` and exposure's detector over the same ports, and prints both
@@ -20,6 +21,9 @@ for b in nmap jq python3 go; do
   command -v "$b" >/dev/null || { echo "sv-vs-nmap: $b is not installed" >&2; exit 2; }
 done
 
+group=--daemons
+if [ "${1:-}" = "--services" ]; then group=--service-daemons; fi
+
 work=$(mktemp -d)
 labpid=
 cleanup() {
@@ -32,7 +36,7 @@ export CGO_ENABLED=0
 go build -o "$work/labctl" ./internal/lab/labctl
 go build -o "$work/exposure" ./cmd/exposure
 
-"$work/labctl" up --hosts 1 --daemons --open-ports "" --out "$work/lab.json" >/dev/null 2>"$work/labctl.log" &
+"$work/labctl" up --hosts 1 "$group" --open-ports "" --out "$work/lab.json" >/dev/null 2>"$work/labctl.log" &
 labpid=$!
 for _ in $(seq 1 600); do
   [ -s "$work/lab.json" ] && break

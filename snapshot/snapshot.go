@@ -79,6 +79,11 @@ type Service struct {
 	// that could have told more (a match, a version) was still
 	// outstanding: the result may say less than the service would.
 	Incomplete bool `json:"incomplete,omitempty"`
+	// Fingerprint, set only when nothing named the service, holds the
+	// first bytes that answered: the probe's name, a colon, then the reply
+	// (at most 256 bytes) with non-printable bytes escaped as \r, \n, \t,
+	// \0 or \xHH, so a user can see what is listening.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // MarshalJSON writes "cpe" as [] when there are none, as the detector

@@ -31,9 +31,10 @@ func Daemons() []Daemon {
 	}
 }
 
-// DaemonByName returns the daemon of Daemons() with that name.
+// DaemonByName returns the daemon of Daemons() or ServiceDaemons() with
+// that name.
 func DaemonByName(name string) (Daemon, bool) {
-	for _, d := range Daemons() {
+	for _, d := range append(Daemons(), ServiceDaemons()...) {
 		if d.Name == name {
 			return d, true
 		}

@@ -268,7 +268,7 @@ func (d *Detector) runProbe(ctx context.Context, dial dialFunc, idx int, p *Prob
 		if n > 0 {
 			buf = buf[:len(buf)+n]
 			o.data = buf
-			f, hard, soft := d.match(p, buf)
+			f, hard, soft := d.matchReply(p, buf)
 			if hard {
 				o.fields, o.hard = f, true
 				return o

@@ -113,9 +113,9 @@ func TestDetectFakeServices(t *testing.T) {
 					return
 				}
 			}
-		}, snapshot.Service{Name: "unknown", CPE: []string{}}},
+		}, snapshot.Service{Name: "unknown", CPE: []string{}, Fingerprint: "NULL:" + strings.Repeat("A", maxFingerprint)}},
 		{"unknown", func(c net.Conn) { _, _ = io.WriteString(c, "\x00\x01garbage\r\n"); idle(c) },
-			snapshot.Service{Name: "unknown", CPE: []string{}}},
+			snapshot.Service{Name: "unknown", CPE: []string{}, Fingerprint: `NULL:\0\x01garbage\r\n`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

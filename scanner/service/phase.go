@@ -49,6 +49,8 @@ type phaseResult struct {
 	// cut is set when the phase ended on a timeout while a probe that
 	// could have told more was outstanding.
 	cut bool
+	// fingerprint is what answered when nothing matched (fingerprint.go).
+	fingerprint string
 }
 
 func (r phaseResult) service() *snapshot.Service {
@@ -66,6 +68,8 @@ func (r phaseResult) service() *snapshot.Service {
 		}
 	case r.tcpwrapped:
 		s.Name = "tcpwrapped"
+	default:
+		s.Fingerprint = r.fingerprint
 	}
 	return s
 }
@@ -173,7 +177,9 @@ type phase struct {
 	// running could give one, within a grace period (the version wait).
 	held *outcome
 	// best is the earliest probe's softmatch.
-	best       *outcome
+	best *outcome
+	// fp keeps the first bytes that answered, for an unknown service.
+	fp         fingerprint
 	tlsPending bool
 	tlsSlow    bool
 	sawData    bool
@@ -334,6 +340,7 @@ func (p *phase) finish(r phaseResult) phaseResult {
 // final.
 func (p *phase) take(o outcome) (phaseResult, bool) {
 	p.sawData = p.sawData || len(o.data) > 0
+	p.fp.see(o, p.probes)
 	if o.dialErr != nil {
 		p.dialErr = o.dialErr
 	} else if o.idx >= 0 {
@@ -432,5 +439,5 @@ func (p *phase) ended() phaseResult {
 	case !p.connected && p.dialErr != nil:
 		return phaseResult{unreachable: p.dialErr}
 	}
-	return phaseResult{cut: cut}
+	return phaseResult{cut: cut, fingerprint: p.fp.String()}
 }

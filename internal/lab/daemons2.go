@@ -1,0 +1,176 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+)
+
+// ServiceDaemons returns the second group of real daemons: directory,
+// chat, version control, proxies and caches, remote desktop, Kerberos, a
+// TLS wrapper, and daemons on ports that belong to other services, so
+// service detection is measured on what it must find by behaviour. Like
+// Daemons, each uses only files under the lab's directory; they run on a
+// host of their own (their ports overlap the first group's).
+func ServiceDaemons() []Daemon {
+	return []Daemon{
+		{Name: "svnserve", Services: map[uint16]string{3690: "svnserve"}, Ports: []uint16{3690}, Binaries: []string{"svnserve", "svnadmin"}, Banner: "( success", prepare: prepareSvnserve},
+		{Name: "git-daemon", Services: map[uint16]string{9418: "git"}, Ports: []uint16{9418}, Binaries: []string{"git"}, prepare: prepareGitDaemon},
+		{Name: "ngircd", Services: map[uint16]string{6667: "irc"}, Ports: []uint16{6667}, Binaries: []string{"ngircd"}, prepare: prepareNgircd},
+		{Name: "slapd", Services: map[uint16]string{389: "ldap"}, Ports: []uint16{389}, Binaries: []string{"slapd"}, prepare: prepareSlapd},
+		// HAProxy with no backend server answers 503 on 8080, and the
+		// same frontend on 22: an HTTP server on the SSH port.
+		{Name: "haproxy", Services: map[uint16]string{8080: "http-proxy", 22: "http-proxy"}, Ports: []uint16{8080, 22}, Binaries: []string{"haproxy"}, prepare: prepareHAProxy},
+		{Name: "tinyproxy", Services: map[uint16]string{8888: "http-proxy"}, Ports: []uint16{8888}, Binaries: []string{"tinyproxy"}, prepare: prepareTinyproxy},
+		{Name: "varnish", Services: map[uint16]string{6081: "http-proxy", 6082: "varnish-cli"}, Ports: []uint16{6081, 6082}, Binaries: []string{"varnishd"}, prepare: prepareVarnish},
+		// stunnel wraps the IRC server (ssl/irc on 6697) and svnserve on
+		// 443, a port that belongs to HTTPS. (ngircd throttles a source
+		// address that connects often, so one wrapped IRC port is enough.)
+		{Name: "stunnel", Services: map[uint16]string{6697: "ssl/irc", 443: "ssl/svnserve"}, Ports: []uint16{6697, 443}, Binaries: []string{"stunnel4"}, prepare: prepareStunnel},
+		{Name: "tigervnc", Services: map[uint16]string{5901: "vnc"}, Ports: []uint16{5901}, Binaries: []string{"Xtigervnc"}, Banner: "RFB ", prepare: prepareTigerVNC},
+	}
+}
+
+func prepareSvnserve(ctx context.Context, c *daemonContext) ([]string, error) {
+	repo := c.path("repo")
+	if _, err := run(ctx, nil, "svnadmin", "create", repo); err != nil {
+		return nil, err
+	}
+	return []string{"svnserve", "--daemon", "--foreground", "--listen-host", c.host.addr.String(), "--listen-port", "3690", "--root", repo}, nil
+}
+
+func prepareGitDaemon(_ context.Context, c *daemonContext) ([]string, error) {
+	base := c.path("repos")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return nil, err
+	}
+	h := c.host
+	return []string{"git", "daemon", "--reuseaddr", "--informative-errors", "--export-all",
+		"--listen=" + h.addr.String(), "--listen=" + h.addr6.String(), "--port=9418", "--base-path=" + base, base}, nil
+}
+
+func prepareNgircd(_ context.Context, c *daemonContext) ([]string, error) {
+	h := c.host
+	motd, err := c.write("motd", "exposure lab\n")
+	if err != nil {
+		return nil, err
+	}
+	conf, err := c.write("ngircd.conf", fmt.Sprintf(`[Global]
+	Name = irc.%[1]s.lab.example
+	Info = exposure lab
+	Listen = %[2]s,%[3]s
+	Ports = 6667
+	PidFile = %[4]s/ngircd.pid
+	MotdFile = %[5]s
+	ServerUID = nobody
+	ServerGID = nogroup
+[Limits]
+	MaxConnectionsIP = 0
+	ConnectRetry = 60
+[Options]
+	PAM = no
+	Ident = no
+	DNS = no
+`, h.name, h.addr, h.addr6, c.dir, motd))
+	if err != nil {
+		return nil, err
+	}
+	return []string{"ngircd", "--nodaemon", "--config", conf}, nil
+}
+
+func prepareSlapd(_ context.Context, c *daemonContext) ([]string, error) {
+	h := c.host
+	db := c.path("db")
+	if err := os.MkdirAll(db, 0o700); err != nil {
+		return nil, err
+	}
+	conf, err := c.write("slapd.conf", fmt.Sprintf(`include /etc/ldap/schema/core.schema
+pidfile %[1]s/slapd.pid
+modulepath /usr/lib/ldap
+moduleload back_mdb
+database mdb
+suffix "dc=lab,dc=example"
+rootdn "cn=admin,dc=lab,dc=example"
+directory %[2]s
+maxsize 10485760
+`, c.dir, db))
+	if err != nil {
+		return nil, err
+	}
+	return []string{"slapd", "-d", "0", "-f", conf, "-h", fmt.Sprintf("ldap://%s/ ldap://[%s]/", h.addr, h.addr6)}, nil
+}
+
+func prepareHAProxy(_ context.Context, c *daemonContext) ([]string, error) {
+	h := c.host
+	conf, err := c.write("haproxy.cfg", fmt.Sprintf(`global
+	pidfile %[1]s/haproxy.pid
+defaults
+	mode http
+	timeout connect 1s
+	timeout client 5s
+	timeout server 5s
+frontend web
+	bind %[2]s:8080
+	bind [%[3]s]:8080
+	bind %[2]s:22
+	default_backend none
+backend none
+`, c.dir, h.addr, h.addr6))
+	if err != nil {
+		return nil, err
+	}
+	return []string{"haproxy", "-db", "-f", conf}, nil
+}
+
+func prepareTinyproxy(_ context.Context, c *daemonContext) ([]string, error) {
+	conf, err := c.write("tinyproxy.conf", fmt.Sprintf(`User nobody
+Group nogroup
+Port 8888
+Listen %s
+Timeout 5
+MaxClients 20
+PidFile "%s/tinyproxy.pid"
+`, c.host.addr, c.dir))
+	if err != nil {
+		return nil, err
+	}
+	return []string{"tinyproxy", "-d", "-c", conf}, nil
+}
+
+func prepareVarnish(_ context.Context, c *daemonContext) ([]string, error) {
+	h := c.host
+	// No backend listens on port 1: every request is a 503 from varnish.
+	return []string{"varnishd", "-F", "-n", c.path("varnish"), "-a", fmt.Sprintf("%s:6081", h.addr),
+		"-a", fmt.Sprintf("[%s]:6081", h.addr6), "-b", "127.0.0.1:1", "-T", fmt.Sprintf("%s:6082", h.addr),
+		"-S", "none", "-s", "malloc,16m"}, nil
+}
+
+func prepareStunnel(_ context.Context, c *daemonContext) ([]string, error) {
+	cert, key, err := c.tlsFiles()
+	if err != nil {
+		return nil, err
+	}
+	h := c.host
+	conf, err := c.write("stunnel.conf", fmt.Sprintf(`foreground = yes
+pid = %[1]s/stunnel.pid
+cert = %[2]s
+key = %[3]s
+[irc]
+accept = %[4]s:6697
+connect = %[4]s:6667
+[svn-on-https]
+accept = %[4]s:443
+connect = %[4]s:3690
+`, c.dir, cert, key, h.addr))
+	if err != nil {
+		return nil, err
+	}
+	return []string{"stunnel4", conf}, nil
+}
+
+func prepareTigerVNC(_ context.Context, c *daemonContext) ([]string, error) {
+	// A display number of its own keeps the X socket apart from others';
+	// -nolisten unix keeps it out of /tmp/.X11-unix altogether.
+	return []string{"Xtigervnc", ":57", "-rfbport", "5901", "-SecurityTypes", "None", "-nolisten", "unix",
+		"-nolisten", "tcp", "-geometry", "640x480", "-desktop", "exposure-lab"}, nil
+}

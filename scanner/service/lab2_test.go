@@ -1,0 +1,131 @@
+package service
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"github.com/exposure-monitor/exposure/scanner/netif"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/exposure-monitor/exposure/internal/lab"
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+// upstream turns a Debian package version (1:2.6.12-1+deb12u4) into its
+// upstream part (2.6.12).
+func upstream(t *testing.T, pkg string) string {
+	v := installed(t, `^(?:\d+:)?(.+)$`, "dpkg-query", "-W", "-f", "${Version}", pkg)
+	up, _, _ := strings.Cut(v, "-")
+	return strings.TrimSuffix(up, "+dfsg")
+}
+
+// TestLabServiceBreadth runs the second daemon group (lab.ServiceDaemons)
+// and checks each port's service, product and version against the
+// installed packages, over IPv4 and, where the daemon listens there, IPv6.
+func TestLabServiceBreadth(t *testing.T) {
+	l := lab.New(t)
+	h := l.AddHost("sv2")
+	var names []string
+	for _, d := range lab.ServiceDaemons() {
+		names = append(names, d.Name)
+	}
+	lab.Start(t, h, names...)
+
+	ngircd := upstream(t, "ngircd")
+	varnish := installed(t, `varnish-([\d.]+)`, "varnishd", "-V")
+	varnishMinor := varnish[:strings.LastIndex(varnish, ".")]
+	want := map[uint16]snapshot.Service{
+		3690: {Name: "svnserve", Product: "Subversion"},
+		9418: {Name: "git", Product: "git daemon"},
+		6667: {Name: "irc", Product: "ngircd", Version: ngircd},
+		389:  {Name: "ldap", Product: "OpenLDAP"},
+		8080: {Name: "http-proxy", Product: "HAProxy http proxy"},
+		22:   {Name: "http-proxy", Product: "HAProxy http proxy"},
+		8888: {Name: "http-proxy", Product: "tinyproxy", Version: upstream(t, "tinyproxy")},
+		6081: {Name: "http-proxy", Product: "Varnish http accelerator", Version: varnishMinor},
+		6082: {Name: "varnish-cli", Product: "Varnish Cache CLI", Version: varnish},
+		6697: {Name: "irc", Product: "ngircd", Version: ngircd, Tunnel: "ssl"},
+		443:  {Name: "svnserve", Product: "Subversion", Tunnel: "ssl"},
+		5901: {Name: "vnc", Product: "VNC"},
+	}
+	v6 := []uint16{9418, 6667, 389, 8080, 6081}
+	bind, err := netif.New(h.Lab().Interface())
+	require.NoError(t, err)
+	d, err := New(Options{Intensity: DefaultIntensity, Timeout: 10 * time.Second, Bind: bind})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	type key struct {
+		port uint16
+		v6   bool
+	}
+	var mu sync.Mutex
+	got := map[key]*snapshot.Service{}
+	var wg sync.WaitGroup
+	detect := func(k key) {
+		addr := h.Addr()
+		if k.v6 {
+			addr = h.Addr6()
+		}
+		s, err := d.Detect(ctx, addr, k.port)
+		if err != nil {
+			t.Errorf("port %d (v6 %v): %v", k.port, k.v6, err)
+			return
+		}
+		mu.Lock()
+		got[k] = s
+		mu.Unlock()
+	}
+	// The IRC ports lead to one ngircd, which gives a nickname to one
+	// connection at a time: probing them at once, the probes' NICKs
+	// collide and registration (which names the version) fails.
+	irc := []key{{6667, false}, {6667, true}, {6697, false}}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i, k := range irc {
+			if i > 0 {
+				// ngircd frees the nicknames of closed connections
+				// lazily.
+				time.Sleep(3 * time.Second)
+			}
+			detect(k)
+		}
+	}()
+	var all []key
+	for port := range want {
+		all = append(all, key{port, false})
+	}
+	for _, port := range v6 {
+		all = append(all, key{port, true})
+	}
+	for _, k := range all {
+		if slices.Contains(irc, k) {
+			continue
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); detect(k) }()
+	}
+	wg.Wait()
+	keys := slices.SortedFunc(maps.Keys(got), func(a, b key) int {
+		return cmp.Or(cmp.Compare(a.port, b.port), cmp.Compare(fmt.Sprint(a.v6), fmt.Sprint(b.v6)))
+	})
+	for _, k := range keys {
+		g := got[k]
+		t.Logf("%5d v6=%-5v %s %q %q %q fp=%q", k.port, k.v6, g.FullName(), g.Product, g.Version, g.Info, g.Fingerprint)
+	}
+	for _, k := range keys {
+		g, w := got[k], want[k.port]
+		require.Equal(t, w.Name, g.Name, "port %d v6 %v", k.port, k.v6)
+		require.Equal(t, w.Product, g.Product, "port %d v6 %v", k.port, k.v6)
+		require.Equal(t, w.Version, g.Version, "port %d v6 %v", k.port, k.v6)
+		require.Equal(t, w.Tunnel, g.Tunnel, "port %d v6 %v", k.port, k.v6)
+	}
+}
