@@ -36,7 +36,7 @@ func crashScan(i int) *snapshot.Snapshot {
 		for _, p := range []int{22, 80, 1000 + (i/3+h)%40, 2000 + (i/13+h)%7} {
 			pt := snapshot.Port{Port: uint16(p), Protocol: "tcp", State: snapshot.StateOpen}
 			if p == 22 {
-				pt.Service = &snapshot.Service{Name: "ssh", Product: "OpenSSH", Version: fmt.Sprintf("9.%dp1", (i/17)%9)}
+				pt.Service = &snapshot.Service{Name: "ssh", Product: "OpenSSH", Version: fmt.Sprintf("9.%dp1", (i/17)%9), CPE: []string{}}
 			}
 			host.Ports = append(host.Ports, pt)
 		}
