@@ -38,6 +38,10 @@ type ExposureDaemon struct {
 
 	mu       sync.Mutex
 	notified []string
+	// sock is the NOTIFY_SOCKET (nil without Notify); collected is closed
+	// when collect has read the last datagram on it.
+	sock      *net.UnixConn
+	collected chan struct{}
 }
 
 // StartExposureDaemon runs `exposure daemon` on o.Config and o.DB,
@@ -62,6 +66,7 @@ func StartExposureDaemon(t testing.TB, o ExposureOptions) *ExposureDaemon {
 			t.Fatalf("lab: notify socket: %v", err)
 		}
 		t.Cleanup(func() { sock.Close() })
+		d.sock, d.collected = sock, make(chan struct{})
 		go d.collect(sock)
 		env = []string{"NOTIFY_SOCKET=" + sock.LocalAddr().String(), "WATCHDOG_USEC=2000000"}
 	}
@@ -88,6 +93,7 @@ func uniqueName(t testing.TB, dir, pattern string) string {
 }
 
 func (d *ExposureDaemon) collect(sock *net.UnixConn) {
+	defer close(d.collected)
 	buf := make([]byte, 4096)
 	for {
 		n, err := sock.Read(buf)
@@ -98,6 +104,20 @@ func (d *ExposureDaemon) collect(sock *net.UnixConn) {
 		d.notified = append(d.notified, string(buf[:n]))
 		d.mu.Unlock()
 	}
+}
+
+// Stop is Process.Stop, and then waits until every message the daemon sent
+// before it exited has been collected: the last one (STOPPING=1) can still
+// sit in the socket's buffer when the process is gone.
+func (d *ExposureDaemon) Stop(t testing.TB, sig os.Signal, timeout time.Duration) error {
+	t.Helper()
+	err := d.Process.Stop(t, sig, timeout)
+	if d.sock != nil {
+		// Buffered datagrams are read before the deadline fails the read.
+		_ = d.sock.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		<-d.collected
+	}
+	return err
 }
 
 // Notified returns the messages the daemon sent to its NOTIFY_SOCKET so
