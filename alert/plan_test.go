@@ -18,23 +18,23 @@ func TestSeverityMapping(t *testing.T) {
 	tests := []struct {
 		kind      snapshot.Kind
 		alertname string
-		severity  Severity
+		severity  snapshot.Severity
 		condition bool
 	}{
-		{snapshot.ForbiddenOpen, "ExposureForbiddenPort", SeverityCritical, true},
-		{snapshot.UnexpectedOpen, "ExposureUnexpectedPort", SeverityWarning, true},
-		{snapshot.ExpectedMissing, "ExposureExpectedPortMissing", SeverityWarning, true},
-		{snapshot.VersionPolicy, "ExposureVersionPolicy", SeverityWarning, true},
-		{snapshot.HostDownKind, "ExposureHostDown", SeverityWarning, true},
-		{ScanFailing, "ExposureScanFailing", SeverityWarning, true},
-		{snapshot.AllPortsOpen, "ExposureAllPortsOpen", SeverityWarning, false},
-		{snapshot.PortOpened, "ExposurePortOpened", SeverityInfo, false},
-		{snapshot.PortClosed, "ExposurePortClosed", SeverityInfo, false},
-		{snapshot.ServiceChanged, "ExposureServiceVersionChanged", SeverityInfo, false},
-		{snapshot.VersionChanged, "ExposureServiceVersionChanged", SeverityInfo, false},
-		{snapshot.CertChanged, "ExposureCertChanged", SeverityInfo, false},
-		{snapshot.HostUpKind, "ExposureHostUp", SeverityInfo, false},
-		{"something_new", "ExposureChange", SeverityWarning, false},
+		{snapshot.ForbiddenOpen, "ExposureForbiddenPort", snapshot.SeverityCritical, true},
+		{snapshot.UnexpectedOpen, "ExposureUnexpectedPort", snapshot.SeverityWarning, true},
+		{snapshot.ExpectedMissing, "ExposureExpectedPortMissing", snapshot.SeverityWarning, true},
+		{snapshot.VersionPolicy, "ExposureVersionPolicy", snapshot.SeverityWarning, true},
+		{snapshot.HostDownKind, "ExposureHostDown", snapshot.SeverityWarning, true},
+		{snapshot.ScanFailing, "ExposureScanFailing", snapshot.SeverityWarning, true},
+		{snapshot.AllPortsOpen, "ExposureAllPortsOpen", snapshot.SeverityWarning, false},
+		{snapshot.PortOpened, "ExposurePortOpened", snapshot.SeverityInfo, false},
+		{snapshot.PortClosed, "ExposurePortClosed", snapshot.SeverityInfo, false},
+		{snapshot.ServiceChanged, "ExposureServiceVersionChanged", snapshot.SeverityInfo, false},
+		{snapshot.VersionChanged, "ExposureServiceVersionChanged", snapshot.SeverityInfo, false},
+		{snapshot.CertChanged, "ExposureCertChanged", snapshot.SeverityInfo, false},
+		{snapshot.HostUpKind, "ExposureHostUp", snapshot.SeverityInfo, false},
+		{"something_new", "ExposureChange", snapshot.SeverityWarning, false},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.kind), func(t *testing.T) {
@@ -56,8 +56,8 @@ func TestRouteMatch(t *testing.T) {
 	all := Route{}
 	dmzOnly := Route{Targets: []string{"dmz"}}
 	opened := Route{Kinds: []snapshot.Kind{snapshot.PortOpened, snapshot.ForbiddenOpen}}
-	warn := Route{MinSeverity: SeverityWarning}
-	crit := Route{MinSeverity: SeverityCritical, Targets: []string{"dmz", "lan"}}
+	warn := Route{MinSeverity: snapshot.SeverityWarning}
+	crit := Route{MinSeverity: snapshot.SeverityCritical, Targets: []string{"dmz", "lan"}}
 	tests := []struct {
 		route  Route
 		target string
@@ -65,7 +65,7 @@ func TestRouteMatch(t *testing.T) {
 		want   bool
 	}{
 		{all, "dmz", snapshot.PortOpened, true},
-		{all, "lan", ScanFailing, true},
+		{all, "lan", snapshot.ScanFailing, true},
 		{dmzOnly, "dmz", snapshot.PortClosed, true},
 		{dmzOnly, "lan", snapshot.PortClosed, false},
 		{dmzOnly, "dmz2", snapshot.ForbiddenOpen, false},
@@ -77,7 +77,7 @@ func TestRouteMatch(t *testing.T) {
 		{warn, "dmz", snapshot.VersionChanged, false},
 		{warn, "dmz", snapshot.UnexpectedOpen, true},
 		{warn, "dmz", snapshot.HostDownKind, true},
-		{warn, "dmz", ScanFailing, true},
+		{warn, "dmz", snapshot.ScanFailing, true},
 		{warn, "dmz", snapshot.ForbiddenOpen, true},
 		{crit, "dmz", snapshot.UnexpectedOpen, false},
 		{crit, "dmz", snapshot.ForbiddenOpen, true},
@@ -93,7 +93,7 @@ func TestRouteMatch(t *testing.T) {
 
 	r, err := NewRoute([]string{"dmz"}, []string{"forbidden_open", "scan_failing"}, "warning")
 	require.NoError(t, err)
-	require.Equal(t, Route{Targets: []string{"dmz"}, Kinds: []snapshot.Kind{snapshot.ForbiddenOpen, ScanFailing}, MinSeverity: SeverityWarning}, r)
+	require.Equal(t, Route{Targets: []string{"dmz"}, Kinds: []snapshot.Kind{snapshot.ForbiddenOpen, snapshot.ScanFailing}, MinSeverity: snapshot.SeverityWarning}, r)
 	_, err = NewRoute(nil, nil, "urgent")
 	require.EqualError(t, err, `route min_severity: parse severity "urgent": want info, warning or critical`)
 	_, err = NewRoute(nil, []string{"port_open"}, "")
@@ -213,7 +213,7 @@ func TestPlanConditionLifecycle(t *testing.T) {
 func TestPlanIncompleteScanResolvesNothing(t *testing.T) {
 	r1 := Plan(planInput(t0, nil, forbidden(23), forbidden(445)))
 	require.Len(t, r1.Firing, 2)
-	failing := snapshot.Change{Kind: ScanFailing, Detail: "interface gone\x1b[31m"}
+	failing := snapshot.Change{Kind: snapshot.ScanFailing, Detail: "interface gone\x1b[31m"}
 	in := planInput(t0.Add(time.Hour), r1.Firing, failing)
 	in.Complete = false
 	r2 := Plan(in)
@@ -364,7 +364,7 @@ func TestPlanRoutingPerReceiver(t *testing.T) {
 	in := planInput(t0, nil, forbidden(3389), snapshot.Change{Kind: snapshot.UnexpectedOpen, Target: "dmz", Address: "198.18.0.2", Port: 8080, Protocol: "tcp"})
 	in.Changes = []snapshot.Change{{Kind: snapshot.PortOpened, Target: "dmz", Address: "198.18.0.2", Port: 8080, Protocol: "tcp", At: t0}}
 	in.Receivers = []Receiver{
-		{Name: "am", Type: ReceiverAlertmanager, Route: Route{MinSeverity: SeverityCritical}},
+		{Name: "am", Type: ReceiverAlertmanager, Route: Route{MinSeverity: snapshot.SeverityCritical}},
 		{Name: "hook", Type: ReceiverWebhook, Route: Route{Kinds: []snapshot.Kind{snapshot.PortOpened}}},
 		{Name: "log", Type: ReceiverLog},
 		{Name: "other", Type: ReceiverWebhook, Route: Route{Targets: []string{"lan"}}},

@@ -85,7 +85,7 @@
 //	      timeout: 10s
 //	    route:                    # empty lists match everything
 //	      targets: [dmz]          # names of targets
-//	      kinds: [forbidden_open] # change kinds (see RouteKinds), plus scan_failing
+//	      kinds: [forbidden_open] # change kinds (snapshot.Kinds), scan_failing included
 //	      min_severity: info      # info, warning or critical
 //	    event_lifetime: 1h        # endsAt of event alerts (port opened, version changed)
 //	  - name: hook

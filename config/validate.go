@@ -17,30 +17,18 @@ import (
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
-// Values accepted by enumerated fields.
-var (
-	Engines    = []string{"syn", "connect", "auto"}
-	Severities = []string{"info", "warning", "critical"}
-	// RouteKinds are the change kinds a route may name: every snapshot.Kind
-	// plus scan_failing, the condition of a target whose scans fail.
-	RouteKinds = []string{
-		string(snapshot.HostUpKind), string(snapshot.HostDownKind),
-		string(snapshot.PortOpened), string(snapshot.PortClosed),
-		string(snapshot.ServiceChanged), string(snapshot.VersionChanged),
-		string(snapshot.CertChanged), string(snapshot.AllPortsOpen),
-		string(snapshot.UnexpectedOpen), string(snapshot.ForbiddenOpen),
-		string(snapshot.ExpectedMissing), string(snapshot.VersionPolicy),
-		ScanFailing,
-	}
-	// ReservedLabels are set by exposure on every alert and series, so a
-	// target may not define them.
-	ReservedLabels = []string{"alertname", "target", "address", "port", "protocol", "severity",
-		"service", "product", "version", "kind", "instance", "job"}
-)
+// Engines are the values of engine.
+var Engines = []string{"syn", "connect", "auto"}
 
-// ScanFailing is the route kind of the "scans of this target fail"
-// condition, which is not a snapshot change.
-const ScanFailing = "scan_failing"
+// RouteKinds returns the change kinds a route may name: snapshot's kinds
+// table, scan_failing included.
+func RouteKinds() []string {
+	var out []string
+	for _, k := range snapshot.Kinds() {
+		out = append(out, string(k.Kind))
+	}
+	return out
+}
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
@@ -363,7 +351,7 @@ func (v *validator) labels(labels map[string]string, path string) {
 			v.errorf(p, "", "invalid label name (letters, digits and '_', not starting with a digit)")
 		case strings.HasPrefix(k, "__"):
 			v.errorf(p, "", "label names starting with __ are reserved")
-		case slices.Contains(ReservedLabels, k):
+		case snapshot.ReservedLabel(k):
 			v.errorf(p, "", "reserved label name (set by exposure)")
 		case labels[k] == "":
 			v.errorf(p, "", "empty label value")
@@ -586,10 +574,10 @@ func (v *validator) route(r *Route, path string, targets map[string]bool) {
 		}
 	}
 	for i, k := range r.Kinds {
-		v.oneOf(fmt.Sprintf("%s.kinds[%d]", path, i), k, RouteKinds)
+		v.oneOf(fmt.Sprintf("%s.kinds[%d]", path, i), k, RouteKinds())
 	}
 	if !v.isSet(path + ".min_severity") {
 		r.MinSeverity = DefaultMinSeverity
 	}
-	v.oneOf(path+".min_severity", r.MinSeverity, Severities)
+	v.oneOf(path+".min_severity", r.MinSeverity, snapshot.Severities())
 }
