@@ -11,8 +11,6 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
-
-	"github.com/exposure-monitor/exposure/diff"
 )
 
 // badConfigs maps every file of testdata/bad to the exact text of the error
@@ -371,26 +369,6 @@ func TestShardsCoverEveryTargetOnce(t *testing.T) {
 		}
 	}
 	require.Equal(t, map[string]int{"a": 1, "b": 1, "c": 1, "d": 1}, got)
-}
-
-func TestCheckVersionRule(t *testing.T) {
-	for _, in := range []string{">= 9.0", "<2.4", "= 1.2.3", "== 1.2.3", "!= 8.9p1", "  > 1.18.0 ", "<= 2:1.2-3", ">= 2.4, < 3"} {
-		require.NoError(t, CheckVersionRule(in), in)
-		_, err := diff.ParseRule(in)
-		require.NoError(t, err, "diff must evaluate what config accepts: %s", in)
-	}
-	for in, reason := range map[string]string{
-		"":          "empty version rule",
-		"9.0":       "version rule must start with an operator: >=, >, <=, <, = or !=",
-		">=":        `no version after ">="`,
-		"=> 9":      "one operator and one version per term (separate terms with commas)",
-		">= 9 < 10": "one operator and one version per term (separate terms with commas)",
-		">= 9,":     "empty term between commas",
-		">= beta":   `"beta" is not a version (digits, letters and . + _ ~ : -)`,
-		">= 9.0 x":  `"9.0 x" is not a version (digits, letters and . + _ ~ : -)`,
-	} {
-		require.EqualError(t, CheckVersionRule(in), reason, in)
-	}
 }
 
 func TestErrorFormat(t *testing.T) {

@@ -396,60 +396,12 @@ func (v *validator) expect(t *Target, path string) {
 	checkList("never_open", e.NeverOpen, open)
 	for _, p := range sortedKeys(e.Versions) {
 		fp := fmt.Sprintf("%s.versions.%d", path, p)
-		if err := CheckVersionRule(e.Versions[p]); err != nil {
+		if _, err := diff.ParseRule(e.Versions[p]); err != nil {
 			v.errorf(fp, e.Versions[p], "%s", err.Error())
 		} else if !scanned(p) {
 			v.errorf(fp, strconv.Itoa(int(p)), "%s", notScanned)
 		}
 	}
-}
-
-var versionRe = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+_~:-]*$`)
-
-// CheckVersionRule validates an expect.versions rule: one or more terms
-// "OP VERSION" separated by commas, OP one of >=, >, <=, <, =, == and !=,
-// e.g. ">= 9.0", ">= 2.4, < 3", "!= 8.9p1". It is stricter than
-// diff.ParseRule, which evaluates the rules, and accepts nothing that
-// diff.ParseRule refuses.
-func CheckVersionRule(s string) error {
-	if strings.TrimSpace(s) == "" {
-		return errors.New("empty version rule")
-	}
-	for part := range strings.SplitSeq(s, ",") {
-		if err := checkVersionTerm(strings.TrimSpace(part)); err != nil {
-			return err
-		}
-	}
-	if _, err := diff.ParseRule(s); err != nil {
-		return err
-	}
-	return nil
-}
-
-func checkVersionTerm(t string) error {
-	if t == "" {
-		return errors.New("empty term between commas")
-	}
-	var op string
-	for _, o := range []string{">=", "<=", "!=", "==", "=", ">", "<"} { // two-character operators first
-		if strings.HasPrefix(t, o) {
-			op = o
-			break
-		}
-	}
-	if op == "" {
-		return errors.New("version rule must start with an operator: >=, >, <=, <, = or !=")
-	}
-	ver := strings.TrimSpace(t[len(op):])
-	switch {
-	case ver == "":
-		return fmt.Errorf("no version after %q", op)
-	case strings.ContainsAny(ver, "<>=!"):
-		return errors.New("one operator and one version per term (separate terms with commas)")
-	case !versionRe.MatchString(ver) || !strings.ContainsAny(ver, "0123456789"):
-		return fmt.Errorf("%q is not a version (digits, letters and . + _ ~ : -)", ver)
-	}
-	return nil
 }
 
 func (v *validator) receivers(targets map[string]bool) {
