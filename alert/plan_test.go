@@ -14,35 +14,20 @@ import (
 
 var t0 = time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
 
+// TestSeverityMapping checks that alerts take their names, severities and
+// sorts from snapshot's kinds table (whose values the README pins, see
+// snapshot.TestReadmeKindTable), and the fallback for an unknown kind.
 func TestSeverityMapping(t *testing.T) {
-	tests := []struct {
-		kind      snapshot.Kind
-		alertname string
-		severity  snapshot.Severity
-		condition bool
-	}{
-		{snapshot.ForbiddenOpen, "ExposureForbiddenPort", snapshot.SeverityCritical, true},
-		{snapshot.UnexpectedOpen, "ExposureUnexpectedPort", snapshot.SeverityWarning, true},
-		{snapshot.ExpectedMissing, "ExposureExpectedPortMissing", snapshot.SeverityWarning, true},
-		{snapshot.VersionPolicy, "ExposureVersionPolicy", snapshot.SeverityWarning, true},
-		{snapshot.HostDownKind, "ExposureHostDown", snapshot.SeverityWarning, true},
-		{snapshot.ScanFailing, "ExposureScanFailing", snapshot.SeverityWarning, true},
-		{snapshot.AllPortsOpen, "ExposureAllPortsOpen", snapshot.SeverityWarning, false},
-		{snapshot.PortOpened, "ExposurePortOpened", snapshot.SeverityInfo, false},
-		{snapshot.PortClosed, "ExposurePortClosed", snapshot.SeverityInfo, false},
-		{snapshot.ServiceChanged, "ExposureServiceVersionChanged", snapshot.SeverityInfo, false},
-		{snapshot.VersionChanged, "ExposureServiceVersionChanged", snapshot.SeverityInfo, false},
-		{snapshot.CertChanged, "ExposureCertChanged", snapshot.SeverityInfo, false},
-		{snapshot.HostUpKind, "ExposureHostUp", snapshot.SeverityInfo, false},
-		{"something_new", "ExposureChange", snapshot.SeverityWarning, false},
+	for _, k := range snapshot.Kinds() {
+		require.Equal(t, k.AlertName, AlertName(k.Kind), k.Kind)
+		require.Equal(t, k.Severity, SeverityOf(k.Kind), k.Kind)
+		require.Equal(t, k.Condition, IsCondition(k.Kind), k.Kind)
+		require.True(t, KnownKind(k.Kind), k.Kind)
 	}
-	for _, tt := range tests {
-		t.Run(string(tt.kind), func(t *testing.T) {
-			require.Equal(t, tt.alertname, AlertName(tt.kind))
-			require.Equal(t, tt.severity, SeverityOf(tt.kind))
-			require.Equal(t, tt.condition, IsCondition(tt.kind))
-		})
-	}
+	require.Equal(t, snapshot.SeverityCritical, SeverityOf(snapshot.ForbiddenOpen))
+	require.Equal(t, "ExposureChange", AlertName("something_new"))
+	require.Equal(t, snapshot.SeverityWarning, SeverityOf("something_new"))
+	require.False(t, IsCondition("something_new"))
 	for _, s := range []string{"info", "warning", "critical"} {
 		got, err := ParseSeverity(s)
 		require.NoError(t, err)
