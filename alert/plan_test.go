@@ -387,3 +387,16 @@ func TestPlanKeys(t *testing.T) {
 	require.Equal(t, 45*time.Minute, Validity(15*time.Minute))
 	require.Equal(t, 5*time.Minute, Validity(10*time.Second))
 }
+
+// TestReservedLabelsNotOverridden: a target label with a reserved name
+// (snapshot.ReservedLabels, the list config also refuses) never reaches an
+// alert, even when the caller did not validate it.
+func TestReservedLabelsNotOverridden(t *testing.T) {
+	in := &PlanInput{Labels: map[string]string{"env": "prod"}}
+	for _, name := range snapshot.ReservedLabels() {
+		in.Labels[name] = "from-target"
+	}
+	a := in.alert(snapshot.Change{Kind: snapshot.PortOpened, Target: "dmz", Address: "198.18.0.2", Port: 22, Protocol: "tcp"}, t0, t0)
+	require.Equal(t, model.LabelSet{"alertname": "ExposurePortOpened", "target": "dmz", "address": "198.18.0.2",
+		"port": "22", "protocol": "tcp", "severity": "info", "env": "prod"}, a.Labels)
+}
