@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -62,11 +63,6 @@ func scanCommand(app *kingpin.Application) (string, runFunc) {
 }
 
 func (f *scanFlags) run(ctx context.Context, e *env) error {
-	if f.ports == "" {
-		// kingpin hands the lone "-" of "-p -" (all ports, as in nmap) over
-		// as an empty value.
-		f.ports = "-"
-	}
 	ports, err := spec.ParsePorts(f.ports)
 	if err != nil {
 		return usagef("bad port spec (-p): %w", err)
@@ -101,6 +97,9 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 		limiter = rate.NewLimiter(rate.Limit(f.rate), max(1, f.rate/100))
 	}
 	engine, err := scanner.NewEngine(f.engine, scanner.EngineOptions{Limiter: limiter, Logger: e.logger, Bind: bind})
+	if errors.Is(err, scanner.ErrRawPermission) {
+		return fmt.Errorf("scan engine: %w; --engine connect needs neither", err)
+	}
 	if err != nil {
 		return fmt.Errorf("scan engine: %w", err)
 	}
