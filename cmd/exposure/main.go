@@ -47,6 +47,7 @@ var registrars = []func(app *kingpin.Application) (string, runFunc){
 	historyCommand,
 	diffCommand,
 	showCommand,
+	importCommand,
 }
 
 // logFlags are the global flags that shape the logger.
