@@ -62,7 +62,7 @@ func validate(t *testing.T, doc []byte) {
 func TestWriteValidates(t *testing.T) {
 	s := sample()
 	for name, o := range map[string]WriteOptions{
-		"scan":       {Args: "exposure scan -p 22,80,443,8080,9 x", Version: "1.0", Ports: []uint16{9, 22, 80, 443, 8080}, PortName: func(p uint16) string { return "http" }},
+		"scan":       {Scripts: true, Args: "exposure scan -p 22,80,443,8080,9 x", Version: "1.0", Ports: []uint16{9, 22, 80, 443, 8080}, PortName: func(p uint16) string { return "http" }},
 		"stored":     {},
 		"connect":    {ScanType: "connect"},
 		"incomplete": {},
@@ -80,7 +80,7 @@ func TestWriteValidates(t *testing.T) {
 }
 
 func TestWriteContent(t *testing.T) {
-	doc := string(write(t, sample(), WriteOptions{Ports: []uint16{9, 22, 80, 443, 8080}}))
+	doc := string(write(t, sample(), WriteOptions{Scripts: true, Ports: []uint16{9, 22, 80, 443, 8080}}))
 	for _, want := range []string{
 		`scanner="nmap"`, `profile_name="exposure"`, `services="9,22,80,443,8080"`,
 		`<extraports state="closed" count="2">`, // 9 and 80 on the first host
@@ -97,7 +97,7 @@ func TestWriteContent(t *testing.T) {
 // nmap's consumers read them from the script, we keep only the service).
 func TestRoundTrip(t *testing.T) {
 	s := sample()
-	got, err := Read(bytes.NewReader(write(t, s, WriteOptions{Ports: []uint16{9, 22, 80, 443, 8080}})), ReadOptions{Target: "dmz"})
+	got, err := Read(bytes.NewReader(write(t, s, WriteOptions{Scripts: true, Ports: []uint16{9, 22, 80, 443, 8080}})), ReadOptions{Target: "dmz"})
 	require.NoError(t, err)
 	want := sample()
 	want.Hosts[0].Ports[1].Service.Cert = nil
@@ -165,7 +165,7 @@ func TestReadCleansText(t *testing.T) {
 
 func FuzzRead(f *testing.F) {
 	var b bytes.Buffer
-	_ = Write(&b, sample(), WriteOptions{})
+	_ = Write(&b, sample(), WriteOptions{Scripts: true})
 	f.Add(b.Bytes())
 	f.Add([]byte(`<nmaprun start="1"><host><address addr="::1"/><ports><port protocol="tcp" portid="1"><state state="open"/></port></ports></host></nmaprun>`))
 	f.Fuzz(func(t *testing.T, data []byte) {

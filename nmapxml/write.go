@@ -48,6 +48,11 @@ type WriteOptions struct {
 	// stored snapshot), in which case scaninfo lists the ports shown and
 	// no closed ports are summarised.
 	Ports []uint16
+	// Scripts adds the ssl-cert and exposure-detection script elements.
+	// Off by default: Debian's ndiff 7.93 crashes (a TypeError in
+	// append_to_port_table) on a port whose columns are equal in both
+	// files and whose scripts differ, as when one side is nmap's -sV.
+	Scripts bool
 	// PortName names a port's usual service (nmap's "table" method) for
 	// ports without detection; nil leaves them unnamed.
 	PortName func(port uint16) string
@@ -319,7 +324,9 @@ func buildPort(p snapshot.Port, o WriteOptions) xPort {
 		}
 		xs := &xService{Name: cmp.Or(name, "unknown"), Method: "table", Conf: 3, Tunnel: svc.Tunnel, ServiceFP: svc.Fingerprint}
 		xp.Service = xs
-		xp.Scripts = scripts(svc)
+		if o.Scripts {
+			xp.Scripts = scripts(svc)
+		}
 		return xp
 	}
 	xs := &xService{
@@ -333,7 +340,9 @@ func buildPort(p snapshot.Port, o WriteOptions) xPort {
 		xs.Conf = 5
 	}
 	xp.Service = xs
-	xp.Scripts = scripts(svc)
+	if o.Scripts {
+		xp.Scripts = scripts(svc)
+	}
 	return xp
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -37,7 +36,7 @@ func diffCommand(app *kingpin.Application) (string, runFunc) {
 			if *outFrom == "" || *outTo == "" {
 				return usagef("--format xml writes two nmap XML files: give --output.from FILE and --output.to FILE")
 			}
-			xo := xmlOptions(os.Args[1:], "", nil)
+			xo := xmlOptions(e.args, "", nil)
 			if err := writeXMLFile(*outFrom, from, xo); err != nil {
 				return err
 			}

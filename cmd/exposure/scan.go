@@ -39,6 +39,7 @@ type scanFlags struct {
 	engine     string
 	format     string
 	xmlFile    string
+	xmlScripts bool
 	sequential bool
 	noDNS      bool
 	iface      string
@@ -56,6 +57,7 @@ func scanCommand(app *kingpin.Application) (string, runFunc) {
 	cmd.Flag("engine", "Scan engine: syn (raw sockets, needs CAP_NET_RAW), connect, or auto.").Default("auto").EnumVar(&f.engine, "syn", "connect", "auto")
 	cmd.Flag("format", "Output format: text, json (the snapshot document) or xml (nmap's XML output, nmap.dtd).").Default("text").EnumVar(&f.format, "text", "json", "xml")
 	cmd.Flag("output.xml", "Also write nmap XML to FILE (nmap's -oX FILE).").PlaceHolder("FILE").StringVar(&f.xmlFile)
+	cmd.Flag("xml.scripts", "In nmap XML, add the certificate (an ssl-cert script) and inconclusive detections (an exposure-detection script); Debian's ndiff 7.93 crashes on script differences.").BoolVar(&f.xmlScripts)
 	cmd.Flag("sequential", "Probe in address and port order instead of a random order.").BoolVar(&f.sequential)
 	cmd.Flag("no-dns", "Do not look up reverse DNS names.").Short('n').BoolVar(&f.noDNS)
 	cmd.Flag("interface", "Bind every socket of the scan to this network interface (nmap's -e): probes, -sV connections and DNS go out only through it, and a target it does not route to is reported filtered, not probed.").Short('e').PlaceHolder("NAME").StringVar(&f.iface)
@@ -129,7 +131,8 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 	if !snap.Complete {
 		e.logger.Warn("scan was cut short: the result is incomplete")
 	}
-	xo := xmlOptions(os.Args[1:], engine.Name(), portList(ports))
+	xo := xmlOptions(e.args, engine.Name(), portList(ports))
+	xo.Scripts = f.xmlScripts
 	if f.xmlFile != "" {
 		if werr := writeXMLFile(f.xmlFile, snap, xo); werr != nil {
 			return werr
