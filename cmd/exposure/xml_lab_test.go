@@ -88,6 +88,17 @@ func TestLabNmapXML(t *testing.T) {
 		require.Contains(t, string(html), `<td>`+itoa(p.Port)+`</td>`, "port %d missing from the HTML", p.Port)
 	}
 
+	// EXPOSURE_XML_KEEP=DIR keeps the files, for the README's example.
+	if keep := os.Getenv("EXPOSURE_XML_KEEP"); keep != "" {
+		require.NoError(t, os.WriteFile(filepath.Join(keep, "exposure.html"), html, 0o644))
+		for _, f := range []string{nmapXML, ourXML} {
+			b, err := os.ReadFile(f)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(keep, filepath.Base(f)), b, 0o644))
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(keep, "ndiff.txt"), nd, 0o644))
+	}
+
 	// nmap's XML imported reads as what exposure finds.
 	db := filepath.Join(dir, "x.db")
 	code, _, errs = runCLI(t, "import", "--storage.path", db, "--target", "lab", nmapXML)
