@@ -3,6 +3,7 @@ package nmapxml
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,6 +153,27 @@ func TestReadBad(t *testing.T) {
 			require.True(t, errors.As(err, &e))
 		})
 	}
+}
+
+// TestReadHuge: a file past the bound fails after reading the bound, not
+// the file.
+func TestReadHuge(t *testing.T) {
+	doc := write(t, sample(), WriteOptions{})
+	src := io.MultiReader(bytes.NewReader(doc[:bytes.Index(doc, []byte("<runstats>"))]),
+		&endless{b: []byte("<!-- padding -->\n")})
+	_, err := Read(src, ReadOptions{Target: "x", MaxBytes: 1 << 20})
+	require.ErrorContains(t, err, "file larger than 1048576 bytes")
+}
+
+// endless repeats b for ever.
+type endless struct{ b []byte }
+
+func (e *endless) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		n += copy(p[n:], e.b)
+	}
+	return n, nil
 }
 
 func TestReadCleansText(t *testing.T) {

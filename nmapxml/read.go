@@ -52,6 +52,8 @@ func (e *Error) Unwrap() error { return e.Err }
 type ReadOptions struct {
 	// Target names the snapshot's target.
 	Target string
+	// MaxBytes bounds the file; 0 means MaxFileSize.
+	MaxBytes int64
 }
 
 // Read reads one nmap XML document as a snapshot of target. Closed ports
@@ -61,13 +63,17 @@ type ReadOptions struct {
 // other than XML's own are errors (nothing is expanded), and no attribute
 // or text may exceed MaxAttr bytes.
 func Read(r io.Reader, o ReadOptions) (*snapshot.Snapshot, error) {
-	lr := &io.LimitedReader{R: r, N: MaxFileSize + 1}
+	limit := o.MaxBytes
+	if limit <= 0 {
+		limit = MaxFileSize
+	}
+	lr := &io.LimitedReader{R: r, N: limit + 1}
 	d := xml.NewDecoder(lr)
 	d.Strict = true
 	rd := &reader{d: d, snap: &snapshot.Snapshot{Target: o.Target, Hosts: []snapshot.Host{}}}
 	err := rd.run()
 	if lr.N <= 0 {
-		return nil, &Error{Line: rd.line(), Err: fmt.Errorf("file larger than %d bytes", MaxFileSize)}
+		return nil, &Error{Line: rd.line(), Err: fmt.Errorf("file larger than %d bytes", limit)}
 	}
 	if err != nil {
 		return nil, err

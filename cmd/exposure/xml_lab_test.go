@@ -80,7 +80,7 @@ func TestLabNmapXML(t *testing.T) {
 	html, err := exec.Command("xsltproc", "/usr/share/nmap/nmap.xsl", ourXML).Output()
 	require.NoError(t, err)
 	var ours snapshot.Snapshot
-	code, js, errs := runCLI(t, "scan", "-n", "-e", l.Interface(), "-p", ports, "--format", "json", addr)
+	code, js, errs := runCLI(t, "scan", "-n", "-e", l.Interface(), "--sV", "-p", ports, "--format", "json", addr)
 	require.Equal(t, 0, code, errs)
 	require.NoError(t, json.Unmarshal([]byte(js), &ours))
 	require.NotEmpty(t, ours.Hosts)
@@ -109,6 +109,24 @@ func TestLabNmapXML(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(js), &imported))
 	require.True(t, imported.Complete)
 	require.Equal(t, portStates(&ours), portStates(&imported))
+	// Services where nmap had them equal exposure's -sV.
+	want := services(&ours)
+	for k, v := range services(&imported) {
+		require.Equal(t, v, want[k], "service on %s: nmap's, then ours", k)
+	}
+}
+
+// services is name, product and version per address:port.
+func services(s *snapshot.Snapshot) map[string]string {
+	m := map[string]string{}
+	for _, h := range s.Hosts {
+		for _, p := range h.Ports {
+			if p.Service != nil {
+				m[h.Address+":"+itoa(p.Port)] = p.Service.FullName() + " | " + p.Service.Product + " | " + p.Service.Version
+			}
+		}
+	}
+	return m
 }
 
 func portStates(s *snapshot.Snapshot) map[string]string {
