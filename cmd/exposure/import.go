@@ -122,8 +122,11 @@ func importScans(ctx context.Context, e *env, st *store.Store, target string, sc
 	} else if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
-	_, err = st.DiffState(target)
-	hadState := err == nil
+	raw, err := st.DiffState(target)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	hadState := len(raw) > 0
 	n := 0
 	for _, sc := range scans {
 		sn := sc.snap

@@ -1,16 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/exposure-monitor/exposure/snapshot"
+	"github.com/exposure-monitor/exposure/store"
 )
 
 // nmapDoc is nmap XML as nmap 7.93 writes it, with ports open as given.
@@ -127,4 +130,29 @@ func validateXML(t *testing.T, doc []byte) {
 	require.NoError(t, os.WriteFile(f, doc, 0o600))
 	out, err := exec.Command(xl, "--noout", "--dtdvalid", dtd, f).CombinedOutput()
 	require.NoError(t, err, "%s", out)
+}
+
+// TestImportClearsDaemonState: the daemon's reported view predates the
+// imported scans, so the import clears it and the daemon's next scan diffs
+// against the newest imported one.
+func TestImportClearsDaemonState(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "x.db")
+	st, err := store.Open(db, store.Options{Timeout: time.Second})
+	require.NoError(t, err)
+	require.NoError(t, st.Commit(context.Background(), store.Commit{Target: "web", DiffState: []byte(`{"diff":{"v":2,"b":true}}`)}))
+	require.NoError(t, st.Close())
+	f := filepath.Join(dir, "a.xml")
+	require.NoError(t, os.WriteFile(f, []byte(nmapDoc("1764050400", "80")), 0o600))
+	code, _, errs := runCLI(t, "import", "--storage.path", db, "--target", "web", f)
+	require.Equal(t, 0, code, errs)
+	st, err = store.Open(db, store.Options{Timeout: time.Second})
+	require.NoError(t, err)
+	defer st.Close()
+	raw, err := st.DiffState("web")
+	require.NoError(t, err)
+	require.Empty(t, raw)
+	sn, err := st.LatestComplete("web")
+	require.NoError(t, err)
+	require.Equal(t, "web/1764050400000000000", sn.ID)
 }
