@@ -39,6 +39,8 @@ type scanFlags struct {
 	retries    int
 	engine     string
 	format     string
+	xmlFile    string
+	xmlScripts bool
 	sequential bool
 	noDNS      bool
 	iface      string
@@ -54,7 +56,9 @@ func scanCommand(app *kingpin.Application) (string, runFunc) {
 	cmd.Flag("rate", "Packets (or connection attempts) per second; 0 for no limit.").Default(defaultScanRate).IntVar(&f.rate)
 	cmd.Flag("retries", "Retransmissions of an unanswered probe.").Default("2").IntVar(&f.retries)
 	cmd.Flag("engine", "Scan engine: syn (raw sockets, needs CAP_NET_RAW), connect, or auto.").Default("auto").EnumVar(&f.engine, "syn", "connect", "auto")
-	cmd.Flag("format", "Output format: text or json.").Default("text").EnumVar(&f.format, "text", "json")
+	cmd.Flag("format", "Output format: text, json (the snapshot document) or xml (nmap's XML output, nmap.dtd).").Default("text").EnumVar(&f.format, "text", "json", "xml")
+	cmd.Flag("output.xml", "Also write nmap XML to FILE (nmap's -oX FILE).").PlaceHolder("FILE").StringVar(&f.xmlFile)
+	cmd.Flag("xml.scripts", "In nmap XML, add the certificate (an ssl-cert script) and inconclusive detections (an exposure-detection script); Debian's ndiff 7.93 crashes on script differences.").BoolVar(&f.xmlScripts)
 	cmd.Flag("sequential", "Probe in address and port order instead of a random order.").BoolVar(&f.sequential)
 	cmd.Flag("no-dns", "Do not look up reverse DNS names.").Short('n').BoolVar(&f.noDNS)
 	cmd.Flag("interface", "Bind every socket of the scan to this network interface (nmap's -e): probes, -sV connections and DNS go out only through it, and a target it does not route to is reported filtered, not probed.").Short('e').PlaceHolder("NAME").StringVar(&f.iface)
@@ -126,7 +130,18 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 	if !snap.Complete {
 		e.logger.Warn("scan was cut short: the result is incomplete")
 	}
+	xo := xmlOptions(e.args, engine.Name(), portList(ports))
+	xo.Scripts = f.xmlScripts
+	if f.xmlFile != "" {
+		if werr := writeXMLFile(f.xmlFile, snap, xo); werr != nil {
+			return werr
+		}
+	}
 	switch f.format {
+	case "xml":
+		if werr := writeXML(e.stdout, snap, xo); werr != nil {
+			return werr
+		}
 	case "json":
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")

@@ -34,7 +34,7 @@ func TestScanBadArguments(t *testing.T) {
 		{"negative rate", []string{"scan", "--rate=-5", "127.0.0.1"}, "--rate -5"},
 		{"too many retries", []string{"scan", "--retries", "99", "127.0.0.1"}, "--retries 99"},
 		{"bad engine", []string{"scan", "--engine", "udp", "127.0.0.1"}, "udp"},
-		{"bad format", []string{"scan", "--format", "xml", "127.0.0.1"}, "xml"},
+		{"bad format", []string{"scan", "--format", "yaml", "127.0.0.1"}, "yaml"},
 		{"no target", []string{"scan"}, "target"},
 		{"bad intensity", []string{"scan", "--sV", "--version-intensity", "12", "127.0.0.1"}, "--version-intensity 12"},
 		// A bad or missing interface is a usage error naming it, before
