@@ -149,6 +149,7 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 	bar.finish()
 	if detector != nil && ctx.Err() == nil {
 		detector.Annotate(ctx, snap)
+		detector.AnnotateUDP(ctx, snap)
 	}
 	if !snap.Complete {
 		e.logger.Warn("scan was cut short: the result is incomplete")
