@@ -9,7 +9,7 @@
 # a second per destination, so a full top-1000 run takes tens of minutes;
 # it is capped with --host-timeout HOST_TIMEOUT (nmap then reports nothing
 # for the host, and its time is the cap: the ratio printed is a bound that
-# flatters nmap). exposure's side is `exposure scan -p udp-top:1000`. Both
+# flatters nmap). exposure's side is `exposure scan --sV -p udp-top:1000`. Both
 # tools are bound to the lab's bridge (-e BRIDGE), and right before each
 # run `ip route get` must lead the host's address into that bridge, or the
 # script aborts.
@@ -58,7 +58,7 @@ check_route() {
 
 check_route
 t0=$(date +%s.%N)
-"$work/exposure" scan -n -e "$bridge" -p udp-top:1000 --format json "$addr" >"$work/ours.json"
+"$work/exposure" scan -n --sV -e "$bridge" -p udp-top:1000 --format json "$addr" >"$work/ours.json"
 t1=$(date +%s.%N)
 check_route
 t1b=$(date +%s.%N)
@@ -67,8 +67,8 @@ t2=$(date +%s.%N)
 
 ours=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')
 theirs=$(awk -v a="$t1b" -v b="$t2" 'BEGIN{printf "%.2f", b-a}')
-echo "exposure scan -p udp-top:1000: ${ours}s"
-jq -r '.hosts[].ports[] | select(.state=="open") | "  \(.port)/udp open"' "$work/ours.json"
+echo "exposure scan --sV -p udp-top:1000: ${ours}s"
+jq -r '.hosts[].ports[] | select(.state=="open") | "  \(.port)/udp open \(.service.name // "") \(.service.product // "") \(.service.version // "")"' "$work/ours.json"
 echo "nmap -sU -sV --top-ports 1000 --host-timeout $cap: ${theirs}s"
 if grep -q 'state="open"' "$work/nmap.xml"; then
   grep -o '<port protocol="udp" portid="[0-9]*"><state state="open"[^>]*>' "$work/nmap.xml" | sed 's/.*portid="\([0-9]*\)".*/  \1\/udp open/'
