@@ -18,6 +18,9 @@ const (
 	StateOpen     = "open"
 	StateClosed   = "closed"
 	StateFiltered = "filtered"
+	// StateOpenFiltered is a UDP port that answered nothing, as nmap -sU
+	// says: open or filtered, nobody can tell.
+	StateOpenFiltered = "open|filtered"
 )
 
 // Host states.

@@ -111,7 +111,7 @@ const (
 	noGrepable   = "grepable output is not supported; use --format json (one snapshot document) and redirect it"
 	noOS         = "OS detection is not supported"
 	noAggressive = "-A (OS and version detection, scripts, traceroute) is not supported; use --sV for version detection"
-	noUDP        = "UDP scans are not supported yet; exposure scans TCP (-p SPEC)"
+	noUDP        = "UDP ports are named in the port spec, as nmap also allows: -p U:53,161, -p T:22,U:53 or -p udp-top:1000"
 	noSYNFlags   = "only the SYN (--engine syn) and connect (--engine connect) scans are supported"
 )
 

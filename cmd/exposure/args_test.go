@@ -42,7 +42,7 @@ func TestPreparse(t *testing.T) {
 		{args: []string{"scan", "-oG", "out", "h"}, err: "-oG: grepable output is not supported; use --format json"},
 		{args: []string{"scan", "-T2", "h"}, err: "-T2: nmap's slow timing templates are not supported; use --rate PPS"},
 		{args: []string{"scan", "-T0", "h"}, err: "use --rate PPS"},
-		{args: []string{"scan", "-sU", "h"}, err: "-sU: UDP scans are not supported yet"},
+		{args: []string{"scan", "-sU", "h"}, err: "-sU: UDP ports are named in the port spec"},
 		{args: []string{"scan", "-sF", "h"}, err: "--engine syn"},
 		{args: []string{"scan", "-O", "h"}, err: "-O: OS detection is not supported"},
 		{args: []string{"scan", "-A", "h"}, err: "use --sV for version detection"},

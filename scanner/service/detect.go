@@ -20,7 +20,7 @@ import (
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
-//go:embed probes/exposure-service-probes
+//go:embed probes/exposure-service-probes probes/exposure-udp-probes
 var embedded embed.FS
 
 // EmbeddedFile is the name of the built-in probe file in parse errors and logs.
@@ -117,6 +117,9 @@ func New(o Options) (*Detector, error) {
 	defer f.Close()
 	if err := db.Add(EmbeddedFile, f); err != nil {
 		return nil, fmt.Errorf("load embedded probes: %w", err)
+	}
+	if err := udpDB(db); err != nil {
+		return nil, err
 	}
 	for _, name := range o.ProbeFiles {
 		if err := addFile(db, name); err != nil {
