@@ -46,28 +46,7 @@ type UDPOptions struct {
 }
 
 func (o *UDPOptions) validate() error {
-	if o.Limiter == nil {
-		return errNoLimiter
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Window <= 0 {
-		o.Window = udpDefaultWindow
-	}
-	if o.InitialRTO <= 0 {
-		o.InitialRTO = defaultInitialRTO
-	}
-	if o.MinRTO <= 0 {
-		o.MinRTO = defaultMinRTO
-	}
-	if o.MaxRTO <= 0 {
-		o.MaxRTO = defaultMaxRTO
-	}
-	if o.MinRTO > o.MaxRTO {
-		return fmt.Errorf("minimum timeout %v above maximum %v", o.MinRTO, o.MaxRTO)
-	}
-	return nil
+	return settleProbeOptions(o.Limiter, &o.Logger, &o.Window, udpDefaultWindow, &o.InitialRTO, &o.MinRTO, &o.MaxRTO)
 }
 
 // UDP scans UDP ports the way nmap -sU does: each probe carries the payload

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/exposure-monitor/exposure/snapshot"
@@ -98,33 +97,9 @@ func (d *Detector) udpExchange(ctx context.Context, addr netip.Addr, port uint16
 // AnnotateUDP fills Service on every open UDP port of s that a UDP probe
 // names, concurrently, until ctx ends.
 func (d *Detector) AnnotateUDP(ctx context.Context, s *snapshot.Snapshot) {
-	sem := make(chan struct{}, d.o.Concurrency)
-	var wg sync.WaitGroup
-	for hi := range s.Hosts {
-		h := &s.Hosts[hi]
-		addr, err := netip.ParseAddr(h.Address)
-		if err != nil {
-			continue
+	d.eachOpenPort(ctx, s, "udp", func(addr netip.Addr, p *snapshot.Port) {
+		if svc, err := d.DetectUDP(ctx, addr, p.Port); err == nil && svc != nil {
+			p.Service = svc
 		}
-		for pi := range h.Ports {
-			p := &h.Ports[pi]
-			if p.State != snapshot.StateOpen || p.Protocol != "udp" {
-				continue
-			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				wg.Wait()
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				if svc, err := d.DetectUDP(ctx, addr, p.Port); err == nil && svc != nil {
-					p.Service = svc
-				}
-			}()
-		}
-	}
-	wg.Wait()
+	})
 }

@@ -74,9 +74,4 @@ const MaxTopUDP = len(topUDP)
 
 // TopUDPPorts returns the n most frequent UDP ports in nmap's frequency order, most frequent first.
 // n is clamped to [0, MaxTopUDP]. The slice is a fresh copy the caller may modify.
-func TopUDPPorts(n int) []uint16 {
-	n = max(0, min(n, MaxTopUDP))
-	out := make([]uint16, n)
-	copy(out, topUDP[:n])
-	return out
-}
+func TopUDPPorts(n int) []uint16 { return firstN(topUDP[:], n) }
