@@ -556,3 +556,25 @@ func TestDaemonReloadSwapsReceivers(t *testing.T) {
 		return !strings.Contains(m, `exposure_notifications_total{receiver="audit",result="delivered"} 0`)
 	})
 }
+
+// TestDaemonSeriesBudget: global.series_budget reaches the collector at
+// start and again on reload.
+func TestDaemonSeriesBudget(t *testing.T) {
+	withBudget := func(n int) string {
+		return strings.Replace(testConfig, "  jitter: 0s\n", fmt.Sprintf("  jitter: 0s\n  series_budget: %d\n", n), 1)
+	}
+	td := startTestDaemon(t, withBudget(1))
+	td.net.set("alpha", 22, 23, 80)
+	openSeries := func() int {
+		_, body := get(t, td.url+"/metrics")
+		return strings.Count(body, "\nexposure_port_open{")
+	}
+	waitFor(t, "the first scan", func() bool { return td.net.count("alpha") >= 1 })
+	runScanOf(td, "alpha")
+	require.Equal(t, 1, openSeries())
+
+	require.NoError(t, os.WriteFile(td.cfg, []byte(withBudget(2)), 0o600))
+	code, body := post(t, td.url+"/-/reload")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Equal(t, 2, openSeries())
+}
