@@ -138,7 +138,10 @@ func TestDispatcherWake(t *testing.T) {
 	ob := newMemOutbox()
 	n := &funcNotifier{fn: func(Entry, int) (bool, error) { return false, nil }}
 	d, _ := startDispatcher(t, DispatcherOptions{Outbox: ob, Notifiers: map[string]Notifier{"am": n}, PollInterval: time.Hour})
-	time.Sleep(20 * time.Millisecond) // the worker is idle with an hour to wait
+	// Wait for the worker's first pass over the empty outbox: from then on it
+	// waits an hour, so only Wake can make it see the entry added below (a
+	// sleep here let a worker slow to start find the entry without Wake).
+	require.Eventually(t, func() bool { return ob.readCount() >= 1 }, 10*time.Second, time.Millisecond)
 	ob.add(entryAt("am", "k", time.Now()))
 	d.Wake()
 	require.Eventually(t, func() bool { return len(n.calls()) == 1 }, 10*time.Second, 5*time.Millisecond)

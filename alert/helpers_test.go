@@ -21,6 +21,9 @@ type memOutbox struct {
 	acked   []string
 	retries int
 	lenErr  error
+	// reads counts the OutboxPending calls: a test waits on it to know
+	// a worker has made its pass over the outbox.
+	reads int
 }
 
 var _ Outbox = (*memOutbox)(nil)
@@ -57,6 +60,7 @@ func (o *memOutbox) OutboxReceivers() (map[string]int, error) {
 func (o *memOutbox) OutboxPending(receiver string, limit int) ([]Entry, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.reads++
 	var keys []string
 	for k := range o.entries[receiver] {
 		keys = append(keys, k)
@@ -105,6 +109,12 @@ func (o *memOutbox) OutboxLen() (int, error) {
 		n += len(m)
 	}
 	return n, nil
+}
+
+func (o *memOutbox) readCount() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.reads
 }
 
 func (o *memOutbox) get(receiver, key string) (Entry, bool) {

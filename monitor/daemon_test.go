@@ -556,3 +556,47 @@ func TestDaemonReloadSwapsReceivers(t *testing.T) {
 		return !strings.Contains(m, `exposure_notifications_total{receiver="audit",result="delivered"} 0`)
 	})
 }
+
+// TestDaemonSeriesBudget: global.series_budget reaches the collector at
+// start and again on reload.
+func TestDaemonSeriesBudget(t *testing.T) {
+	withBudget := func(n int) string {
+		return strings.Replace(testConfig, "  jitter: 0s\n", fmt.Sprintf("  jitter: 0s\n  series_budget: %d\n", n), 1)
+	}
+	td := startTestDaemon(t, withBudget(1))
+	td.net.set("alpha", 22, 23, 80)
+	openSeries := func() int {
+		_, body := get(t, td.url+"/metrics")
+		return strings.Count(body, "\nexposure_port_open{")
+	}
+	waitFor(t, "the first scan", func() bool { return td.net.count("alpha") >= 1 })
+	runScanOf(td, "alpha")
+	require.Equal(t, 1, openSeries())
+
+	require.NoError(t, os.WriteFile(td.cfg, []byte(withBudget(2)), 0o600))
+	code, body := post(t, td.url+"/-/reload")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Equal(t, 2, openSeries())
+}
+
+// TestDaemonReloadKeepsNotificationCounts: one long-lived dispatcher, so
+// exposure_notifications_total keeps its value across a reload that adds a
+// receiver.
+func TestDaemonReloadKeepsNotificationCounts(t *testing.T) {
+	td := startTestDaemon(t, testConfig)
+	waitFor(t, "the first scan", func() bool { return td.net.count("alpha") >= 1 })
+	td.net.set("alpha", 23) // forbidden_open in portDiffer
+	td.d.runTarget(context.Background(), "alpha")
+	const delivered = `exposure_notifications_total{receiver="log",result="delivered"} 1`
+	waitFor(t, "delivery to the log receiver", func() bool {
+		_, m := get(t, td.url+"/metrics")
+		return strings.Contains(m, delivered)
+	})
+	two := testConfig + "  - name: audit\n    log: {}\n"
+	require.NoError(t, os.WriteFile(td.cfg, []byte(two), 0o600))
+	code, body := post(t, td.url+"/-/reload")
+	require.Equal(t, http.StatusOK, code, body)
+	_, metrics := get(t, td.url+"/metrics")
+	require.Contains(t, metrics, `exposure_notifications_total{receiver="audit",result="delivered"} 0`)
+	require.Contains(t, metrics, delivered)
+}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/exporter-toolkit/web"
 	"golang.org/x/time/rate"
 
@@ -55,7 +54,6 @@ type daemonState struct {
 
 	dispMu     sync.Mutex
 	dispatcher *alert.Dispatcher
-	dispReg    *trackingRegisterer
 	dispStop   context.CancelFunc
 	dispDone   chan struct{}
 }
@@ -383,12 +381,9 @@ func (d *daemonState) doReload(ctx context.Context) error {
 	}
 	old := d.current.Load()
 	if rc.receiversKey != old.receiversKey {
-		d.stopDispatcher()
-		if err := d.startDispatcher(ctx, rc); err != nil {
-			// The notifiers were built and checked above; what fails here is
-			// metric registration. Keep going with no delivery rather than
-			// half a configuration: entries stay in the outbox.
-			d.logger.Error("alert dispatcher not restarted", "err", err)
+		// One long-lived dispatcher: its metrics keep counting across reloads.
+		if err := d.setNotifiers(rc); err != nil {
+			return err
 		}
 	}
 	d.current.Store(rc)
@@ -446,16 +441,14 @@ func (d *daemonState) prune(ctx context.Context, cfg *config.Config) {
 func (d *daemonState) startDispatcher(ctx context.Context, rc *runtimeConfig) error {
 	d.dispMu.Lock()
 	defer d.dispMu.Unlock()
-	reg := &trackingRegisterer{reg: d.opts.Registry}
 	disp, err := alert.NewDispatcher(alert.DispatcherOptions{
 		Outbox:     d.store,
 		Notifiers:  rc.notifiers,
-		Registerer: reg,
+		Registerer: d.opts.Registry,
 		Logger:     d.logger,
 		Now:        d.opts.Now,
 	})
 	if err != nil {
-		reg.unregisterAll()
 		return fmt.Errorf("alert dispatcher: %w", err)
 	}
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -464,7 +457,7 @@ func (d *daemonState) startDispatcher(ctx context.Context, rc *runtimeConfig) er
 		defer close(done)
 		_ = disp.Run(dctx)
 	}()
-	d.dispatcher, d.dispReg, d.dispStop, d.dispDone = disp, reg, cancel, done
+	d.dispatcher, d.dispStop, d.dispDone = disp, cancel, done
 	return nil
 }
 
@@ -476,7 +469,6 @@ func (d *daemonState) stopDispatcher() {
 	}
 	d.dispStop()
 	<-d.dispDone
-	d.dispReg.unregisterAll()
 	d.dispatcher = nil
 }
 
@@ -488,39 +480,13 @@ func (d *daemonState) wake() {
 	}
 }
 
-// trackingRegisterer remembers what it registered, so the metrics of a
-// dispatcher replaced by a reload can be unregistered.
-type trackingRegisterer struct {
-	reg prometheus.Registerer
-	mu  sync.Mutex
-	cs  []prometheus.Collector
-}
-
-func (t *trackingRegisterer) Register(c prometheus.Collector) error {
-	if err := t.reg.Register(c); err != nil {
-		return err
+// setNotifiers hands a reloaded configuration's receivers to the running
+// dispatcher.
+func (d *daemonState) setNotifiers(rc *runtimeConfig) error {
+	d.dispMu.Lock()
+	defer d.dispMu.Unlock()
+	if d.dispatcher == nil {
+		return nil
 	}
-	t.mu.Lock()
-	t.cs = append(t.cs, c)
-	t.mu.Unlock()
-	return nil
-}
-
-func (t *trackingRegisterer) MustRegister(cs ...prometheus.Collector) {
-	for _, c := range cs {
-		if err := t.Register(c); err != nil {
-			panic(err)
-		}
-	}
-}
-
-func (t *trackingRegisterer) Unregister(c prometheus.Collector) bool { return t.reg.Unregister(c) }
-
-func (t *trackingRegisterer) unregisterAll() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, c := range t.cs {
-		t.reg.Unregister(c)
-	}
-	t.cs = nil
+	return d.dispatcher.SetNotifiers(rc.notifiers)
 }

@@ -44,7 +44,6 @@ func buildRuntime(cfg *config.Config, logger *slog.Logger, scanners scannerBuild
 	for _, t := range rc.targets {
 		rc.byName[t.Name] = t
 	}
-	var lifetime time.Duration
 	for _, r := range cfg.Receivers {
 		ar, n, err := buildReceiver(r, logger)
 		if err != nil {
@@ -52,10 +51,6 @@ func buildRuntime(cfg *config.Config, logger *slog.Logger, scanners scannerBuild
 		}
 		rc.receivers = append(rc.receivers, ar)
 		rc.notifiers[r.Name] = n
-		lifetime = max(lifetime, time.Duration(r.EventLifetime))
-	}
-	if lifetime > 0 {
-		rc.eventLifetime = lifetime
 	}
 	var err error
 	if rc.scan, rc.differ, err = scanners(cfg); err != nil {
@@ -76,7 +71,9 @@ func buildReceiver(r *config.Receiver, logger *slog.Logger) (alert.Receiver, ale
 	if err := route.Validate(); err != nil {
 		return alert.Receiver{}, nil, err
 	}
-	ar := alert.Receiver{Name: r.Name, Type: alert.ReceiverType(r.Type()), Route: route}
+	// Each receiver keeps its own event_lifetime (0: the plan's default).
+	ar := alert.Receiver{Name: r.Name, Type: alert.ReceiverType(r.Type()), Route: route,
+		EventLifetime: time.Duration(r.EventLifetime)}
 	var n alert.Notifier
 	switch {
 	case r.Alertmanager != nil:
