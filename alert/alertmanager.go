@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/exposure-monitor/exposure/config"
 )
 
 // AlertmanagerOptions configures an Alertmanager v2 receiver. Credentials are
@@ -195,4 +197,39 @@ func (a *Alertmanager) auth() (http.Header, []Secret, error) {
 		return h, []Secret{pw, encoded}, nil
 	}
 	return h, nil, nil
+}
+
+// buildAlertmanager is the alertmanager entry of receiverKinds.
+func buildAlertmanager(r *config.Receiver, logger *slog.Logger) (Notifier, error) {
+	a := r.Alertmanager
+	o := AlertmanagerOptions{URLs: a.Endpoints(), BearerTokenFile: a.BearerTokenFile,
+		Timeout: time.Duration(a.Timeout), Logger: logger}
+	if a.BasicAuth != nil {
+		o.Username, o.PasswordFile = a.BasicAuth.Username, a.BasicAuth.PasswordFile
+	}
+	return NewAlertmanager(o)
+}
+
+// alertmanagerPayload is the v2 API body: events with their lifetime,
+// firing conditions valid until in.Validity from now, resolved ones ending
+// now.
+func alertmanagerPayload(in *PlanInput, r Receiver, c routed) []byte {
+	lifetime := in.EventLifetime
+	if r.EventLifetime > 0 {
+		lifetime = r.EventLifetime
+	}
+	var alerts []model.Alert
+	for _, ch := range c.events {
+		alerts = append(alerts, in.alert(ch, ch.At, ch.At.Add(lifetime)))
+	}
+	for _, ch := range c.firing {
+		alerts = append(alerts, in.alert(ch, ch.At, in.Now.Add(in.Validity)))
+	}
+	for _, ch := range c.resolved {
+		alerts = append(alerts, in.alert(ch, ch.At, in.Now))
+	}
+	if len(alerts) == 0 {
+		return nil
+	}
+	return mustJSON(dedupAlerts(alerts))
 }

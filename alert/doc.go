@@ -38,6 +38,14 @@
 //
 // # Receivers
 //
+// Each kind of receiver lives in its own file, which holds how a
+// configured receiver becomes its Notifier and the bytes it is sent for a
+// scan; receiver.go lists the kinds in one table (receiverKinds), and
+// Build turns the configured receivers into Plan's Receivers and their
+// notifiers. The configuration side is config's receiverKinds (YAML key
+// and checks); a test fails when the two tables differ. Each receiver
+// keeps its own event_lifetime.
+//
 //   - Alertmanager: POST /api/v2/alerts to every URL of the cluster, with
 //     optional basic auth (password_file) or bearer_token_file. An entry is
 //     delivered when at least one member accepted it (see Alertmanager).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/exposure-monitor/exposure/config"
 	"github.com/exposure-monitor/exposure/internal/textsafe"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
@@ -57,3 +58,6 @@ func level(s snapshot.Severity) slog.Level {
 	}
 	return slog.LevelInfo
 }
+
+// buildLog is the log entry of receiverKinds.
+func buildLog(_ *config.Receiver, logger *slog.Logger) (Notifier, error) { return NewLog(logger), nil }

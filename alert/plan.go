@@ -191,42 +191,13 @@ func Plan(in PlanInput) PlanResult {
 			}
 			return out
 		}
-		var body []byte
-		switch r.Type {
-		case ReceiverAlertmanager:
-			lifetime := in.EventLifetime
-			if r.EventLifetime > 0 {
-				lifetime = r.EventLifetime
-			}
-			var alerts []model.Alert
-			for _, c := range match(events) {
-				alerts = append(alerts, in.alert(c, c.At, c.At.Add(lifetime)))
-			}
-			for _, c := range match(firing) {
-				alerts = append(alerts, in.alert(c, c.At, in.Now.Add(in.Validity)))
-			}
-			for _, c := range match(resolved) {
-				alerts = append(alerts, in.alert(c, c.At, in.Now))
-			}
-			if len(alerts) == 0 {
-				continue
-			}
-			body = mustJSON(dedupAlerts(alerts))
-		default: // webhook, log
-			p := WebhookPayload{
-				Version:  1,
-				Target:   in.Target,
-				Snapshot: in.SnapshotID,
-				Changes:  append(match(events), match(started)...),
-				Resolved: match(resolved),
-			}
-			if len(p.Changes) == 0 && len(p.Resolved) == 0 {
-				continue
-			}
-			if p.Changes == nil {
-				p.Changes = []snapshot.Change{}
-			}
-			body = mustJSON(p)
+		kind, ok := receiverKinds[r.Type]
+		if !ok {
+			panic(fmt.Sprintf("alert: receiver %q has unknown type %q", r.Name, r.Type))
+		}
+		body := kind.payload(&in, r, routed{events: match(events), firing: match(firing), started: match(started), resolved: match(resolved)})
+		if body == nil {
+			continue
 		}
 		res.Entries = append(res.Entries, Entry{
 			Receiver:    r.Name,

@@ -29,11 +29,11 @@ func TestSeverityMapping(t *testing.T) {
 	require.Equal(t, snapshot.SeverityWarning, SeverityOf("something_new"))
 	require.False(t, IsCondition("something_new"))
 	for _, s := range []string{"info", "warning", "critical"} {
-		got, err := ParseSeverity(s)
+		got, err := snapshot.ParseSeverity(s)
 		require.NoError(t, err)
 		require.Equal(t, s, got.String())
 	}
-	_, err := ParseSeverity("fatal")
+	_, err := snapshot.ParseSeverity("fatal")
 	require.EqualError(t, err, `parse severity "fatal": want info, warning or critical`)
 }
 

@@ -20,7 +20,7 @@ type Route struct {
 // NewRoute builds a Route from configuration strings ("" severity is info)
 // and validates it.
 func NewRoute(targets, kinds []string, minSeverity string) (Route, error) {
-	sev, err := ParseSeverity(minSeverity)
+	sev, err := snapshot.ParseSeverity(minSeverity)
 	if err != nil {
 		return Route{}, fmt.Errorf("route min_severity: %w", err)
 	}

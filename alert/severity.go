@@ -17,6 +17,3 @@ func IsCondition(k snapshot.Kind) bool { return k.Condition() }
 
 // KnownKind reports whether k is a kind this package routes.
 func KnownKind(k snapshot.Kind) bool { return k.Known() }
-
-// ParseSeverity parses "info", "warning" or "critical"; "" is info.
-func ParseSeverity(s string) (snapshot.Severity, error) { return snapshot.ParseSeverity(s) }

@@ -7,9 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/exposure-monitor/exposure/config"
+	"github.com/exposure-monitor/exposure/snapshot"
 )
 
 // Webhook signature and idempotency headers.
@@ -92,4 +96,29 @@ func (w *Webhook) Notify(ctx context.Context, entries ...Entry) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// buildWebhook is the webhook entry of receiverKinds.
+func buildWebhook(r *config.Receiver, _ *slog.Logger) (Notifier, error) {
+	return NewWebhook(WebhookOptions{URL: r.Webhook.URL, SecretFile: r.Webhook.SecretFile, Timeout: time.Duration(r.Webhook.Timeout)})
+}
+
+// webhookPayload is the WebhookPayload of a scan: its events and the
+// conditions that started firing, and the resolved ones. The log receiver
+// gets it too.
+func webhookPayload(in *PlanInput, _ Receiver, c routed) []byte {
+	p := WebhookPayload{
+		Version:  1,
+		Target:   in.Target,
+		Snapshot: in.SnapshotID,
+		Changes:  append(c.events, c.started...),
+		Resolved: c.resolved,
+	}
+	if len(p.Changes) == 0 && len(p.Resolved) == 0 {
+		return nil
+	}
+	if p.Changes == nil {
+		p.Changes = []snapshot.Change{}
+	}
+	return mustJSON(p)
 }

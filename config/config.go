@@ -248,15 +248,10 @@ type Receiver struct {
 	EventLifetime model.Duration `yaml:"event_lifetime"`
 }
 
-// Type is "alertmanager", "webhook" or "log".
+// Type is the name of the one receiver kind set (ReceiverKinds), or "".
 func (r *Receiver) Type() string {
-	switch {
-	case r.Alertmanager != nil:
-		return "alertmanager"
-	case r.Webhook != nil:
-		return "webhook"
-	case r.Log != nil:
-		return "log"
+	if k := r.kinds(); len(k) == 1 {
+		return k[0]
 	}
 	return ""
 }

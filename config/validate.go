@@ -414,24 +414,19 @@ func (v *validator) receivers(targets map[string]bool) {
 		} else {
 			names[r.Name] = path
 		}
-		var kinds []string
-		if r.Alertmanager != nil {
-			kinds = append(kinds, "alertmanager")
-			v.alertmanager(r.Alertmanager, path+".alertmanager")
+		for _, k := range receiverKinds {
+			if k.set(r) && k.validate != nil {
+				k.validate(v, r, path+"."+k.name)
+			}
 		}
-		if r.Webhook != nil {
-			kinds = append(kinds, "webhook")
-			v.webhook(r.Webhook, path+".webhook")
-		}
-		if r.Log != nil {
-			kinds = append(kinds, "log")
-		}
-		switch len(kinds) {
+		all := ReceiverKinds()
+		some, last := strings.Join(all[:len(all)-1], ", "), all[len(all)-1]
+		switch kinds := r.kinds(); len(kinds) {
 		case 0:
-			v.errorf(path, "", "one of alertmanager, webhook or log is required")
+			v.errorf(path, "", "one of %s or %s is required", some, last)
 		case 1:
 		default:
-			v.errorf(path, "", "only one of alertmanager, webhook and log may be set, found %s", strings.Join(kinds, " and "))
+			v.errorf(path, "", "only one of %s and %s may be set, found %s", some, last, strings.Join(kinds, " and "))
 		}
 		if !v.isSet(path + ".event_lifetime") {
 			r.EventLifetime = DefaultEventLifetime

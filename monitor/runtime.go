@@ -8,7 +8,6 @@ import (
 
 	"github.com/exposure-monitor/exposure/alert"
 	"github.com/exposure-monitor/exposure/config"
-	"github.com/exposure-monitor/exposure/snapshot"
 )
 
 // runtimeConfig is a configuration with everything built from it that can
@@ -44,58 +43,14 @@ func buildRuntime(cfg *config.Config, logger *slog.Logger, scanners scannerBuild
 	for _, t := range rc.targets {
 		rc.byName[t.Name] = t
 	}
-	for _, r := range cfg.Receivers {
-		ar, n, err := buildReceiver(r, logger)
-		if err != nil {
-			return nil, fmt.Errorf("receiver %q: %w", r.Name, err)
-		}
-		rc.receivers = append(rc.receivers, ar)
-		rc.notifiers[r.Name] = n
-	}
 	var err error
+	if rc.receivers, rc.notifiers, err = alert.Build(cfg.Receivers, logger); err != nil {
+		return nil, err
+	}
 	if rc.scan, rc.differ, err = scanners(cfg); err != nil {
 		return nil, err
 	}
 	return rc, nil
-}
-
-func buildReceiver(r *config.Receiver, logger *slog.Logger) (alert.Receiver, alert.Notifier, error) {
-	sev, err := alert.ParseSeverity(r.Route.MinSeverity)
-	if err != nil {
-		return alert.Receiver{}, nil, err
-	}
-	route := alert.Route{Targets: r.Route.Targets, MinSeverity: sev}
-	for _, k := range r.Route.Kinds {
-		route.Kinds = append(route.Kinds, snapshot.Kind(k))
-	}
-	if err := route.Validate(); err != nil {
-		return alert.Receiver{}, nil, err
-	}
-	// Each receiver keeps its own event_lifetime (0: the plan's default).
-	ar := alert.Receiver{Name: r.Name, Type: alert.ReceiverType(r.Type()), Route: route,
-		EventLifetime: time.Duration(r.EventLifetime)}
-	var n alert.Notifier
-	switch {
-	case r.Alertmanager != nil:
-		a := r.Alertmanager
-		o := alert.AlertmanagerOptions{
-			URLs: a.Endpoints(), BearerTokenFile: a.BearerTokenFile,
-			Timeout: time.Duration(a.Timeout), Logger: logger.With("receiver", r.Name),
-		}
-		if a.BasicAuth != nil {
-			o.Username, o.PasswordFile = a.BasicAuth.Username, a.BasicAuth.PasswordFile
-		}
-		n, err = alert.NewAlertmanager(o)
-	case r.Webhook != nil:
-		n, err = alert.NewWebhook(alert.WebhookOptions{
-			URL: r.Webhook.URL, SecretFile: r.Webhook.SecretFile, Timeout: time.Duration(r.Webhook.Timeout),
-		})
-	case r.Log != nil:
-		n = alert.NewLog(logger.With("receiver", r.Name))
-	default:
-		err = fmt.Errorf("no receiver type set")
-	}
-	return ar, n, err
 }
 
 // receiversKey changes when anything about the receivers changes; the
