@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/common/model"
 
+	"github.com/exposure-monitor/exposure/config"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
@@ -39,7 +40,7 @@ type Receiver struct {
 // Defaults of PlanInput.
 const (
 	DefaultValidity      = time.Hour
-	DefaultEventLifetime = time.Hour
+	DefaultEventLifetime = time.Duration(config.DefaultEventLifetime) // the configuration's default
 	// minValidity keeps a fast schedule (@every 10s) from producing alerts
 	// that time out while a slow scan runs.
 	minValidity = 5 * time.Minute
