@@ -98,6 +98,7 @@ type Dispatcher struct {
 	wake          map[string]chan struct{}
 	notifications *prometheus.CounterVec
 	lastPending   atomic.Int64
+	health        map[string]ReceiverHealth
 }
 
 // NewDispatcher registers exposure_notifications_total and
@@ -328,12 +329,14 @@ func (w *worker) send(ctx context.Context, e Entry) (time.Duration, bool) {
 			delay = min(ra, o.MaxBackoff)
 		}
 		e.NextAttempt = o.Now().Add(delay)
+		w.d.noteResult(w.name, err, true)
 		if rerr := o.Outbox.OutboxRetry(e); rerr != nil {
 			w.failed("cannot record retry", fmt.Errorf("record retry of %s: %w", e.Key, rerr))
 		}
 		w.failed("notification failed, will retry", err, "key", e.Key, "attempts", e.Attempts, "retry_in", delay.Round(time.Millisecond).String())
 		return delay, false
 	}
+	w.d.noteResult(w.name, err, retry)
 	if err := o.Outbox.OutboxAck(w.name, e.Key); err != nil {
 		// It will be sent again: receivers dedup by key or labels.
 		w.failed("cannot delete delivered entry, it will be sent again", fmt.Errorf("delete delivered entry %s: %w", e.Key, err))
@@ -362,4 +365,57 @@ func backoff(attempts int, lo, hi time.Duration) time.Duration {
 	d = min(d, hi)
 	half := d / 2
 	return half + rand.N(d-half+1)
+}
+
+// ReceiverHealth is what the status page shows of a receiver: its last
+// delivery, its last failure (kept until a delivery succeeds) and how many
+// entries wait for it.
+type ReceiverHealth struct {
+	Name          string
+	LastDelivered time.Time
+	// LastError is the last failure since the last delivery, cleaned and
+	// bounded ("" when the receiver is healthy); Dropped says it was a
+	// refusal for good rather than a failure that will be retried.
+	LastError   string
+	LastErrorAt time.Time
+	Dropped     bool
+	Pending     int
+}
+
+// maxHealthErr bounds an error shown on the status page.
+const maxHealthErr = 300
+
+func (d *Dispatcher) noteResult(name string, err error, retry bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.health == nil {
+		d.health = map[string]ReceiverHealth{}
+	}
+	h := d.health[name]
+	h.Name = name
+	if err == nil {
+		h.LastDelivered, h.LastError, h.LastErrorAt, h.Dropped = d.opts.Now(), "", time.Time{}, false
+	} else {
+		h.LastError, h.LastErrorAt, h.Dropped = textsafe.Clean(err.Error(), maxHealthErr), d.opts.Now(), !retry
+	}
+	d.health[name] = h
+}
+
+// Health returns the health of every configured receiver, by name, with
+// the entries pending for each (an outbox that cannot be read is an error).
+func (d *Dispatcher) Health() ([]ReceiverHealth, error) {
+	pending, err := d.opts.Outbox.OutboxReceivers()
+	d.mu.Lock()
+	out := make([]ReceiverHealth, 0, len(d.notifiers))
+	for name := range d.notifiers {
+		h := d.health[name]
+		h.Name, h.Pending = name, pending[name]
+		out = append(out, h)
+	}
+	d.mu.Unlock()
+	slices.SortFunc(out, func(a, b ReceiverHealth) int { return strings.Compare(a.Name, b.Name) })
+	if err != nil {
+		return out, fmt.Errorf("read outbox: %w", err)
+	}
+	return out, nil
 }

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -599,4 +601,49 @@ func TestDaemonReloadKeepsNotificationCounts(t *testing.T) {
 	_, metrics := get(t, td.url+"/metrics")
 	require.Contains(t, metrics, `exposure_notifications_total{receiver="audit",result="delivered"} 0`)
 	require.Contains(t, metrics, delivered)
+}
+
+// TestStatusPageShowsReloadAndReceiverHealth: a receiver that keeps
+// failing with a queued notification, and a reload that failed, show on
+// the status page and count as problems (the page said "0 failing").
+func TestStatusPageShowsReloadAndReceiverHealth(t *testing.T) {
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(hook.Close)
+	cfg := testConfig + "  - name: hook\n    webhook: {url: " + hook.URL + "/x}\n"
+	td := startTestDaemon(t, cfg)
+	row := func(page, id string) string {
+		m := regexp.MustCompile(`(?s)<tr[^>]*id="` + id + `">.*?</tr>`).FindString(page)
+		require.NotEmpty(t, m, "no row %s on the status page", id)
+		return m
+	}
+	problems := func(page string) string {
+		return regexp.MustCompile(`<div id="problems"><b>(\d+)</b>`).FindStringSubmatch(page)[1]
+	}
+	_, page := get(t, td.url+"/")
+	require.Equal(t, "0", problems(page))
+	require.Contains(t, row(page, "health-reload"), "loaded")
+
+	td.net.set("alpha", 23) // forbidden_open in portDiffer
+	td.d.runTarget(context.Background(), "alpha")
+	waitFor(t, "the hook receiver to show as failing", func() bool {
+		_, page = get(t, td.url+"/")
+		return strings.Contains(row(page, "receiver-hook"), "failing")
+	})
+	r := row(page, "receiver-hook")
+	require.Contains(t, r, "503")
+	require.Contains(t, r, `<td class="num">1</td>`, "one notification queued")
+	require.Contains(t, row(page, "receiver-log"), `<span class="badge">ok</span>`)
+	require.Equal(t, "1", problems(page))
+
+	bad := strings.Replace(cfg, `ports: "22,23,80"`, `ports: "80-22"`, 1)
+	require.NoError(t, os.WriteFile(td.cfg, []byte(bad), 0o600))
+	code, _ := post(t, td.url+"/-/reload")
+	require.Equal(t, http.StatusInternalServerError, code)
+	_, page = get(t, td.url+"/")
+	r = row(page, "health-reload")
+	require.Contains(t, r, "reload failed")
+	require.Contains(t, r, "range end before start")
+	require.Equal(t, "2", problems(page))
 }

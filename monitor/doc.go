@@ -35,7 +35,8 @@
 //
 // # HTTP
 //
-//	GET  /           status page (html/template, no JavaScript)
+//	GET  /           status page (html/template, no JavaScript): targets,
+//	                 reload, receiver and outbox health, changes, open ports
 //	GET  /metrics    Prometheus metrics (OpenMetrics negotiated)
 //	GET  /-/healthy  200 while the process runs
 //	GET  /-/ready    200 once config, store and listener are up; 503 before

@@ -52,6 +52,9 @@ type daemonState struct {
 	// readyCh is closed once the daemon reported READY=1.
 	readyCh chan struct{}
 
+	// lastReload is the outcome of the last reload (nil before any).
+	lastReload atomic.Pointer[reloadOutcome]
+
 	dispMu     sync.Mutex
 	dispatcher *alert.Dispatcher
 	dispStop   context.CancelFunc
@@ -354,6 +357,12 @@ func (d *daemonState) runTarget(ctx context.Context, name string) {
 	runScan(ctx, deps, t, rc.cfg.Global, rc.planFor(t, d.generatorURL, d.opts.Now()))
 }
 
+// reloadOutcome is when the last reload ran and, if it failed, why.
+type reloadOutcome struct {
+	At  time.Time
+	Err string
+}
+
 // reload loads the configuration file again and swaps it in only when all
 // of it, including everything built from it, is valid.
 func (d *daemonState) reload(ctx context.Context) error {
@@ -362,9 +371,11 @@ func (d *daemonState) reload(ctx context.Context) error {
 	err := d.doReload(ctx)
 	if err != nil {
 		d.metrics.reloadSuccessful.Set(0)
+		d.lastReload.Store(&reloadOutcome{At: d.opts.Now(), Err: cleanError(err)})
 		d.logger.Error("reload failed; keeping the running configuration", "err", err)
 		return err
 	}
+	d.lastReload.Store(&reloadOutcome{At: d.opts.Now()})
 	d.metrics.reloadSuccessful.Set(1)
 	d.metrics.reloadTimestamp.Set(float64(d.opts.Now().Unix()))
 	return nil

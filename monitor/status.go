@@ -148,6 +148,20 @@ type statusData struct {
 	Targets []statusTarget
 	// Failing counts targets whose last run failed or was incomplete.
 	Failing int
+	// Reload is the last reload (nil before any); ReloadFailed says the
+	// running configuration is older than the file.
+	Reload       *reloadOutcome
+	ReloadFailed bool
+	// Receivers and their health; ReceiversFailing counts those whose
+	// last attempt failed; Pending is the whole outbox; HealthErr says the
+	// outbox could not be read.
+	Receivers        []alert.ReceiverHealth
+	ReceiversFailing int
+	Pending          int
+	HealthErr        string
+	// Problems is everything above that needs a look: failing targets, a
+	// failed reload, failing receivers.
+	Problems int
 	Ports   []statusPort
 	Changes []statusChange
 }
@@ -174,6 +188,7 @@ func (d *daemonState) statusPage(w http.ResponseWriter, r *http.Request) {
 		}
 		data.Targets = append(data.Targets, st)
 	}
+	d.statusHealth(&data)
 	d.collector.mu.RLock()
 	for _, s := range d.collector.latest {
 		data.Ports = append(data.Ports, statusPorts(s)...)
@@ -243,4 +258,34 @@ func describePort(p *snapshot.Port) string {
 		return ""
 	}
 	return cleanLabel(strings.TrimSpace(p.State + " " + p.Service.Describe()))
+}
+
+// statusHealth fills the reload, receiver and outbox health of the page.
+func (d *daemonState) statusHealth(data *statusData) {
+	if r := d.lastReload.Load(); r != nil {
+		data.Reload, data.ReloadFailed = r, r.Err != ""
+	}
+	d.dispMu.Lock()
+	disp := d.dispatcher
+	d.dispMu.Unlock()
+	if disp != nil {
+		rs, err := disp.Health()
+		if err != nil {
+			data.HealthErr = cleanError(err)
+		}
+		data.Receivers = rs
+		for _, r := range rs {
+			data.Pending += r.Pending
+			if r.LastError != "" {
+				data.ReceiversFailing++
+			}
+		}
+	}
+	data.Problems = data.Failing + data.ReceiversFailing
+	if data.ReloadFailed {
+		data.Problems++
+	}
+	if data.HealthErr != "" {
+		data.Problems++
+	}
 }
