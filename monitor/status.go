@@ -162,8 +162,8 @@ type statusData struct {
 	// Problems is everything above that needs a look: failing targets, a
 	// failed reload, failing receivers.
 	Problems int
-	Ports   []statusPort
-	Changes []statusChange
+	Ports    []statusPort
+	Changes  []statusChange
 }
 
 // recentChanges bounds the timeline.
