@@ -11,6 +11,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/exposure-monitor/exposure/scanner"
 	"github.com/exposure-monitor/exposure/scanner/service"
 	"github.com/exposure-monitor/exposure/scanner/spec"
 )
@@ -38,7 +39,7 @@ const (
 	DefaultSchedule    = "@every 15m"
 	DefaultScanTimeout = model.Duration(10 * time.Minute)
 	DefaultRetries     = 2
-	DefaultEngine      = "auto"
+	DefaultEngine      = scanner.KindAuto
 	DefaultIntensity   = service.DefaultIntensity // -sV's defaults are the detector's
 	DefaultSVTimeout   = model.Duration(service.DefaultTimeout)
 

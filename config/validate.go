@@ -12,13 +12,11 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/exposure-monitor/exposure/diff"
+	"github.com/exposure-monitor/exposure/scanner"
 	"github.com/exposure-monitor/exposure/scanner/netif"
 	"github.com/exposure-monitor/exposure/scanner/spec"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
-
-// Engines are the values of engine.
-var Engines = []string{"syn", "connect", "auto"}
 
 // RouteKinds returns the change kinds a route may name: snapshot's kinds
 // table, scan_failing included.
@@ -182,7 +180,7 @@ func (v *validator) scan(s *Scan, path string, want func(field string) bool) {
 		v.between(path+".retries", s.Retries, 0, 10)
 	}
 	if want("engine") {
-		v.oneOf(path+".engine", s.Engine, Engines)
+		v.oneOf(path+".engine", s.Engine, scanner.EngineKinds())
 	}
 	sd := &s.ServiceDetection
 	if want("service_detection.intensity") {

@@ -60,6 +60,10 @@ const (
 	KindAuto    = "auto"
 )
 
+// EngineKinds lists the kinds NewEngine accepts: the values of --engine
+// and of the configuration's engine.
+func EngineKinds() []string { return []string{KindSYN, KindConnect, KindAuto} }
+
 var (
 	_ Engine = (*SYN)(nil)
 	_ Engine = (*Connect)(nil)

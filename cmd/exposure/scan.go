@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 
+	"github.com/exposure-monitor/exposure/config"
 	"github.com/exposure-monitor/exposure/scanner"
 	"github.com/exposure-monitor/exposure/scanner/netif"
 	"github.com/exposure-monitor/exposure/scanner/service"
@@ -50,12 +51,12 @@ type scanFlags struct {
 func scanCommand(app *kingpin.Application) (string, runFunc) {
 	f := &scanFlags{}
 	cmd := app.Command("scan", "Scan targets once and print the result (nmap-like table or a JSON snapshot).")
-	cmd.Flag("ports", `Ports: "22,80", "1-1024", "-" for all, "top:1000" (default), "top:100,8080-8090"; UDP as nmap writes it: "T:22,U:53,161", "udp-top:100".`).Short('p').Default("top:1000").StringVar(&f.ports)
+	cmd.Flag("ports", `Ports: "22,80", "1-1024", "-" for all, "top:1000" (default), "top:100,8080-8090"; UDP as nmap writes it: "T:22,U:53,161", "udp-top:100".`).Short('p').Default(config.DefaultPorts).StringVar(&f.ports)
 	cmd.Flag("sV", "Detect services and versions on the open ports (nmap's -sV).").BoolVar(&f.sV)
 	cmd.Flag("version-intensity", "Service detection intensity, 0 (light) to 9 (all probes).").Default(strconv.Itoa(service.DefaultIntensity)).IntVar(&f.intensity)
 	cmd.Flag("rate", "Packets (or connection attempts) per second; 0 for no limit.").Default(defaultScanRate).IntVar(&f.rate)
-	cmd.Flag("retries", "Retransmissions of an unanswered probe.").Default("2").IntVar(&f.retries)
-	cmd.Flag("engine", "Scan engine: syn (raw sockets, needs CAP_NET_RAW), connect, or auto.").Default("auto").EnumVar(&f.engine, "syn", "connect", "auto")
+	cmd.Flag("retries", "Retransmissions of an unanswered probe.").Default(strconv.Itoa(config.DefaultRetries)).IntVar(&f.retries)
+	cmd.Flag("engine", "Scan engine: syn (raw sockets, needs CAP_NET_RAW), connect, or auto.").Default(config.DefaultEngine).EnumVar(&f.engine, scanner.EngineKinds()...)
 	cmd.Flag("format", "Output format: text, json (the snapshot document) or xml (nmap's XML output, nmap.dtd).").Default("text").EnumVar(&f.format, "text", "json", "xml")
 	cmd.Flag("output.xml", "Also write nmap XML to FILE (nmap's -oX FILE).").PlaceHolder("FILE").StringVar(&f.xmlFile)
 	cmd.Flag("xml.scripts", "In nmap XML, add the certificate (an ssl-cert script) and inconclusive detections (an exposure-detection script); Debian's ndiff 7.93 crashes on script differences.").BoolVar(&f.xmlScripts)
