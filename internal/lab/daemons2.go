@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 // ServiceDaemons returns the second group of real daemons: directory,
@@ -27,6 +28,10 @@ func ServiceDaemons() []Daemon {
 		// 443, a port that belongs to HTTPS. (ngircd throttles a source
 		// address that connects often, so one wrapped IRC port is enough.)
 		{Name: "stunnel", Services: map[uint16]string{6697: "ssl/irc", 443: "ssl/svnserve"}, Ports: []uint16{6697, 443}, Binaries: []string{"stunnel4"}, prepare: prepareStunnel},
+		// Tomcat from the Debian package: 8180 serves the package's ROOT
+		// page, 8181 an engine with no application (its error page names
+		// the version).
+		{Name: "tomcat", Services: map[uint16]string{8180: "http", 8181: "http"}, Ports: []uint16{8180, 8181}, Binaries: []string{"java"}, prepare: prepareTomcat},
 		{Name: "tigervnc", Services: map[uint16]string{5901: "vnc"}, Ports: []uint16{5901}, Binaries: []string{"Xtigervnc"}, Banner: "RFB ", prepare: prepareTigerVNC},
 	}
 }
@@ -173,4 +178,51 @@ func prepareTigerVNC(_ context.Context, c *daemonContext) ([]string, error) {
 	// -nolisten unix keeps it out of /tmp/.X11-unix altogether.
 	return []string{"Xtigervnc", ":57", "-rfbport", "5901", "-SecurityTypes", "None", "-nolisten", "unix",
 		"-nolisten", "tcp", "-geometry", "640x480", "-desktop", "exposure-lab"}, nil
+}
+
+// tomcatHome is where the Debian tomcat10 package keeps Tomcat's jars.
+const tomcatHome = "/usr/share/tomcat10"
+
+func prepareTomcat(_ context.Context, c *daemonContext) ([]string, error) {
+	h := c.host
+	for _, d := range []string{"conf", "logs", "temp", "work", "webapps/ROOT", "empty"} {
+		if err := os.MkdirAll(c.path(d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	// The servlet defaults (web.xml) and class loaders (catalina.properties)
+	// are the package's; the ROOT page is the one it installs.
+	for src, dst := range map[string]string{
+		"/etc/tomcat10/web.xml":                     "conf/web.xml",
+		"/etc/tomcat10/catalina.properties":         "conf/catalina.properties",
+		"/var/lib/tomcat10/webapps/ROOT/index.html": "webapps/ROOT/index.html",
+	} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return nil, fmt.Errorf("tomcat: %w", err)
+		}
+		if _, err := c.write(dst, string(b)); err != nil {
+			return nil, err
+		}
+	}
+	service := func(name string, port int, appBase string) string {
+		return fmt.Sprintf(`  <Service name="%[1]s">
+    <Connector address="%[2]s" port="%[4]d" protocol="HTTP/1.1" connectionTimeout="5000"/>
+    <Connector address="%[3]s" port="%[4]d" protocol="HTTP/1.1" connectionTimeout="5000"/>
+    <Engine name="%[1]s" defaultHost="localhost">
+      <Host name="localhost" appBase="%[5]s" unpackWARs="false" autoDeploy="false"/>
+    </Engine>
+  </Service>
+`, name, h.addr, h.addr6, port, appBase)
+	}
+	if _, err := c.write("conf/server.xml", `<?xml version="1.0" encoding="UTF-8"?>
+<Server port="-1" shutdown="SHUTDOWN">
+`+service("Catalina", 8180, c.path("webapps"))+service("Empty", 8181, c.path("empty"))+`</Server>
+`); err != nil {
+		return nil, err
+	}
+	cp := filepath.Join(tomcatHome, "bin", "bootstrap.jar") + ":" + filepath.Join(tomcatHome, "bin", "tomcat-juli.jar")
+	return []string{"java", "-Xmx128m", "-XX:TieredStopAtLevel=1", "-Djava.security.egd=file:/dev/urandom",
+		"-Djava.io.tmpdir=" + c.path("temp"), "-Dcatalina.home=" + tomcatHome, "-Dcatalina.base=" + c.dir,
+		"-cp", cp, "org.apache.catalina.startup.Bootstrap", "start"}, nil
 }

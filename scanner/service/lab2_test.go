@@ -54,8 +54,11 @@ func TestLabServiceBreadth(t *testing.T) {
 		6697: {Name: "irc", Product: "ngircd", Version: ngircd, Tunnel: "ssl"},
 		443:  {Name: "svnserve", Product: "Subversion", Tunnel: "ssl"},
 		5901: {Name: "vnc", Product: "VNC"},
+		// The ROOT page names no version; the error page does.
+		8180: {Name: "http", Product: "Apache Tomcat"},
+		8181: {Name: "http", Product: "Apache Tomcat", Version: upstream(t, "tomcat10")},
 	}
-	v6 := []uint16{9418, 6667, 389, 8080, 6081}
+	v6 := []uint16{9418, 6667, 389, 8080, 6081, 8180, 8181}
 	bind, err := netif.New(h.Lab().Interface())
 	require.NoError(t, err)
 	d, err := New(Options{Intensity: DefaultIntensity, Timeout: 10 * time.Second, Bind: bind})
