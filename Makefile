@@ -4,7 +4,10 @@ BIN       ?= bin/exposure
 PKGS      ?= ./...
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build test lab bench lint run clean fuzz
+TEST_TIMEOUT ?= 10m
+FUZZTIME  ?= 3s
+
+.PHONY: all build test race fuzz lab bench lint run clean
 
 all: build
 
@@ -22,9 +25,27 @@ LDFLAGS    ?= -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/exposure
 
-# Unit and loopback tests; lab tests skip themselves in -short mode.
+# Unit and loopback tests; lab tests skip themselves in -short mode. The
+# timeout turns a hung test into a failure with every goroutine's stack.
 test:
-	CGO_ENABLED=0 $(GO) test -short -count=1 $(PKGS)
+	CGO_ENABLED=0 $(GO) test -short -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+# make test under the race detector, which needs cgo (and gcc).
+race:
+	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+# Every fuzz target for FUZZTIME past its seeds, one at a time (go test
+# fuzzes one target of one package per run). The targets are listed by
+# go test -list, so a new one is fuzzed without editing this file. A
+# failing input is written under the package's testdata/fuzz/.
+fuzz:
+	@list=$$(CGO_ENABLED=0 $(GO) test -list '^Fuzz' $(PKGS)) || { echo "$$list"; exit 1; }; \
+	targets=$$(echo "$$list" | awk '/^Fuzz/ { f[n++] = $$1 } /^ok / { for (i = 0; i < n; i++) print $$2 " " f[i]; n = 0 }'); \
+	[ -n "$$targets" ] || { echo "fuzz: no fuzz targets found" >&2; exit 1; }; \
+	echo "$$targets" | while read -r pkg fn; do \
+		echo "== fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		CGO_ENABLED=0 $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "$$pkg" || exit 1; \
+	done
 
 # Root-only tests in network namespaces with real daemons. A missing
 # dependency is a failure here, not a skip.

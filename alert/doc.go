@@ -26,23 +26,12 @@
 // incomplete or failed scan resolves nothing. Events are sent once with
 // startsAt = at and endsAt = at + lifetime (default 1h).
 //
-//	kind              alertname                      sort       severity
-//	forbidden_open    ExposureForbiddenPort          condition  critical
-//	unexpected_open   ExposureUnexpectedPort         condition  warning
-//	expected_missing  ExposureExpectedPortMissing    condition  warning
-//	version_policy    ExposureVersionPolicy          condition  warning
-//	host_down         ExposureHostDown               condition  warning
-//	scan_failing      ExposureScanFailing            condition  warning
-//	all_ports_open    ExposureAllPortsOpen           event      warning
-//	port_opened       ExposurePortOpened             event      info
-//	port_closed       ExposurePortClosed             event      info
-//	service_changed   ExposureServiceVersionChanged  event      info
-//	version_changed   ExposureServiceVersionChanged  event      info
-//	cert_changed      ExposureCertChanged            event      info
-//	host_up           ExposureHostUp                 event      info
+// The kinds, their alertnames, sorts and severities are snapshot.Kinds
+// (tabled in the README).
 //
 // Labels are alertname, target, address, port, protocol and severity (empty
-// ones omitted) plus the target's labels, which cannot override those six.
+// ones omitted) plus the target's labels, which cannot use a reserved name
+// (snapshot.ReservedLabels).
 // Values are stripped of control characters and cut at 256 bytes.
 // Annotations: summary (one line), description (before and after service,
 // detail, first seen, snapshot id), kind and snapshot.

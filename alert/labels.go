@@ -16,17 +16,12 @@ import (
 // maxAnnotationLen bounds the description annotation.
 const maxAnnotationLen = 2048
 
-// reserved labels cannot be overridden by a target's labels.
-var reserved = map[string]bool{
-	"alertname": true, "target": true, "address": true, "port": true, "protocol": true, "severity": true,
-}
-
 // alert renders one change as a postable Alertmanager alert.
 func (in *PlanInput) alert(c snapshot.Change, startsAt, endsAt time.Time) model.Alert {
 	ls := model.LabelSet{}
 	for k, v := range in.Labels {
 		name := labelName(k)
-		if name == "" || reserved[name] {
+		if name == "" || snapshot.ReservedLabel(name) {
 			continue
 		}
 		if v = textsafe.Clean(v, maxLabelLen); v != "" {
@@ -102,7 +97,7 @@ func Summary(c snapshot.Change) string {
 		return fmt.Sprintf("Host %s is down (target %s)", c.Address, t)
 	case snapshot.HostUpKind:
 		return fmt.Sprintf("Host %s is up (target %s)", c.Address, t)
-	case ScanFailing:
+	case snapshot.ScanFailing:
 		return fmt.Sprintf("Scans of target %s are failing: %s", t, cmp.Or(c.Detail, "unknown error"))
 	case snapshot.AllPortsOpen:
 		return fmt.Sprintf("Host %s answers on every port, likely a SYN proxy or tarpit (target %s)", c.Address, t)

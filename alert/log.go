@@ -48,11 +48,11 @@ func (l *Log) log(ctx context.Context, lvl slog.Level, msg string, c snapshot.Ch
 		"port", c.Port, "summary", textsafe.Clean(Summary(c), maxAnnotationLen), "key", key)
 }
 
-func level(s Severity) slog.Level {
+func level(s snapshot.Severity) slog.Level {
 	switch s {
-	case SeverityCritical:
+	case snapshot.SeverityCritical:
 		return slog.LevelError
-	case SeverityWarning:
+	case snapshot.SeverityWarning:
 		return slog.LevelWarn
 	}
 	return slog.LevelInfo

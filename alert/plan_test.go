@@ -14,35 +14,20 @@ import (
 
 var t0 = time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
 
+// TestSeverityMapping checks that alerts take their names, severities and
+// sorts from snapshot's kinds table (whose values the README pins, see
+// snapshot.TestReadmeKindTable), and the fallback for an unknown kind.
 func TestSeverityMapping(t *testing.T) {
-	tests := []struct {
-		kind      snapshot.Kind
-		alertname string
-		severity  Severity
-		condition bool
-	}{
-		{snapshot.ForbiddenOpen, "ExposureForbiddenPort", SeverityCritical, true},
-		{snapshot.UnexpectedOpen, "ExposureUnexpectedPort", SeverityWarning, true},
-		{snapshot.ExpectedMissing, "ExposureExpectedPortMissing", SeverityWarning, true},
-		{snapshot.VersionPolicy, "ExposureVersionPolicy", SeverityWarning, true},
-		{snapshot.HostDownKind, "ExposureHostDown", SeverityWarning, true},
-		{ScanFailing, "ExposureScanFailing", SeverityWarning, true},
-		{snapshot.AllPortsOpen, "ExposureAllPortsOpen", SeverityWarning, false},
-		{snapshot.PortOpened, "ExposurePortOpened", SeverityInfo, false},
-		{snapshot.PortClosed, "ExposurePortClosed", SeverityInfo, false},
-		{snapshot.ServiceChanged, "ExposureServiceVersionChanged", SeverityInfo, false},
-		{snapshot.VersionChanged, "ExposureServiceVersionChanged", SeverityInfo, false},
-		{snapshot.CertChanged, "ExposureCertChanged", SeverityInfo, false},
-		{snapshot.HostUpKind, "ExposureHostUp", SeverityInfo, false},
-		{"something_new", "ExposureChange", SeverityWarning, false},
+	for _, k := range snapshot.Kinds() {
+		require.Equal(t, k.AlertName, AlertName(k.Kind), k.Kind)
+		require.Equal(t, k.Severity, SeverityOf(k.Kind), k.Kind)
+		require.Equal(t, k.Condition, IsCondition(k.Kind), k.Kind)
+		require.True(t, KnownKind(k.Kind), k.Kind)
 	}
-	for _, tt := range tests {
-		t.Run(string(tt.kind), func(t *testing.T) {
-			require.Equal(t, tt.alertname, AlertName(tt.kind))
-			require.Equal(t, tt.severity, SeverityOf(tt.kind))
-			require.Equal(t, tt.condition, IsCondition(tt.kind))
-		})
-	}
+	require.Equal(t, snapshot.SeverityCritical, SeverityOf(snapshot.ForbiddenOpen))
+	require.Equal(t, "ExposureChange", AlertName("something_new"))
+	require.Equal(t, snapshot.SeverityWarning, SeverityOf("something_new"))
+	require.False(t, IsCondition("something_new"))
 	for _, s := range []string{"info", "warning", "critical"} {
 		got, err := ParseSeverity(s)
 		require.NoError(t, err)
@@ -56,8 +41,8 @@ func TestRouteMatch(t *testing.T) {
 	all := Route{}
 	dmzOnly := Route{Targets: []string{"dmz"}}
 	opened := Route{Kinds: []snapshot.Kind{snapshot.PortOpened, snapshot.ForbiddenOpen}}
-	warn := Route{MinSeverity: SeverityWarning}
-	crit := Route{MinSeverity: SeverityCritical, Targets: []string{"dmz", "lan"}}
+	warn := Route{MinSeverity: snapshot.SeverityWarning}
+	crit := Route{MinSeverity: snapshot.SeverityCritical, Targets: []string{"dmz", "lan"}}
 	tests := []struct {
 		route  Route
 		target string
@@ -65,7 +50,7 @@ func TestRouteMatch(t *testing.T) {
 		want   bool
 	}{
 		{all, "dmz", snapshot.PortOpened, true},
-		{all, "lan", ScanFailing, true},
+		{all, "lan", snapshot.ScanFailing, true},
 		{dmzOnly, "dmz", snapshot.PortClosed, true},
 		{dmzOnly, "lan", snapshot.PortClosed, false},
 		{dmzOnly, "dmz2", snapshot.ForbiddenOpen, false},
@@ -77,7 +62,7 @@ func TestRouteMatch(t *testing.T) {
 		{warn, "dmz", snapshot.VersionChanged, false},
 		{warn, "dmz", snapshot.UnexpectedOpen, true},
 		{warn, "dmz", snapshot.HostDownKind, true},
-		{warn, "dmz", ScanFailing, true},
+		{warn, "dmz", snapshot.ScanFailing, true},
 		{warn, "dmz", snapshot.ForbiddenOpen, true},
 		{crit, "dmz", snapshot.UnexpectedOpen, false},
 		{crit, "dmz", snapshot.ForbiddenOpen, true},
@@ -93,7 +78,7 @@ func TestRouteMatch(t *testing.T) {
 
 	r, err := NewRoute([]string{"dmz"}, []string{"forbidden_open", "scan_failing"}, "warning")
 	require.NoError(t, err)
-	require.Equal(t, Route{Targets: []string{"dmz"}, Kinds: []snapshot.Kind{snapshot.ForbiddenOpen, ScanFailing}, MinSeverity: SeverityWarning}, r)
+	require.Equal(t, Route{Targets: []string{"dmz"}, Kinds: []snapshot.Kind{snapshot.ForbiddenOpen, snapshot.ScanFailing}, MinSeverity: snapshot.SeverityWarning}, r)
 	_, err = NewRoute(nil, nil, "urgent")
 	require.EqualError(t, err, `route min_severity: parse severity "urgent": want info, warning or critical`)
 	_, err = NewRoute(nil, []string{"port_open"}, "")
@@ -213,7 +198,7 @@ func TestPlanConditionLifecycle(t *testing.T) {
 func TestPlanIncompleteScanResolvesNothing(t *testing.T) {
 	r1 := Plan(planInput(t0, nil, forbidden(23), forbidden(445)))
 	require.Len(t, r1.Firing, 2)
-	failing := snapshot.Change{Kind: ScanFailing, Detail: "interface gone\x1b[31m"}
+	failing := snapshot.Change{Kind: snapshot.ScanFailing, Detail: "interface gone\x1b[31m"}
 	in := planInput(t0.Add(time.Hour), r1.Firing, failing)
 	in.Complete = false
 	r2 := Plan(in)
@@ -364,7 +349,7 @@ func TestPlanRoutingPerReceiver(t *testing.T) {
 	in := planInput(t0, nil, forbidden(3389), snapshot.Change{Kind: snapshot.UnexpectedOpen, Target: "dmz", Address: "198.18.0.2", Port: 8080, Protocol: "tcp"})
 	in.Changes = []snapshot.Change{{Kind: snapshot.PortOpened, Target: "dmz", Address: "198.18.0.2", Port: 8080, Protocol: "tcp", At: t0}}
 	in.Receivers = []Receiver{
-		{Name: "am", Type: ReceiverAlertmanager, Route: Route{MinSeverity: SeverityCritical}},
+		{Name: "am", Type: ReceiverAlertmanager, Route: Route{MinSeverity: snapshot.SeverityCritical}},
 		{Name: "hook", Type: ReceiverWebhook, Route: Route{Kinds: []snapshot.Kind{snapshot.PortOpened}}},
 		{Name: "log", Type: ReceiverLog},
 		{Name: "other", Type: ReceiverWebhook, Route: Route{Targets: []string{"lan"}}},
@@ -401,4 +386,17 @@ func TestPlanKeys(t *testing.T) {
 	require.Regexp(t, `^[0-9a-f]{16}-[0-9a-f]{32}$`, a.Entries[0].Key)
 	require.Equal(t, 45*time.Minute, Validity(15*time.Minute))
 	require.Equal(t, 5*time.Minute, Validity(10*time.Second))
+}
+
+// TestReservedLabelsNotOverridden: a target label with a reserved name
+// (snapshot.ReservedLabels, the list config also refuses) never reaches an
+// alert, even when the caller did not validate it.
+func TestReservedLabelsNotOverridden(t *testing.T) {
+	in := &PlanInput{Labels: map[string]string{"env": "prod"}}
+	for _, name := range snapshot.ReservedLabels() {
+		in.Labels[name] = "from-target"
+	}
+	a := in.alert(snapshot.Change{Kind: snapshot.PortOpened, Target: "dmz", Address: "198.18.0.2", Port: 22, Protocol: "tcp"}, t0, t0)
+	require.Equal(t, model.LabelSet{"alertname": "ExposurePortOpened", "target": "dmz", "address": "198.18.0.2",
+		"port": "22", "protocol": "tcp", "severity": "info", "env": "prod"}, a.Labels)
 }

@@ -11,10 +11,10 @@ import (
 type Route struct {
 	// Targets are target names.
 	Targets []string
-	// Kinds are change kinds (snapshot.Kind values and ScanFailing).
+	// Kinds are change kinds (snapshot.Kind values and snapshot.ScanFailing).
 	Kinds []snapshot.Kind
 	// MinSeverity drops anything less severe.
-	MinSeverity Severity
+	MinSeverity snapshot.Severity
 }
 
 // NewRoute builds a Route from configuration strings ("" severity is info)
@@ -41,7 +41,7 @@ func (r Route) Validate() error {
 			return fmt.Errorf("route kinds: unknown kind %q", k)
 		}
 	}
-	if r.MinSeverity < SeverityInfo || r.MinSeverity > SeverityCritical {
+	if r.MinSeverity < 0 || r.MinSeverity > snapshot.SeverityCritical {
 		return fmt.Errorf("route min_severity: invalid severity %d", int(r.MinSeverity))
 	}
 	return nil

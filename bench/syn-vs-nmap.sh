@@ -66,7 +66,7 @@ trap cleanup EXIT INT TERM
 
 # labctl is `go run ./internal/lab/labctl`, built first so that the signal
 # that tears the lab down reaches labctl itself, not the go command.
-CGO_ENABLED=0 go build -o "$WORK/exposure" ./cmd/exposure # as `make build` ships it
+make -s build BIN="$WORK/exposure" # as `make build` ships it, version stamped
 go build -o "$WORK/labctl" ./internal/lab/labctl
 # The send floor (scanner/floor_test.go) is a Go benchmark in its own lab.
 go test -c -o "$WORK/scanner.test" ./scanner
@@ -210,7 +210,10 @@ workload() {
 	return 0
 }
 
-echo "syn-vs-nmap: $(nmap --version | head -1); $("$WORK/exposure" version)" >&2
+# The first lines of both --version outputs (sed reads them to the end, so
+# neither gets a broken pipe).
+VERSIONS="$(nmap --version | sed -n 1p); $("$WORK/exposure" version | sed -n 1p)"
+echo "syn-vs-nmap: $VERSIONS" >&2
 echo "syn-vs-nmap: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 lab_up lab0 0
 [ "$LOSS" = 1 ] && lab_up lab5 0.05
@@ -234,6 +237,7 @@ row() { # row NAME NMAPKEY EXPOKEY [BASEKEY]
 		"$(awk -v a="$es" -v b="$ns" 'BEGIN { printf "%.2f", a / b }')" "${nr}KB" "${er}KB" "$nok" "$eok" "$fl" "$flr" "$extra"
 }
 
+echo "$VERSIONS"
 echo "median of $RUNS runs (nmap once under loss); RSS is the peak over the runs; $(cut -d' ' -f1-3 /proc/loadavg) load"
 echo "floor: every SYN sent as fast as the kernel takes it, nothing received (BenchmarkLabSendFloor*)"
 printf '%-30s %8s %8s %7s %9s %9s  %-8s %-8s %7s %7s %s\n' workload nmap_s expo_s ratio nmap_rss expo_rss nmap exposure floor_s floor/nmap loss_cost

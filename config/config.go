@@ -11,6 +11,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/exposure-monitor/exposure/scanner/service"
 	"github.com/exposure-monitor/exposure/scanner/spec"
 )
 
@@ -38,8 +39,8 @@ const (
 	DefaultScanTimeout = model.Duration(10 * time.Minute)
 	DefaultRetries     = 2
 	DefaultEngine      = "auto"
-	DefaultIntensity   = 7
-	DefaultSVTimeout   = model.Duration(5 * time.Second)
+	DefaultIntensity   = service.DefaultIntensity // -sV's defaults are the detector's
+	DefaultSVTimeout   = model.Duration(service.DefaultTimeout)
 	// DefaultSVRefresh bounds how long a port whose SYN state and cheap
 	// fingerprint are unchanged may keep its previous detection.
 	DefaultSVRefresh = model.Duration(24 * time.Hour)

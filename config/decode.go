@@ -277,7 +277,11 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 		seen[k.Value] = k.Line
 		idx, ok := fields[k.Value]
 		if !ok {
-			d.errorf(k.Line, p, "", "unknown field")
+			if near := closest(k.Value, fields); near != "" {
+				d.errorf(k.Line, p, "", "unknown field, did you mean %q?", near)
+			} else {
+				d.errorf(k.Line, p, "", "unknown field")
+			}
 			return
 		}
 		f := v.FieldByIndex(idx)
@@ -287,6 +291,47 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 		d.set[p] = k.Line
 		d.value(val, f, p)
 	})
+}
+
+// closest returns the known field name nearest to key by edit distance,
+// or "" when none is close enough to be a likely misspelling: at most one
+// edit in three characters of the key, and at least one. Ties go to the
+// name that sorts first, so the hint is stable.
+func closest(key string, fields map[string][]int) string {
+	limit := max(1, len([]rune(key))/3)
+	best, bestD := "", limit+1
+	for name := range fields {
+		d := editDistance(strings.ToLower(key), name)
+		if d < bestD || d == bestD && name < best {
+			best, bestD = name, d
+		}
+	}
+	if bestD > limit {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in runes.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
 }
 
 // entries calls fn with the key, the value and the path of each entry of

@@ -24,7 +24,9 @@
 //	global:
 //	  scan_rate: 20000            # packets per second shared by all scans, >= 1
 //	  retention: 90d              # how long snapshots and changes are kept, > 0
-//	  jitter: 30s                 # random delay (0..jitter) before each scheduled run
+//	  jitter: 30s                 # bound of a fixed per-target offset (a hash of the name,
+//	                              # at most half the schedule's interval) added to every
+//	                              # run: targets spread, each keeps its period
 //	  max_concurrent_scans: 4     # targets scanned at the same time, >= 1
 //	  run_at_start: false         # scan every target once at start-up
 //	  series_budget: 10000        # max per-port series per scrape (exposure_port_open,
@@ -86,7 +88,7 @@
 //	      timeout: 10s
 //	    route:                    # empty lists match everything
 //	      targets: [dmz]          # names of targets
-//	      kinds: [forbidden_open] # change kinds (see RouteKinds), plus scan_failing
+//	      kinds: [forbidden_open] # change kinds (snapshot.Kinds), scan_failing included
 //	      min_severity: info      # info, warning or critical
 //	    event_lifetime: 1h        # endsAt of event alerts (port opened, version changed)
 //	  - name: hook

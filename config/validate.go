@@ -17,30 +17,18 @@ import (
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
-// Values accepted by enumerated fields.
-var (
-	Engines    = []string{"syn", "connect", "auto"}
-	Severities = []string{"info", "warning", "critical"}
-	// RouteKinds are the change kinds a route may name: every snapshot.Kind
-	// plus scan_failing, the condition of a target whose scans fail.
-	RouteKinds = []string{
-		string(snapshot.HostUpKind), string(snapshot.HostDownKind),
-		string(snapshot.PortOpened), string(snapshot.PortClosed),
-		string(snapshot.ServiceChanged), string(snapshot.VersionChanged),
-		string(snapshot.CertChanged), string(snapshot.AllPortsOpen),
-		string(snapshot.UnexpectedOpen), string(snapshot.ForbiddenOpen),
-		string(snapshot.ExpectedMissing), string(snapshot.VersionPolicy),
-		ScanFailing,
-	}
-	// ReservedLabels are set by exposure on every alert and series, so a
-	// target may not define them.
-	ReservedLabels = []string{"alertname", "target", "address", "port", "protocol", "severity",
-		"service", "product", "version", "kind", "instance", "job"}
-)
+// Engines are the values of engine.
+var Engines = []string{"syn", "connect", "auto"}
 
-// ScanFailing is the route kind of the "scans of this target fail"
-// condition, which is not a snapshot change.
-const ScanFailing = "scan_failing"
+// RouteKinds returns the change kinds a route may name: snapshot's kinds
+// table, scan_failing included.
+func RouteKinds() []string {
+	var out []string
+	for _, k := range snapshot.Kinds() {
+		out = append(out, string(k.Kind))
+	}
+	return out
+}
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
@@ -369,7 +357,7 @@ func (v *validator) labels(labels map[string]string, path string) {
 			v.errorf(p, "", "invalid label name (letters, digits and '_', not starting with a digit)")
 		case strings.HasPrefix(k, "__"):
 			v.errorf(p, "", "label names starting with __ are reserved")
-		case slices.Contains(ReservedLabels, k):
+		case snapshot.ReservedLabel(k):
 			v.errorf(p, "", "reserved label name (set by exposure)")
 		case labels[k] == "":
 			v.errorf(p, "", "empty label value")
@@ -414,60 +402,12 @@ func (v *validator) expect(t *Target, path string) {
 	checkList("never_open", e.NeverOpen, open)
 	for _, p := range sortedKeys(e.Versions) {
 		fp := fmt.Sprintf("%s.versions.%d", path, p)
-		if err := CheckVersionRule(e.Versions[p]); err != nil {
+		if _, err := diff.ParseRule(e.Versions[p]); err != nil {
 			v.errorf(fp, e.Versions[p], "%s", err.Error())
 		} else if !scanned(p) {
 			v.errorf(fp, strconv.Itoa(int(p)), "%s", notScanned)
 		}
 	}
-}
-
-var versionRe = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+_~:-]*$`)
-
-// CheckVersionRule validates an expect.versions rule: one or more terms
-// "OP VERSION" separated by commas, OP one of >=, >, <=, <, =, == and !=,
-// e.g. ">= 9.0", ">= 2.4, < 3", "!= 8.9p1". It is stricter than
-// diff.ParseRule, which evaluates the rules, and accepts nothing that
-// diff.ParseRule refuses.
-func CheckVersionRule(s string) error {
-	if strings.TrimSpace(s) == "" {
-		return errors.New("empty version rule")
-	}
-	for part := range strings.SplitSeq(s, ",") {
-		if err := checkVersionTerm(strings.TrimSpace(part)); err != nil {
-			return err
-		}
-	}
-	if _, err := diff.ParseRule(s); err != nil {
-		return err
-	}
-	return nil
-}
-
-func checkVersionTerm(t string) error {
-	if t == "" {
-		return errors.New("empty term between commas")
-	}
-	var op string
-	for _, o := range []string{">=", "<=", "!=", "==", "=", ">", "<"} { // two-character operators first
-		if strings.HasPrefix(t, o) {
-			op = o
-			break
-		}
-	}
-	if op == "" {
-		return errors.New("version rule must start with an operator: >=, >, <=, <, = or !=")
-	}
-	ver := strings.TrimSpace(t[len(op):])
-	switch {
-	case ver == "":
-		return fmt.Errorf("no version after %q", op)
-	case strings.ContainsAny(ver, "<>=!"):
-		return errors.New("one operator and one version per term (separate terms with commas)")
-	case !versionRe.MatchString(ver) || !strings.ContainsAny(ver, "0123456789"):
-		return fmt.Errorf("%q is not a version (digits, letters and . + _ ~ : -)", ver)
-	}
-	return nil
 }
 
 func (v *validator) receivers(targets map[string]bool) {
@@ -592,10 +532,10 @@ func (v *validator) route(r *Route, path string, targets map[string]bool) {
 		}
 	}
 	for i, k := range r.Kinds {
-		v.oneOf(fmt.Sprintf("%s.kinds[%d]", path, i), k, RouteKinds)
+		v.oneOf(fmt.Sprintf("%s.kinds[%d]", path, i), k, RouteKinds())
 	}
 	if !v.isSet(path + ".min_severity") {
 		r.MinSeverity = DefaultMinSeverity
 	}
-	v.oneOf(path+".min_severity", r.MinSeverity, Severities)
+	v.oneOf(path+".min_severity", r.MinSeverity, snapshot.Severities())
 }

@@ -85,6 +85,26 @@ func TestRules(t *testing.T) {
 	require.NoError(t, Policy{Versions: map[uint16]string{22: ">= 9"}}.Validate())
 }
 
+func TestVersionRuleErrors(t *testing.T) {
+	for _, in := range []string{">= 9.0", "<2.4", "= 1.2.3", "== 1.2.3", "!= 8.9p1", "  > 1.18.0 ", "<= 2:1.2-3", ">= 2.4, < 3"} {
+		_, err := ParseRule(in)
+		require.NoError(t, err, in)
+	}
+	for in, reason := range map[string]string{
+		"":          "empty version rule",
+		"9.0":       "version rule must start with an operator: >=, >, <=, <, = or !=",
+		">=":        `no version after ">="`,
+		"=> 9":      "one operator and one version per term (separate terms with commas)",
+		">= 9 < 10": "one operator and one version per term (separate terms with commas)",
+		">= 9,":     "empty term between commas",
+		">= beta":   `"beta" is not a version (digits, letters and . + _ ~ : -)`,
+		">= 9.0 x":  `"9.0 x" is not a version (digits, letters and . + _ ~ : -)`,
+	} {
+		_, err := ParseRule(in)
+		require.EqualError(t, err, reason, in)
+	}
+}
+
 func TestEvaluate(t *testing.T) {
 	sn := buildSnapshot(t, 1, step{Hosts: map[string][]string{
 		"198.18.0.2": {"22/ssh/OpenSSH/8.4p1", "23", "80"},

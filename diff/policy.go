@@ -78,7 +78,7 @@ func (p Policy) withDefaults() Policy {
 func (p Policy) Validate() error {
 	for port, rule := range p.Versions {
 		if _, err := ParseRule(rule); err != nil {
-			return fmt.Errorf("diff: versions[%d]: %w", port, err)
+			return fmt.Errorf("diff: versions[%d] %q: %w", port, rule, err)
 		}
 	}
 	return nil

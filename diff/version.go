@@ -1,7 +1,9 @@
 package diff
 
 import (
+	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -157,35 +159,59 @@ type term struct {
 	version string
 }
 
-// ParseRule parses a version rule. Operators: >=, >, <=, <, = (or ==), !=;
-// terms are separated by commas.
+// ruleOps are the operators of a version rule, two-character ones first so
+// that ">=" is not read as ">".
+var ruleOps = [...]string{">=", "<=", "!=", "==", "=", ">", "<"}
+
+var versionRe = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+_~:-]*$`)
+
+// ParseRule parses an expect.versions rule: one or more terms "OP VERSION"
+// separated by commas, OP one of >=, >, <=, <, = (or ==) and !=, e.g.
+// ">= 9.0", ">= 2.4, < 3", "!= 8.9p1". This is the one grammar of a rule:
+// config validates with it. Errors give the reason only; callers name the
+// rule.
 func ParseRule(s string) (Rule, error) {
+	if strings.TrimSpace(s) == "" {
+		return Rule{}, errors.New("empty version rule")
+	}
 	r := Rule{text: strings.TrimSpace(s)}
 	for part := range strings.SplitSeq(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			return Rule{}, fmt.Errorf("%q: empty term", s)
+		t, err := parseTerm(strings.TrimSpace(part))
+		if err != nil {
+			return Rule{}, err
 		}
-		var op string
-		for _, candidate := range []string{">=", "<=", "==", "!=", ">", "<", "="} {
-			if strings.HasPrefix(part, candidate) {
-				op = candidate
-				break
-			}
-		}
-		if op == "" {
-			return Rule{}, fmt.Errorf("%q: term %q needs an operator (>=, >, <=, <, =, !=)", s, part)
-		}
-		v := strings.TrimSpace(part[len(op):])
-		if v == "" {
-			return Rule{}, fmt.Errorf("%q: term %q has no version", s, part)
-		}
-		if op == "==" {
-			op = "="
-		}
-		r.terms = append(r.terms, term{op: op, version: v})
+		r.terms = append(r.terms, t)
 	}
 	return r, nil
+}
+
+func parseTerm(t string) (term, error) {
+	if t == "" {
+		return term{}, errors.New("empty term between commas")
+	}
+	var op string
+	for _, o := range ruleOps {
+		if strings.HasPrefix(t, o) {
+			op = o
+			break
+		}
+	}
+	if op == "" {
+		return term{}, errors.New("version rule must start with an operator: >=, >, <=, <, = or !=")
+	}
+	ver := strings.TrimSpace(t[len(op):])
+	switch {
+	case ver == "":
+		return term{}, fmt.Errorf("no version after %q", op)
+	case strings.ContainsAny(ver, "<>=!"):
+		return term{}, errors.New("one operator and one version per term (separate terms with commas)")
+	case !versionRe.MatchString(ver) || !strings.ContainsAny(ver, "0123456789"):
+		return term{}, fmt.Errorf("%q is not a version (digits, letters and . + _ ~ : -)", ver)
+	}
+	if op == "==" {
+		op = "="
+	}
+	return term{op: op, version: ver}, nil
 }
 
 // String returns the rule as written.

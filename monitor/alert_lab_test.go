@@ -55,7 +55,7 @@ func awaitAlerts(t *testing.T, am *lab.Alertmanager, name string, timeout time.D
 // TestLabAlertmanagerForbiddenPortDaemon runs the real binary against a
 // real Alertmanager: opening a never_open port on a lab host makes
 // ExposureForbiddenPort appear in GET /api/v2/alerts with the labels of
-// DESIGN.md plus the target's, and closing the port resolves it.
+// docs/architecture.md plus the target's, and closing the port resolves it.
 func TestLabAlertmanagerForbiddenPortDaemon(t *testing.T) {
 	t.Parallel()
 	lab.RequireBinary(t, lab.AlertmanagerBin)

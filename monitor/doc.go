@@ -1,6 +1,6 @@
 // Package monitor is the exposure daemon: it schedules every configured
 // target with robfig/cron/v3, runs each scan job, exports the Prometheus
-// metrics of DESIGN.md, serves HTTP through prometheus/exporter-toolkit,
+// metrics of docs/architecture.md, serves HTTP through prometheus/exporter-toolkit,
 // reloads its configuration on SIGHUP or POST /-/reload, and talks to
 // systemd. Run is the only entry point; everything it needs (registry,
 // logger, clock, reload signal) comes in through Options, and the package

@@ -249,7 +249,7 @@ func (j *scanJob) conditions() []snapshot.Change {
 		return nil
 	default:
 		return []snapshot.Change{{
-			Kind: alert.ScanFailing, Target: j.t.Name, At: j.snap.FinishedAt,
+			Kind: snapshot.ScanFailing, Target: j.t.Name, At: j.snap.FinishedAt,
 			Snapshot: j.snap.ID, Detail: j.out.Err,
 		}}
 	}

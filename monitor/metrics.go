@@ -102,14 +102,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// changeKinds are the values of the kind label of exposure_changes_total:
-// every kind a diff can commit.
-var changeKinds = [...]snapshot.Kind{
-	snapshot.HostUpKind, snapshot.HostDownKind, snapshot.PortOpened, snapshot.PortClosed,
-	snapshot.ServiceChanged, snapshot.VersionChanged, snapshot.CertChanged, snapshot.AllPortsOpen,
-	snapshot.UnexpectedOpen, snapshot.ForbiddenOpen, snapshot.ExpectedMissing, snapshot.VersionPolicy,
-}
-
 // scanResults are the values of the result label of exposure_scans_total.
 var scanResults = [...]string{resultSuccess, resultIncomplete, resultFailed}
 
@@ -117,8 +109,11 @@ var scanResults = [...]string{resultSuccess, resultIncomplete, resultFailed}
 // that the first change, failure or skip of a target is an increase that
 // rate() and increase() can see, not a series appearing at 1.
 func (m *metrics) init(target string) {
-	for _, k := range changeKinds {
-		m.changes.WithLabelValues(target, string(k))
+	// The kind label takes every kind a diff can commit.
+	for _, k := range snapshot.Kinds() {
+		if !k.Daemon {
+			m.changes.WithLabelValues(target, string(k.Kind))
+		}
 	}
 	for _, r := range scanResults {
 		m.scans.WithLabelValues(target, r)

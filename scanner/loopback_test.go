@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
 
+	"github.com/exposure-monitor/exposure/internal/lab"
 	"github.com/exposure-monitor/exposure/scanner/spec"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
@@ -103,10 +104,12 @@ func TestLoopbackEngines(t *testing.T) {
 	}
 }
 
-func TestLoopbackSYNAllPorts(t *testing.T) {
-	if testing.Short() {
-		t.Skip("65,535-port loopback sweep skipped in -short mode")
-	}
+// TestLabLoopbackSYNAllPorts sweeps all 65,535 ports of 127.0.0.1 through
+// lo, where the kernel answers in the sender's own system call (the lab
+// tests go through veth pairs and a bridge). It needs no namespace but is
+// a lab test: root, and seconds of CPU, so `make lab` runs it, not -short.
+func TestLabLoopbackSYNAllPorts(t *testing.T) {
+	lab.Require(t)
 	s := newSYNForTest(t)
 	open := listenLoopback(t, "127.0.0.1", 5)
 	targets, err := spec.ParseTargets([]string{"127.0.0.1"}, nil)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"unsafe"
 
 	"golang.org/x/net/bpf"
@@ -22,6 +23,23 @@ const (
 	rawRecvBuffer = 16 << 20
 	rawSendBuffer = 4 << 20
 )
+
+// ErrRawPermission is the cause of a raw socket the process may not open:
+// the SYN engine needs root or CAP_NET_RAW (the connect engine does not).
+var ErrRawPermission = errors.New("raw sockets need root or CAP_NET_RAW")
+
+// listenRaw opens one raw socket, naming the missing privilege when the
+// kernel refuses it (EPERM, or EACCES on some kernels).
+func listenRaw(network, laddr string) (*net.IPConn, error) {
+	c, err := net.ListenPacket(network, laddr)
+	if errors.Is(err, os.ErrPermission) {
+		return nil, fmt.Errorf("open raw socket %s: %w: %w", network, ErrRawPermission, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open raw socket %s: %w", network, err)
+	}
+	return c.(*net.IPConn), nil
+}
 
 // rawFamily holds the raw sockets of one address family: TCP for
 // receiving SYN-ACKs and RSTs, ICMP for unreachables, and one socket per
@@ -54,17 +72,15 @@ func openRaw(v6 bool, sport uint16, senders int, b *netif.Binding) (*rawFamily, 
 	if v6 {
 		netTCP, netICMP, laddr = "ip6:tcp", "ip6:ipv6-icmp", "::"
 	}
-	tc, err := net.ListenPacket(netTCP, laddr)
+	tc, err := listenRaw(netTCP, laddr)
 	if err != nil {
-		return nil, fmt.Errorf("open raw socket %s: %w", netTCP, err)
+		return nil, err
 	}
-	f := &rawFamily{v6: v6, tcp: tc.(*net.IPConn), hdrincl: !v6}
-	ic, err := net.ListenPacket(netICMP, laddr)
-	if err != nil {
+	f := &rawFamily{v6: v6, tcp: tc, hdrincl: !v6}
+	if f.icmp, err = listenRaw(netICMP, laddr); err != nil {
 		tc.Close()
-		return nil, fmt.Errorf("open raw socket %s: %w", netICMP, err)
+		return nil, err
 	}
-	f.icmp = ic.(*net.IPConn)
 	if err := errors.Join(bindConn(f.tcp, b), bindConn(f.icmp, b)); err != nil {
 		f.close()
 		return nil, err
@@ -84,12 +100,11 @@ func openRaw(v6 bool, sport uint16, senders int, b *netif.Binding) (*rawFamily, 
 		netSend = netTCP
 	}
 	for len(f.sendFDs) < senders {
-		c, err := net.ListenPacket(netSend, laddr)
+		sc, err := listenRaw(netSend, laddr)
 		if err != nil {
 			f.close()
-			return nil, fmt.Errorf("open raw socket %s: %w", netSend, err)
+			return nil, err
 		}
-		sc := c.(*net.IPConn)
 		f.send = append(f.send, sc)
 		if err := bindConn(sc, b); err != nil {
 			f.close()

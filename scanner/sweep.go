@@ -31,8 +31,11 @@ const (
 // SweepOptions describe one sweep of a target.
 type SweepOptions struct {
 	// Target names the snapshot (the config target, or the command line).
-	Target     string
-	Ports      spec.Ports
+	Target string
+	Ports  spec.Ports
+	// Protocol is the ports' protocol, spec.ProtoTCP (the default when
+	// empty) or spec.ProtoUDP, as the engine scans them.
+	Protocol   string
 	Retries    int
 	Sequential bool
 	// ReverseDNS looks up names of hosts that are up and did not come from
@@ -77,6 +80,10 @@ func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*sna
 	if err != nil {
 		return nil, fmt.Errorf("resolve targets: %w", err)
 	}
+	proto := o.Protocol
+	if proto == "" {
+		proto = spec.ProtoTCP
+	}
 	order := spec.NewOrder(addrs, o.Ports, spec.OrderOptions{Sequential: o.Sequential})
 	total := order.Len()
 	small := total <= SmallScanPairs
@@ -100,7 +107,7 @@ func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*sna
 		case snapshot.StateOpen:
 			h := acc(r.Addr)
 			h.up = true
-			h.ports = append(h.ports, snapshot.Port{Port: r.Port, Protocol: "tcp", State: snapshot.StateOpen})
+			h.ports = append(h.ports, snapshot.Port{Port: r.Port, Protocol: proto, State: snapshot.StateOpen})
 		case snapshot.StateClosed:
 			acc(r.Addr).up = true
 			closed++
@@ -108,7 +115,7 @@ func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*sna
 			filtered++
 			if small {
 				h := acc(r.Addr)
-				h.ports = append(h.ports, snapshot.Port{Port: r.Port, Protocol: "tcp", State: snapshot.StateFiltered})
+				h.ports = append(h.ports, snapshot.Port{Port: r.Port, Protocol: proto, State: r.State})
 			}
 		}
 		if o.Progress != nil && done%1024 == 0 {

@@ -53,29 +53,36 @@ type SYNOptions struct {
 }
 
 func (o *SYNOptions) validate() error {
-	if o.Limiter == nil {
+	return settleProbeOptions(o.Limiter, &o.Logger, &o.Window, defaultWindow, &o.InitialRTO, &o.MinRTO, &o.MaxRTO)
+}
+
+// settleProbeOptions is the validation and defaulting the raw engines
+// share: a limiter that lets packets through, a logger, a window and
+// timeout bounds that are ordered.
+func settleProbeOptions(lim *rate.Limiter, logger **slog.Logger, window *int, defWindow int, initial, minRTO, maxRTO *time.Duration) error {
+	if lim == nil {
 		return errNoLimiter
 	}
-	if o.Limiter.Limit() != rate.Inf && (o.Limiter.Limit() <= 0 || o.Limiter.Burst() < 1) {
-		return fmt.Errorf("rate limiter allows no packets (limit %v, burst %d)", o.Limiter.Limit(), o.Limiter.Burst())
+	if lim.Limit() != rate.Inf && (lim.Limit() <= 0 || lim.Burst() < 1) {
+		return fmt.Errorf("rate limiter allows no packets (limit %v, burst %d)", lim.Limit(), lim.Burst())
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+	if *logger == nil {
+		*logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Window <= 0 {
-		o.Window = defaultWindow
+	if *window <= 0 {
+		*window = defWindow
 	}
-	if o.InitialRTO <= 0 {
-		o.InitialRTO = defaultInitialRTO
+	if *initial <= 0 {
+		*initial = defaultInitialRTO
 	}
-	if o.MinRTO <= 0 {
-		o.MinRTO = defaultMinRTO
+	if *minRTO <= 0 {
+		*minRTO = defaultMinRTO
 	}
-	if o.MaxRTO <= 0 {
-		o.MaxRTO = defaultMaxRTO
+	if *maxRTO <= 0 {
+		*maxRTO = defaultMaxRTO
 	}
-	if o.MinRTO > o.MaxRTO {
-		return fmt.Errorf("minimum timeout %v above maximum %v", o.MinRTO, o.MaxRTO)
+	if *minRTO > *maxRTO {
+		return fmt.Errorf("minimum timeout %v above maximum %v", *minRTO, *maxRTO)
 	}
 	return nil
 }

@@ -5,7 +5,7 @@ import "time"
 // Kind is the type of a Change.
 type Kind string
 
-// Change kinds (DESIGN.md). The last four are policy verdicts.
+// Change kinds (docs/architecture.md). The last four are policy verdicts.
 const (
 	HostUpKind      Kind = "host_up"
 	HostDownKind    Kind = "host_down"

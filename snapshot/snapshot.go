@@ -1,6 +1,6 @@
 // Package snapshot is the data model every other package shares: one scan of
 // one target (Snapshot), its hosts, ports and services, and the typed changes
-// between two snapshots. Its JSON shape is a contract (see DESIGN.md); it
+// between two snapshots. Its JSON shape is a contract (see docs/architecture.md); it
 // imports nothing of ours.
 package snapshot
 
@@ -18,6 +18,9 @@ const (
 	StateOpen     = "open"
 	StateClosed   = "closed"
 	StateFiltered = "filtered"
+	// StateOpenFiltered is a UDP port that answered nothing, as nmap -sU
+	// says: open or filtered, nobody can tell.
+	StateOpenFiltered = "open|filtered"
 )
 
 // Host states.
@@ -143,7 +146,7 @@ type Cert struct {
 	Fingerprint string    `json:"sha256"`
 }
 
-// NewID returns the snapshot id of DESIGN.md: target/unix-nanos.
+// NewID returns the snapshot id of docs/architecture.md: target/unix-nanos.
 func NewID(target string, started time.Time) string {
 	return fmt.Sprintf("%s/%d", target, started.UnixNano())
 }

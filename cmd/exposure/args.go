@@ -106,12 +106,12 @@ const (
 	noPing       = "exposure has no ping phase: every address is probed on its ports and is up when one answers (as nmap -Pn)"
 	fastTiming   = "ignored: exposure's timing is already its fastest (--rate PPS and --retries N tune it)"
 	slowTiming   = "nmap's slow timing templates are not supported; use --rate PPS (probes per second, e.g. --rate 10) and --retries N"
-	noXML        = "nmap XML output is not supported yet; use --format json (redirect stdout to a file)"
+	noAllFormats = "-oA is not supported; use -oX FILE (nmap XML) and --format json or text with a redirect"
 	normalOutput = "exposure prints its normal output on stdout; use --format text and redirect it (> FILE)"
 	noGrepable   = "grepable output is not supported; use --format json (one snapshot document) and redirect it"
 	noOS         = "OS detection is not supported"
 	noAggressive = "-A (OS and version detection, scripts, traceroute) is not supported; use --sV for version detection"
-	noUDP        = "UDP scans are not supported yet; exposure scans TCP (-p SPEC)"
+	noUDP        = "UDP ports are named in the port spec, as nmap also allows: -p U:53,161, -p T:22,U:53 or -p udp-top:1000"
 	noSYNFlags   = "only the SYN (--engine syn) and connect (--engine connect) scans are supported"
 )
 
@@ -126,10 +126,10 @@ var nmapHabits = map[string]habit{
 	"-Pn":         {note: noPing},
 	"-O":          {err: noOS},
 	"-A":          {err: noAggressive},
-	"-oX":         {err: noXML},
+	"-oX":         {args: []string{"--output.xml=VALUE"}, value: "a file name"},
 	"-oN":         {err: normalOutput},
 	"-oG":         {err: noGrepable},
-	"-oA":         {err: noXML},
+	"-oA":         {err: noAllFormats},
 	"--top-ports": {args: []string{"--ports=top:VALUE"}, value: "a number of ports"},
 }
 
@@ -148,7 +148,10 @@ func nmapHabit(a string) (h habit, val string, ok bool) {
 	switch {
 	case len(a) > 3 && strings.HasPrefix(a, "-o"):
 		if h, ok := nmapHabits[a[:3]]; ok {
-			return h, "", true // "-oXscan.xml": an error either way
+			if h.value != "" {
+				return h, a[3:], true // "-oXscan.xml"
+			}
+			return h, "", true // "-oNscan.txt": an error
 		}
 	case len(a) == 3 && strings.HasPrefix(a, "-s"):
 		return habit{err: noSYNFlags}, "", true // -sF, -sX, -sN, -sA, ...

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -32,14 +34,15 @@ func TestPreparse(t *testing.T) {
 		{args: []string{"scan", "--top-ports", "100", "h"}, want: []string{"scan", "--ports=top:100", "h"}},
 		{args: []string{"scan", "--top-ports=10", "h"}, want: []string{"scan", "--ports=top:10", "h"}},
 		{args: []string{"scan", "--top-ports"}, err: "--top-ports: needs a number of ports"},
-		{args: []string{"scan", "-oX", "out.xml", "h"}, err: "-oX: nmap XML output is not supported yet; use --format json"},
-		{args: []string{"scan", "-oXout.xml", "h"}, err: "-oXout.xml: nmap XML output is not supported yet; use --format json"},
-		{args: []string{"scan", "-oA", "base", "h"}, err: "use --format json"},
+		{args: []string{"scan", "-oX", "out.xml", "h"}, want: []string{"scan", "--output.xml=out.xml", "h"}},
+		{args: []string{"scan", "-oXout.xml", "h"}, want: []string{"scan", "--output.xml=out.xml", "h"}},
+		{args: []string{"scan", "-oX"}, err: "-oX: needs a file name"},
+		{args: []string{"scan", "-oA", "base", "h"}, err: "use -oX FILE (nmap XML)"},
 		{args: []string{"scan", "-oN", "out.txt", "h"}, err: "-oN: exposure prints its normal output on stdout; use --format text and redirect it"},
 		{args: []string{"scan", "-oG", "out", "h"}, err: "-oG: grepable output is not supported; use --format json"},
 		{args: []string{"scan", "-T2", "h"}, err: "-T2: nmap's slow timing templates are not supported; use --rate PPS"},
 		{args: []string{"scan", "-T0", "h"}, err: "use --rate PPS"},
-		{args: []string{"scan", "-sU", "h"}, err: "-sU: UDP scans are not supported yet"},
+		{args: []string{"scan", "-sU", "h"}, err: "-sU: UDP ports are named in the port spec"},
 		{args: []string{"scan", "-sF", "h"}, err: "--engine syn"},
 		{args: []string{"scan", "-O", "h"}, err: "-O: OS detection is not supported"},
 		{args: []string{"scan", "-A", "h"}, err: "use --sV for version detection"},
@@ -89,8 +92,12 @@ func TestNmapHabitsOnTheCommandLine(t *testing.T) {
 	require.Contains(t, errs, "exposure: note: -T4: ignored")
 	require.Contains(t, out, "Exposure done: 1 host up, 0 open ports")
 
-	code, out, errs = runCLI(t, "scan", "-oX", "scan.xml", "127.0.0.1")
-	require.Equal(t, 2, code)
-	require.Equal(t, "exposure: -oX: nmap XML output is not supported yet; use --format json (redirect stdout to a file)\n", errs)
-	require.Empty(t, out)
+	file := filepath.Join(t.TempDir(), "scan.xml")
+	code, out, errs = runCLI(t, "scan", "-n", "-p", "1-20", "-oX", file, "127.0.0.1")
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "Exposure done: 1 host up")
+	doc, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.Contains(t, string(doc), `<scaninfo type="`)
+	require.Contains(t, string(doc), `<extraports state="closed" count="20">`)
 }

@@ -59,7 +59,7 @@ func TestCheckConfig(t *testing.T) {
 			name: "every error",
 			args: []string{"check-config", twoErrors},
 			code: 2,
-			stderr: twoErrors + ":4: targets[0].portz: unknown field\n" +
+			stderr: twoErrors + ":4: targets[0].portz: unknown field, did you mean \"ports\"?\n" +
 				twoErrors + `:5: targets[0].schedule: "@every 0s": @every interval must be at least 1s` + "\n" +
 				"exposure check-config: " + twoErrors + ": invalid configuration: 2 errors\n",
 		},

@@ -16,7 +16,9 @@ func diffCommand(app *kingpin.Application) (string, runFunc) {
 	cmd := app.Command("diff", "Print the changes between two stored scans of a target (default: the last two complete ones).")
 	src := sourceFlags(cmd)
 	target := cmd.Flag("target", "Target name.").Required().String()
-	format := cmd.Flag("format", "Output format: text or json (one change per line).").Default("text").Enum("text", "json")
+	format := cmd.Flag("format", "Output format: text, json (one change per line) or xml (both scans as nmap XML, for ndiff).").Default("text").Enum("text", "json", "xml")
+	outFrom := cmd.Flag("output.from", "With --format xml: write the older scan's nmap XML to FILE.").PlaceHolder("FILE").String()
+	outTo := cmd.Flag("output.to", "With --format xml: write the newer scan's nmap XML to FILE.").PlaceHolder("FILE").String()
 	fromID := cmd.Arg("from", "Older scan id (target/nanos, or just nanos); default: the second-last complete scan.").String()
 	toID := cmd.Arg("to", "Newer scan id; default: the last complete scan.").String()
 	return cmd.FullCommand(), func(ctx context.Context, e *env) error {
@@ -27,6 +29,21 @@ func diffCommand(app *kingpin.Application) (string, runFunc) {
 		defer r.Close()
 		from, to, err := pickScans(r, *target, *fromID, *toID)
 		if err != nil {
+			return err
+		}
+		if *format == "xml" {
+			// ndiff compares two files: write one per scan.
+			if *outFrom == "" || *outTo == "" {
+				return usagef("--format xml writes two nmap XML files: give --output.from FILE and --output.to FILE")
+			}
+			xo := xmlOptions(e.args, "", nil)
+			if err := writeXMLFile(*outFrom, from, xo); err != nil {
+				return err
+			}
+			if err := writeXMLFile(*outTo, to, xo); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintf(e.stdout, "%s -> %s; compare with: ndiff %s %s\n", from.ID, to.ID, *outFrom, *outTo)
 			return err
 		}
 		changes := diff.Compare(from, to, diff.Policy{})

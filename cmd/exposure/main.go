@@ -24,6 +24,8 @@ type runFunc func(ctx context.Context, env *env) error
 // env is what every subcommand receives from main.
 type env struct {
 	logger *slog.Logger
+	// args is the command line after the program name.
+	args   []string
 	stdout io.Writer
 	stderr io.Writer
 }
@@ -47,6 +49,7 @@ var registrars = []func(app *kingpin.Application) (string, runFunc){
 	historyCommand,
 	diffCommand,
 	showCommand,
+	importCommand,
 }
 
 // logFlags are the global flags that shape the logger.
@@ -126,7 +129,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &env{logger: slog.New(handler), stdout: stdout, stderr: stderr}
+	e := &env{logger: slog.New(handler), args: args, stdout: stdout, stderr: stderr}
 	if err := actions[cmd](ctx, e); err != nil {
 		fmt.Fprintf(stderr, "exposure %s: %v\n", cmd, err)
 		var ue usageError

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -38,6 +39,8 @@ type scanFlags struct {
 	retries    int
 	engine     string
 	format     string
+	xmlFile    string
+	xmlScripts bool
 	sequential bool
 	noDNS      bool
 	iface      string
@@ -47,13 +50,15 @@ type scanFlags struct {
 func scanCommand(app *kingpin.Application) (string, runFunc) {
 	f := &scanFlags{}
 	cmd := app.Command("scan", "Scan targets once and print the result (nmap-like table or a JSON snapshot).")
-	cmd.Flag("ports", `Ports: "22,80", "1-1024", "-" for all, "top:1000" (default), "top:100,8080-8090".`).Short('p').Default("top:1000").StringVar(&f.ports)
+	cmd.Flag("ports", `Ports: "22,80", "1-1024", "-" for all, "top:1000" (default), "top:100,8080-8090"; UDP as nmap writes it: "T:22,U:53,161", "udp-top:100".`).Short('p').Default("top:1000").StringVar(&f.ports)
 	cmd.Flag("sV", "Detect services and versions on the open ports (nmap's -sV).").BoolVar(&f.sV)
 	cmd.Flag("version-intensity", "Service detection intensity, 0 (light) to 9 (all probes).").Default(strconv.Itoa(service.DefaultIntensity)).IntVar(&f.intensity)
 	cmd.Flag("rate", "Packets (or connection attempts) per second; 0 for no limit.").Default(defaultScanRate).IntVar(&f.rate)
 	cmd.Flag("retries", "Retransmissions of an unanswered probe.").Default("2").IntVar(&f.retries)
 	cmd.Flag("engine", "Scan engine: syn (raw sockets, needs CAP_NET_RAW), connect, or auto.").Default("auto").EnumVar(&f.engine, "syn", "connect", "auto")
-	cmd.Flag("format", "Output format: text or json.").Default("text").EnumVar(&f.format, "text", "json")
+	cmd.Flag("format", "Output format: text, json (the snapshot document) or xml (nmap's XML output, nmap.dtd).").Default("text").EnumVar(&f.format, "text", "json", "xml")
+	cmd.Flag("output.xml", "Also write nmap XML to FILE (nmap's -oX FILE).").PlaceHolder("FILE").StringVar(&f.xmlFile)
+	cmd.Flag("xml.scripts", "In nmap XML, add the certificate (an ssl-cert script) and inconclusive detections (an exposure-detection script); Debian's ndiff 7.93 crashes on script differences.").BoolVar(&f.xmlScripts)
 	cmd.Flag("sequential", "Probe in address and port order instead of a random order.").BoolVar(&f.sequential)
 	cmd.Flag("no-dns", "Do not look up reverse DNS names.").Short('n').BoolVar(&f.noDNS)
 	cmd.Flag("interface", "Bind every socket of the scan to this network interface (nmap's -e): probes, -sV connections and DNS go out only through it, and a target it does not route to is reported filtered, not probed.").Short('e').PlaceHolder("NAME").StringVar(&f.iface)
@@ -62,12 +67,8 @@ func scanCommand(app *kingpin.Application) (string, runFunc) {
 }
 
 func (f *scanFlags) run(ctx context.Context, e *env) error {
-	if f.ports == "" {
-		// kingpin hands the lone "-" of "-p -" (all ports, as in nmap) over
-		// as an empty value.
-		f.ports = "-"
-	}
-	ports, err := spec.ParsePorts(f.ports)
+	pspec, err := spec.ParsePortSpec(f.ports)
+	ports := pspec.TCP
 	if err != nil {
 		return usagef("bad port spec (-p): %w", err)
 	}
@@ -100,34 +101,76 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 	if f.rate > 0 {
 		limiter = rate.NewLimiter(rate.Limit(f.rate), max(1, f.rate/100))
 	}
-	engine, err := scanner.NewEngine(f.engine, scanner.EngineOptions{Limiter: limiter, Logger: e.logger, Bind: bind})
-	if err != nil {
-		return fmt.Errorf("scan engine: %w", err)
-	}
 	bar := newProgressBar(e.stderr)
-	snap, err := scanner.Sweep(ctx, engine, targets, scanner.SweepOptions{
-		Target:     strings.Join(f.targets, " "),
-		Ports:      ports,
-		Retries:    f.retries,
-		Sequential: f.sequential,
-		ReverseDNS: !f.noDNS,
-		Bind:       bind,
-		Progress:   bar.update,
-	})
+	sweep := func(engine scanner.Engine, ports spec.Ports, proto string) (*snapshot.Snapshot, error) {
+		return scanner.Sweep(ctx, engine, targets, scanner.SweepOptions{
+			Target:     strings.Join(f.targets, " "),
+			Ports:      ports,
+			Protocol:   proto,
+			Retries:    f.retries,
+			Sequential: f.sequential,
+			ReverseDNS: !f.noDNS,
+			Bind:       bind,
+			Progress:   bar.update,
+		})
+	}
+	var snap *snapshot.Snapshot
+	engineName := "udp"
+	if ports.Len() > 0 {
+		engine, eerr := scanner.NewEngine(f.engine, scanner.EngineOptions{Limiter: limiter, Logger: e.logger, Bind: bind})
+		if errors.Is(eerr, scanner.ErrRawPermission) {
+			return fmt.Errorf("scan engine: %w; --engine connect needs neither", eerr)
+		}
+		if eerr != nil {
+			return fmt.Errorf("scan engine: %w", eerr)
+		}
+		engineName = engine.Name()
+		snap, err = sweep(engine, ports, spec.ProtoTCP)
+		if snap == nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+		if err != nil {
+			e.logger.Error("scan failed part way; the result is incomplete", "err", err)
+		}
+	}
+	if pspec.UDP.Len() > 0 && ctx.Err() == nil {
+		if f.engine == scanner.KindConnect {
+			return usagef("bad port spec (-p): UDP ports (%s) need raw sockets; --engine connect scans TCP only", pspec.UDP)
+		}
+		u, uerr := scanner.NewUDP(scanner.UDPOptions{Limiter: limiter, Logger: e.logger, Bind: bind})
+		if uerr != nil {
+			return fmt.Errorf("scan engine: %w", uerr)
+		}
+		usnap, uerr := sweep(u, pspec.UDP, spec.ProtoUDP)
+		if usnap == nil {
+			return fmt.Errorf("scan: %w", uerr)
+		}
+		if uerr != nil {
+			e.logger.Error("udp scan failed part way; the result is incomplete", "err", uerr)
+			err = uerr
+		}
+		snap = scanner.Merge(snap, usnap)
+	}
 	bar.finish()
-	if snap == nil {
-		return fmt.Errorf("scan: %w", err)
-	}
-	if err != nil {
-		e.logger.Error("scan failed part way; the result is incomplete", "err", err)
-	}
 	if detector != nil && ctx.Err() == nil {
 		detector.Annotate(ctx, snap)
+		detector.AnnotateUDP(ctx, snap)
 	}
 	if !snap.Complete {
 		e.logger.Warn("scan was cut short: the result is incomplete")
 	}
+	xo := xmlOptions(e.args, engineName, portList(ports))
+	xo.Scripts = f.xmlScripts
+	if f.xmlFile != "" {
+		if werr := writeXMLFile(f.xmlFile, snap, xo); werr != nil {
+			return werr
+		}
+	}
 	switch f.format {
+	case "xml":
+		if werr := writeXML(e.stdout, snap, xo); werr != nil {
+			return werr
+		}
 	case "json":
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
@@ -135,7 +178,7 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 			return fmt.Errorf("write snapshot: %w", werr)
 		}
 	default:
-		if werr := writeScanText(e.stdout, snap, ports.Len(), f.sV); werr != nil {
+		if werr := writeScanText(e.stdout, snap, pspec.Len(), f.sV); werr != nil {
 			return fmt.Errorf("write report: %w", werr)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,11 +25,16 @@ func TestScanBadArguments(t *testing.T) {
 	}{
 		{"bad port range", []string{"scan", "-p", "80-70", "127.0.0.1"}, `"80-70": range end before start`},
 		{"bad port", []string{"scan", "-p", "70000", "127.0.0.1"}, `"70000"`},
+		// An empty spec is an error, never all ports (that is "-p -").
+		{"empty port spec", []string{"scan", "-p", "", "127.0.0.1"}, `bad port spec (-p): "": empty port spec`},
+		{"empty --ports=", []string{"scan", "--ports=", "127.0.0.1"}, `bad port spec (-p): "": empty port spec`},
+		{"blank port spec", []string{"scan", "-p", " ", "127.0.0.1"}, "empty port spec"},
+		{"lone comma", []string{"scan", "-p", ",", "127.0.0.1"}, `bad port spec (-p)`},
 		{"bad target", []string{"scan", "300.1.1.1"}, `"300.1.1.1"`},
 		{"negative rate", []string{"scan", "--rate=-5", "127.0.0.1"}, "--rate -5"},
 		{"too many retries", []string{"scan", "--retries", "99", "127.0.0.1"}, "--retries 99"},
 		{"bad engine", []string{"scan", "--engine", "udp", "127.0.0.1"}, "udp"},
-		{"bad format", []string{"scan", "--format", "xml", "127.0.0.1"}, "xml"},
+		{"bad format", []string{"scan", "--format", "yaml", "127.0.0.1"}, "yaml"},
 		{"no target", []string{"scan"}, "target"},
 		{"bad intensity", []string{"scan", "--sV", "--version-intensity", "12", "127.0.0.1"}, "--version-intensity 12"},
 		// A bad or missing interface is a usage error naming it, before
@@ -48,14 +54,21 @@ func TestScanBadArguments(t *testing.T) {
 	}
 }
 
+// TestScanAllPortsDash: "-p -" means all ports, as in nmap, however it is
+// typed. The target is bad, so nothing is scanned; the port spec must have
+// been accepted first.
 func TestScanAllPortsDash(t *testing.T) {
-	f := &scanFlags{ports: "", targets: []string{"300.0.0.1"}}
-	var stdout, stderr bytes.Buffer
-	// The target is bad, so nothing is scanned; the port spec must have
-	// been accepted first.
-	err := f.run(t.Context(), &env{stdout: &stdout, stderr: &stderr})
-	require.ErrorContains(t, err, `bad target: "300.0.0.1"`)
-	require.Equal(t, "-", f.ports)
+	for _, args := range [][]string{
+		{"scan", "-p", "-", "300.0.0.1"},
+		{"scan", "-p-", "300.0.0.1"},
+		{"scan", "--ports", "-", "300.0.0.1"},
+		{"scan", "--ports=-", "300.0.0.1"},
+	} {
+		code, out, errs := runCLI(t, args...)
+		require.Equal(t, 2, code, "%v: %s", args, errs)
+		require.Equal(t, "exposure scan: bad target: \"300.0.0.1\": invalid IP address\n", errs, "%v", args)
+		require.Empty(t, out)
+	}
 }
 
 // TestScanServiceDetection runs -sV against a loopback listener that
@@ -163,4 +176,53 @@ func TestScanTextMarksIncompleteDetection(t *testing.T) {
 	require.NoError(t, writeScanText(&out, sn, 2, true))
 	require.Regexp(t, `(?m)^993/tcp +open +ssl/imap\? +Dovecot imapd$`, out.String())
 	require.Regexp(t, `(?m)^22/tcp +open +ssh +OpenSSH 9\.2p1$`, out.String())
+}
+
+// unprivilegedEnv marks the copy of the test binary that runs without
+// CAP_NET_RAW (TestScanSYNWithoutRawPrivilege).
+const unprivilegedEnv = "EXPOSURE_TEST_NO_NET_RAW"
+
+// TestScanSYNWithoutRawPrivilege: without CAP_NET_RAW, --engine syn fails
+// saying what it needs and what works instead, for IPv4 and IPv6 targets,
+// and auto falls back to connect. As root, the test runs itself again with
+// CAP_NET_RAW dropped from its capability bounding set (setpriv).
+func TestScanSYNWithoutRawPrivilege(t *testing.T) {
+	if os.Getenv(unprivilegedEnv) == "" && os.Geteuid() == 0 {
+		setpriv, err := exec.LookPath("setpriv")
+		if err != nil {
+			t.Skip("setpriv (util-linux) is not installed")
+		}
+		cmd := exec.Command(setpriv, "--bounding-set=-net_raw", "--inh-caps=-net_raw", os.Args[0],
+			"-test.run=^TestScanSYNWithoutRawPrivilege$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), unprivilegedEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.Contains(t, string(out), "--- PASS: TestScanSYNWithoutRawPrivilege")
+		require.NotContains(t, string(out), "--- SKIP")
+		return
+	}
+	if _, err := net.ListenPacket("ip4:tcp", "0.0.0.0"); err == nil {
+		t.Skip("this process has CAP_NET_RAW")
+	}
+	open := listenLoopbackPort(t)
+	for _, target := range []string{"127.0.0.1", "::1"} {
+		code, out, errs := runCLI(t, "scan", "--engine", "syn", "-p", open, target)
+		require.Equal(t, 1, code, errs)
+		require.Empty(t, out)
+		require.Equal(t, "exposure scan: scan engine: syn engine: open raw socket ip4:tcp: raw sockets need root or CAP_NET_RAW: "+
+			"listen ip4:tcp 0.0.0.0: socket: operation not permitted; --engine connect needs neither\n", errs)
+	}
+	code, out, errs := runCLI(t, "scan", "-p", open, "127.0.0.1")
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, errs, "using the connect engine: raw sockets are not available")
+	require.Contains(t, out, open+"/tcp")
+}
+
+// listenLoopbackPort opens a listener on 127.0.0.1 and returns its port.
+func listenLoopbackPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }

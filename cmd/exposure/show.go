@@ -17,7 +17,8 @@ func showCommand(app *kingpin.Application) (string, runFunc) {
 	src := sourceFlags(cmd)
 	target := cmd.Flag("target", "Target name.").Required().String()
 	at := cmd.Flag("at", "A past moment: RFC 3339 time (2026-11-25T06:00:00Z) or a duration ago (36h, 7d).").PlaceHolder("TIME").String()
-	format := cmd.Flag("format", "Output format: text or json (the snapshot document).").Default("text").Enum("text", "json")
+	format := cmd.Flag("format", "Output format: text, json (the snapshot document) or xml (nmap XML, for ndiff and nmap.xsl).").Default("text").Enum("text", "json", "xml")
+	scripts := cmd.Flag("xml.scripts", "With --format xml: add the certificate (ssl-cert script) and inconclusive detections (exposure-detection script).").Bool()
 	return cmd.FullCommand(), func(ctx context.Context, e *env) error {
 		var when time.Time
 		if *at != "" {
@@ -39,6 +40,11 @@ func showCommand(app *kingpin.Application) (string, runFunc) {
 		}
 		if err != nil {
 			return err
+		}
+		if *format == "xml" {
+			xo := xmlOptions(e.args, "", nil)
+			xo.Scripts = *scripts
+			return writeXML(e.stdout, sn, xo)
 		}
 		if *format == "json" {
 			enc := json.NewEncoder(e.stdout)

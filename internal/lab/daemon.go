@@ -40,6 +40,9 @@ type Daemon struct {
 	// Services names what runs on each port the way nmap -sV does
 	// ("ssh", "ssl/http", ...), for service detection tests.
 	Services map[uint16]string
+	// UDPPorts are the UDP ports the daemon binds on the host's addresses
+	// (see UDPDaemons); Start waits until ss lists them.
+	UDPPorts []uint16
 
 	// prepare writes the configuration into c.dir and returns the command
 	// that runs the daemon in the foreground.
@@ -313,7 +316,7 @@ func (h *Host) Start(ctx context.Context, d Daemon) error {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-	if err := h.waitPorts(ctx, p, d.Ports); err != nil {
+	if err := errors.Join(h.waitPorts(ctx, p, d.Ports), h.waitUDPPorts(ctx, p, d.UDPPorts)); err != nil {
 		return fmt.Errorf("start %s on %s: %w\n--- %s log tail ---\n%s", d.Name, h.name, err, d.Name, p.logTail())
 	}
 	l.logger.Info("daemon up", "host", h.name, "daemon", d.Name, "ports", d.Ports, "took", time.Since(start).Round(time.Millisecond))

@@ -20,7 +20,7 @@ import (
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
-//go:embed probes/exposure-service-probes
+//go:embed probes/exposure-service-probes probes/exposure-udp-probes
 var embedded embed.FS
 
 // EmbeddedFile is the name of the built-in probe file in parse errors and logs.
@@ -118,6 +118,9 @@ func New(o Options) (*Detector, error) {
 	if err := db.Add(EmbeddedFile, f); err != nil {
 		return nil, fmt.Errorf("load embedded probes: %w", err)
 	}
+	if err := udpDB(db); err != nil {
+		return nil, err
+	}
 	for _, name := range o.ProbeFiles {
 		if err := addFile(db, name); err != nil {
 			return nil, err
@@ -197,8 +200,27 @@ func (d *Detector) Detect(ctx context.Context, addr netip.Addr, port uint16) (*s
 // Annotate fills Service on every open TCP port of s, concurrently, at most
 // Options.Concurrency ports at a time, until ctx ends.
 func (d *Detector) Annotate(ctx context.Context, s *snapshot.Snapshot) {
+	d.eachOpenPort(ctx, s, "tcp", func(addr netip.Addr, p *snapshot.Port) {
+		svc, err := d.Detect(ctx, addr, p.Port)
+		switch {
+		case errors.Is(err, ErrExcluded):
+		case err != nil:
+			if ctx.Err() == nil {
+				d.logger.Warn("service detection failed", "address", addr, "port", p.Port, "err", err)
+			}
+		default:
+			p.Service = svc
+		}
+	})
+}
+
+// eachOpenPort runs fn for every open port of protocol proto in s, at most
+// Options.Concurrency at a time, and returns when all have returned; once
+// ctx ends no further port is started.
+func (d *Detector) eachOpenPort(ctx context.Context, s *snapshot.Snapshot, proto string, fn func(netip.Addr, *snapshot.Port)) {
 	sem := make(chan struct{}, d.o.Concurrency)
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	for hi := range s.Hosts {
 		h := &s.Hosts[hi]
 		addr, err := netip.ParseAddr(h.Address)
@@ -208,32 +230,21 @@ func (d *Detector) Annotate(ctx context.Context, s *snapshot.Snapshot) {
 		}
 		for pi := range h.Ports {
 			p := &h.Ports[pi]
-			if p.State != snapshot.StateOpen || p.Protocol != "tcp" {
+			if p.State != snapshot.StateOpen || p.Protocol != proto {
 				continue
 			}
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				wg.Wait()
 				return
 			}
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				svc, err := d.Detect(ctx, addr, p.Port)
-				switch {
-				case errors.Is(err, ErrExcluded):
-				case err != nil:
-					if ctx.Err() == nil {
-						d.logger.Warn("service detection failed", "address", h.Address, "port", p.Port, "err", err)
-					}
-				default:
-					p.Service = svc
-				}
+				fn(addr, p)
 			}()
 		}
 	}
-	wg.Wait()
 }
 
 // runProbe sends one probe on a fresh connection and reads the reply,

@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -125,6 +126,59 @@ func TestDetectFakeServices(t *testing.T) {
 			require.Equal(t, tt.want, *got)
 		})
 	}
+}
+
+// countingConn counts the bytes read from a connection.
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// TestDetectReadBound: a server that never stops talking is read up to the
+// bound doc.go states (16 KiB per connection), no further, and reaches
+// the bound (the read does not stop short of it).
+func TestDetectReadBound(t *testing.T) {
+	const bound = 16 << 10
+	d, _ := newDetector(t, Options{Intensity: DefaultIntensity, ProbeFiles: []string{"testdata/fake-banner-probes"}})
+	port := testnet.Serve(t, listen(t), func(c net.Conn) {
+		chunk := []byte(strings.Repeat("A", 4096))
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	var mu sync.Mutex
+	var reads []*atomic.Int64
+	var dialer net.Dialer
+	dial := func(ctx context.Context) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(loopback, port).String())
+		if err != nil {
+			return nil, err
+		}
+		n := new(atomic.Int64)
+		mu.Lock()
+		reads = append(reads, n)
+		mu.Unlock()
+		return countingConn{c, n}, nil
+	}
+	res := d.detectPhase(context.Background(), dial, port, false)
+	require.Equal(t, "unknown", res.service().Name)
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, reads)
+	most := int64(0)
+	for i, n := range reads {
+		require.LessOrEqual(t, n.Load(), int64(bound), "connection %d read past the bound", i)
+		most = max(most, n.Load())
+	}
+	require.Equal(t, int64(bound), most, "no connection read up to the bound")
 }
 
 // quickSlow serves the Quick and Slow probes of testdata/fake-banner-probes:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -50,7 +51,9 @@ match later m|^later ([\d.]+)| p/Later/ v/$1/
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, hard, soft := d.match(null, tt.resp)
+			var f Fields
+			var hard, soft bool
+			withinWatchdog(t, func() { f, hard, soft = d.match(null, tt.resp) })
 			require.Equal(t, tt.hard, hard)
 			require.Equal(t, tt.soft, soft)
 			require.Equal(t, tt.product, f.Product)
@@ -59,9 +62,32 @@ match later m|^later ([\d.]+)| p/Later/ v/$1/
 	}
 }
 
+// watchdog is how long a match may take in these tests: 50 times
+// MatchTimeout, room for a loaded CI machine and -race. Without the match
+// timeout the hostile patterns backtrack for hours; the watchdog fails the
+// test in seconds instead of leaving go test to hang until its -timeout.
+const watchdog = 50 * MatchTimeout
+
+// withinWatchdog runs f and fails t if f has not returned within watchdog.
+// A runaway f keeps its goroutine until the test binary exits.
+func withinWatchdog(t *testing.T, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(watchdog):
+		t.Fatalf("match still running after %v: is the regex match timeout (MatchTimeout %v) set?", watchdog, MatchTimeout)
+	}
+}
+
 func TestMatchTimeoutReported(t *testing.T) {
 	m := &Match{Service: "x", Pattern: `^(a|aa)+$`, File: "f", Line: 3}
-	_, err := m.exec(bytesToRunes([]byte(strings.Repeat("a", 60)+"b")), MatchTimeout)
+	var err error
+	withinWatchdog(t, func() { _, err = m.exec(bytesToRunes([]byte(strings.Repeat("a", 60)+"b")), MatchTimeout) })
 	require.ErrorIs(t, err, errTimeout)
 	require.ErrorContains(t, err, "f:3:")
 }

@@ -82,6 +82,9 @@ func TestReplies(t *testing.T) {
 	for _, c := range readReplies(t) {
 		t.Run(strconv.Itoa(c.line)+"/"+c.probe+"/"+c.want, func(t *testing.T) {
 			p := d.DB().Probe("TCP", c.probe)
+			if p == nil {
+				p = d.DB().Probe("UDP", c.probe)
+			}
 			require.NotNil(t, p, "line %d: no probe %s", c.line, c.probe)
 			f, hard, soft := d.matchReply(p, c.reply)
 			switch {

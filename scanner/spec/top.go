@@ -75,9 +75,11 @@ const MaxTop = len(topTCP)
 
 // TopPorts returns the n most frequent TCP ports in nmap's frequency order, most frequent first.
 // n is clamped to [0, MaxTop]. The slice is a fresh copy the caller may modify.
-func TopPorts(n int) []uint16 {
-	n = max(0, min(n, MaxTop))
-	out := make([]uint16, n)
-	copy(out, topTCP[:n])
-	return out
+func TopPorts(n int) []uint16 { return firstN(topTCP[:], n) }
+
+// firstN returns a fresh copy of the first n entries of list, n clamped to
+// [0, len(list)].
+func firstN(list []uint16, n int) []uint16 {
+	n = max(0, min(n, len(list)))
+	return append(make([]uint16, 0, n), list[:n]...)
 }

@@ -1,0 +1,112 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// UDPDaemons returns the real daemons that answer on UDP: a name server, an
+// SNMP agent, a TFTP server and memcached with its UDP port on. Services
+// names them the way nmap -sU -sV does. They run on a host of their own.
+func UDPDaemons() []Daemon {
+	return []Daemon{
+		{Name: "named", Ports: []uint16{53}, UDPPorts: []uint16{53}, Services: map[uint16]string{53: "domain"}, Binaries: []string{"named"}, prepare: prepareNamed},
+		{Name: "snmpd", UDPPorts: []uint16{161}, Services: map[uint16]string{161: "snmp"}, Binaries: []string{"snmpd"}, prepare: prepareSnmpd},
+		{Name: "tftpd", UDPPorts: []uint16{69}, Services: map[uint16]string{69: "tftp"}, Binaries: []string{"in.tftpd"}, prepare: prepareTftpd},
+		{Name: "memcached-udp", Ports: []uint16{11211}, UDPPorts: []uint16{11211}, Services: map[uint16]string{11211: "memcache"}, Binaries: []string{"memcached"}, prepare: prepareMemcachedUDP},
+	}
+}
+
+// StartUDP starts every daemon of UDPDaemons() on h for a test: it skips
+// (or fails under EXPOSURE_LAB=required) when one is not installed.
+func StartUDP(t testing.TB, h *Host) []Daemon {
+	t.Helper()
+	ds := UDPDaemons()
+	for _, d := range ds {
+		RequireDaemon(t, d)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := h.StartDaemons(ctx, ds); err != nil {
+		t.Fatalf("start udp daemons: %v", err)
+	}
+	return ds
+}
+
+func prepareSnmpd(_ context.Context, c *daemonContext) ([]string, error) {
+	h := c.host
+	conf, err := c.write("snmpd.conf", "rocommunity public default\nrocommunity6 public default\nsysLocation exposure lab\nsysContact lab@lab.example\n")
+	if err != nil {
+		return nil, err
+	}
+	return []string{"snmpd", "-f", "-Lo", "-C", "-c", conf, "-p", c.path("snmpd.pid"),
+		"--persistentDir=" + c.dir, "udp:" + h.addr.String() + ":161", "udp6:[" + h.addr6.String() + "]:161"}, nil
+}
+
+func prepareTftpd(_ context.Context, c *daemonContext) ([]string, error) {
+	root := c.path("tftp")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, err
+	}
+	return []string{"in.tftpd", "-L", "-u", "nobody", "-a", c.host.addr.String() + ":69", "-s", root}, nil
+}
+
+func prepareMemcachedUDP(_ context.Context, c *daemonContext) ([]string, error) {
+	h := c.host
+	return []string{"memcached", "-u", "nobody", "-l", h.addr.String(), "-l", "[" + h.addr6.String() + "]",
+		"-p", "11211", "-U", "11211", "-m", "16", "-P", c.path("memcached.pid")}, nil
+}
+
+// ListeningUDP returns the UDP ports with a socket bound in h's namespace
+// (ss -lun): the truth a UDP scan is checked against.
+func (h *Host) ListeningUDP(ctx context.Context) (map[uint16]bool, error) {
+	out, err := h.Exec(ctx, "ss", "-Hlun")
+	if err != nil {
+		return nil, fmt.Errorf("ss -lun on %s: %w", h.Name(), err)
+	}
+	ports := map[uint16]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		i := strings.LastIndexByte(f[3], ':')
+		var p uint16
+		if _, err := fmt.Sscan(f[3][i+1:], &p); err == nil && p != 0 {
+			ports[p] = true
+		}
+	}
+	return ports, nil
+}
+
+// waitUDPPorts polls ss until every port is bound, the daemon exits, or
+// ctx ends.
+func (h *Host) waitUDPPorts(ctx context.Context, p *process, ports []uint16) error {
+	for {
+		if len(ports) == 0 {
+			return nil
+		}
+		if p.exited() {
+			return fmt.Errorf("exited before udp port %d was bound: %v", ports[0], p.err)
+		}
+		bound, err := h.ListeningUDP(ctx)
+		if err != nil {
+			return err
+		}
+		for len(ports) > 0 && bound[ports[0]] {
+			ports = ports[1:]
+		}
+		if len(ports) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("udp port %d was not bound: %w", ports[0], ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
