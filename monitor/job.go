@@ -128,6 +128,11 @@ type scanJob struct {
 	err     error
 	// reuse is the services copied from the previous complete scan.
 	reuse *svReuse
+	// prev and prevErr are the previous complete snapshot when scan read
+	// it already (prevRead), so diff does not decode it again.
+	prev     *snapshot.Snapshot
+	prevErr  error
+	prevRead bool
 	// state is the target's stored state, updated for the next scan.
 	state targetState
 	dr    diffResult
@@ -147,8 +152,10 @@ func (j *scanJob) scan() {
 	j.out = scanOutcome{Target: name, Started: j.started, Result: resultSuccess}
 
 	if sd := j.t.ServiceDetection; sd.Enabled && j.d.detections != nil {
-		if prev, err := j.d.store.LatestComplete(name); err == nil {
-			j.reuse = j.d.detections.plan(name, prev, j.started, time.Duration(sd.Refresh))
+		j.prev, j.prevErr = j.d.store.LatestComplete(name)
+		j.prevRead = true
+		if j.prevErr == nil {
+			j.reuse = j.d.detections.plan(name, j.prev, j.started, time.Duration(sd.Refresh))
 		} // else probe everything; diff reports an unreadable store
 	}
 	snap, err := j.d.scan(withReuse(j.ctx, j.reuse), j.t)
@@ -209,7 +216,11 @@ func (j *scanJob) diff() {
 	if !j.snap.Complete {
 		return
 	}
-	prev, err := j.d.store.LatestComplete(j.t.Name)
+	prev, err := j.prev, j.prevErr
+	if !j.prevRead {
+		prev, err = j.d.store.LatestComplete(j.t.Name)
+	}
+	j.prev = nil // not kept past the diff
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		prev = nil
