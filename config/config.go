@@ -42,6 +42,9 @@ const (
 	DefaultEngine      = scanner.KindAuto
 	DefaultIntensity   = service.DefaultIntensity // -sV's defaults are the detector's
 	DefaultSVTimeout   = model.Duration(service.DefaultTimeout)
+	// DefaultSVRefresh bounds how long a port whose SYN state and cheap
+	// fingerprint are unchanged may keep its previous detection.
+	DefaultSVRefresh = model.Duration(24 * time.Hour)
 
 	DefaultReceiverTimeout = model.Duration(10 * time.Second)
 	DefaultEventLifetime   = model.Duration(time.Hour)
@@ -166,6 +169,10 @@ type ServiceDetection struct {
 	Intensity int `yaml:"intensity"`
 	// Timeout per port.
 	Timeout model.Duration `yaml:"timeout"`
+	// Refresh is the longest a port with an unchanged state and cheap
+	// fingerprint keeps its previous detection before a full re-probe: a
+	// version changed behind an unchanged fingerprint is found within it.
+	Refresh model.Duration `yaml:"refresh"`
 	// ProbeFiles are extra nmap-service-probes files read in addition to
 	// the embedded database.
 	ProbeFiles []string `yaml:"probe_files,omitempty"`
@@ -409,6 +416,7 @@ func (c *Config) setBuiltins() {
 			Enabled:   true,
 			Intensity: DefaultIntensity,
 			Timeout:   DefaultSVTimeout,
+			Refresh:   DefaultSVRefresh,
 		},
 	}
 }

@@ -82,6 +82,7 @@ exposure.yml:3: targets[1].name: "web/1": must start with a letter or digit and 
 	"wrong_type_list.yml":      `exposure.yml:3: targets[0].hosts: expected a list, got a scalar`,
 	"yaml_syntax.yml":          `exposure.yml:3: invalid YAML: did not find expected ',' or ']'`,
 	"zero_timeout.yml":         `exposure.yml:2: defaults.timeout: "0s": must be longer than 0s`,
+	"zero_refresh.yml":         `exposure.yml:4: targets[0].service_detection.refresh: "0s": must be longer than 0s`,
 }
 
 func TestBadConfigs(t *testing.T) {
@@ -176,7 +177,7 @@ func TestDesignExample(t *testing.T) {
 	require.Equal(t, map[uint16]string{22: ">= 9.0"}, dmz.Expect.Versions)
 	// Inherited from defaults.
 	require.Equal(t, 2, dmz.Retries)
-	require.Equal(t, ServiceDetection{Enabled: true, Intensity: 7, Timeout: model.Duration(5 * time.Second)}, dmz.ServiceDetection)
+	require.Equal(t, ServiceDetection{Enabled: true, Intensity: 7, Timeout: model.Duration(5 * time.Second), Refresh: DefaultSVRefresh}, dmz.ServiceDetection)
 	require.Equal(t, DefaultScanTimeout, dmz.Timeout)
 	require.Equal(t, "auto", dmz.Engine)
 
@@ -213,7 +214,7 @@ func TestFullConfig(t *testing.T) {
 	require.Equal(t, "syn", dmz.Engine)
 	require.True(t, dmz.ReverseDNS)
 	// service_detection is merged field by field: only enabled is overridden.
-	require.Equal(t, ServiceDetection{Enabled: false, Intensity: 5, Timeout: model.Duration(3 * time.Second),
+	require.Equal(t, ServiceDetection{Enabled: false, Intensity: 5, Timeout: model.Duration(3 * time.Second), Refresh: DefaultSVRefresh,
 		ProbeFiles: []string{"/etc/exposure/extra-probes"}}, dmz.ServiceDetection)
 	require.Equal(t, []string{"am", "hook"}, dmz.Receivers)
 	require.Equal(t, map[uint16]string{22: ">= 9.0", 443: "!= 1.18.0", 80: "< 2.4"}, dmz.Expect.Versions)
@@ -256,7 +257,7 @@ func TestBuiltinDefaults(t *testing.T) {
 	require.Equal(t, "@every 15m", web.Schedule)
 	require.Equal(t, 2, web.Retries)
 	require.Equal(t, model.Duration(10*time.Minute), web.Timeout)
-	require.Equal(t, ServiceDetection{Enabled: true, Intensity: 7, Timeout: model.Duration(5 * time.Second)}, web.ServiceDetection)
+	require.Equal(t, ServiceDetection{Enabled: true, Intensity: 7, Timeout: model.Duration(5 * time.Second), Refresh: model.Duration(24 * time.Hour)}, web.ServiceDetection)
 	require.False(t, web.Expect.OpenSet)
 	require.Empty(t, c.Receivers)
 }

@@ -57,6 +57,7 @@
 //	    enabled: true
 //	    intensity: 7              # 0-9, as nmap --version-intensity
 //	    timeout: 5s               # per port
+//	    refresh: 24h              # full re-probe of an unchanged port at least this often
 //	    probe_files: []           # extra nmap-service-probes files
 //	targets:                      # required, at least one
 //	  - name: dmz                 # required, unique; letters, digits, . _ -; max 64

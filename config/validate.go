@@ -189,6 +189,9 @@ func (v *validator) scan(s *Scan, path string, want func(field string) bool) {
 	if want("service_detection.timeout") {
 		v.positive(path+".service_detection.timeout", sd.Timeout)
 	}
+	if want("service_detection.refresh") {
+		v.positive(path+".service_detection.refresh", sd.Refresh)
+	}
 	if want("service_detection.probe_files") {
 		for i, f := range sd.ProbeFiles {
 			if strings.TrimSpace(f) == "" {
@@ -289,6 +292,9 @@ func (v *validator) inherit(t *Target, path string) {
 	}
 	if !set("service_detection.timeout") {
 		sd.Timeout = dsd.Timeout
+	}
+	if !set("service_detection.refresh") {
+		sd.Refresh = dsd.Refresh
 	}
 	if !set("service_detection.probe_files") {
 		sd.ProbeFiles = slices.Clone(dsd.ProbeFiles)

@@ -21,7 +21,10 @@
 //
 // # A job
 //
-// Sweep (scanner, SYN or connect), -sV on open ports (scanner/service),
+// Sweep (scanner, SYN or connect), -sV on open ports (scanner/service;
+// a port open with the same protocol in the previous complete scan keeps
+// that scan's service, unprobed, until service_detection.refresh has passed
+// since its detection, the times held in memory: see engines.go),
 // then, for a complete scan only, diff.Diff against the stored state,
 // diff.Confirm re-probing exactly the pending ports with the same engine,
 // and diff.Evaluate for the conditions that hold. alert.Plan turns events

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -58,16 +59,16 @@ func (s *engineSet) get(kind string, bind *netif.Binding) (scanner.Engine, error
 	return e, nil
 }
 
-// annotator fills in the services of the open ports of a snapshot
-// (service.Detector).
+// annotator fills in the services of the open ports of a snapshot that
+// have none yet (service.Detector.AnnotateMissing).
 type annotator interface {
-	Annotate(ctx context.Context, s *snapshot.Snapshot)
+	AnnotateMissing(ctx context.Context, s *snapshot.Snapshot)
 }
 
 // sweepTarget is the scanning half of a job: the sweep with the target's
 // engine (bound by bind, which binds the sweep's DNS too), then service
-// detection on the open ports when enabled. A detection cut short by ctx
-// leaves the snapshot incomplete.
+// detection on the open ports when enabled (detectServices). A detection
+// cut short by ctx leaves the snapshot incomplete.
 func sweepTarget(ctx context.Context, e scanner.Engine, bind *netif.Binding, det annotator, t *config.Target) (*snapshot.Snapshot, error) {
 	snap, err := scanner.Sweep(ctx, e, t.TargetSpec, scanner.SweepOptions{
 		Target: t.Name, Ports: t.PortSpec, Retries: t.Retries, ReverseDNS: t.ReverseDNS, Bind: bind,
@@ -75,13 +76,157 @@ func sweepTarget(ctx context.Context, e scanner.Engine, bind *netif.Binding, det
 	if err != nil {
 		return snap, fmt.Errorf("sweep: %w", err)
 	}
-	if snap.Complete && det != nil && snap.OpenPorts() > 0 {
-		det.Annotate(ctx, snap)
-		if ctx.Err() != nil {
-			snap.Complete = false
+	detectServices(ctx, det, snap)
+	return snap, nil
+}
+
+// detectServices runs service detection on a complete sweep: first the
+// services the job's reuse plan (on ctx, see withReuse) keeps are copied
+// onto their ports, then det probes the open ports left without one.
+func detectServices(ctx context.Context, det annotator, snap *snapshot.Snapshot) {
+	if !snap.Complete || det == nil || snap.OpenPorts() == 0 {
+		return
+	}
+	if r := reuseFrom(ctx); r != nil {
+		r.apply(snap)
+	}
+	det.AnnotateMissing(ctx, snap)
+	if ctx.Err() != nil {
+		snap.Complete = false
+	}
+}
+
+// Incremental service detection. The daemon remembers, per target and
+// (address, port, protocol), when the service of each open port was last
+// really detected. Before a scan's detection, a port that was open with
+// the same protocol in the previous complete scan, and whose service was
+// detected less than service_detection.refresh ago, gets that scan's
+// Service copied and is not probed; new ports, ports without a remembered
+// detection and ports whose detection is older than refresh are probed.
+//
+// The times live in memory only (snapshot.Service has no timestamp, and
+// the store keeps none per port): after a restart every open port is
+// probed once, which is the safe side. The cost is one map entry per open
+// port with a service.
+
+// svKey names one port of one host.
+type svKey struct {
+	addr  string
+	port  uint16
+	proto string
+}
+
+// svDetections holds the detection times of every target, for the
+// daemon's lifetime. Safe for concurrent jobs.
+type svDetections struct {
+	mu sync.Mutex
+	m  map[string]map[svKey]time.Time
+}
+
+func newSVDetections() *svDetections {
+	return &svDetections{m: map[string]map[svKey]time.Time{}}
+}
+
+// svReuse is one job's reuse plan: the services to copy, by port, and
+// their detection times.
+type svReuse struct {
+	keep map[svKey]reused
+}
+
+type reused struct {
+	svc *snapshot.Service
+	at  time.Time
+}
+
+// plan picks the services of prev (the previous complete snapshot; nil
+// for none) detected less than refresh before now. Nil when there is
+// nothing to reuse.
+func (d *svDetections) plan(target string, prev *snapshot.Snapshot, now time.Time, refresh time.Duration) *svReuse {
+	if prev == nil || !prev.Complete {
+		return nil
+	}
+	d.mu.Lock()
+	times := d.m[target]
+	d.mu.Unlock()
+	if len(times) == 0 {
+		return nil
+	}
+	keep := map[svKey]reused{}
+	for _, h := range prev.Hosts {
+		for _, p := range h.Ports {
+			if p.State != snapshot.StateOpen || p.Service == nil {
+				continue
+			}
+			k := svKey{h.Address, p.Port, p.Protocol}
+			at, ok := times[k]
+			if !ok || now.Sub(at) >= refresh {
+				continue
+			}
+			keep[k] = reused{p.Service, at}
 		}
 	}
-	return snap, nil
+	if len(keep) == 0 {
+		return nil
+	}
+	return &svReuse{keep: keep}
+}
+
+// apply copies the kept services onto the ports of snap still open with
+// the same protocol.
+func (r *svReuse) apply(snap *snapshot.Snapshot) {
+	for hi := range snap.Hosts {
+		h := &snap.Hosts[hi]
+		for pi := range h.Ports {
+			p := &h.Ports[pi]
+			if p.State != snapshot.StateOpen || p.Service != nil {
+				continue
+			}
+			if k, ok := r.keep[svKey{h.Address, p.Port, p.Protocol}]; ok {
+				p.Service = k.svc
+			}
+		}
+	}
+}
+
+// record replaces the target's detection times from a complete snapshot:
+// a service copied by r keeps its time, any other one was detected in
+// this scan, started at now. Ports without a service are forgotten.
+func (d *svDetections) record(target string, snap *snapshot.Snapshot, r *svReuse, now time.Time) {
+	times := map[svKey]time.Time{}
+	for _, h := range snap.Hosts {
+		for _, p := range h.Ports {
+			if p.State != snapshot.StateOpen || p.Service == nil {
+				continue
+			}
+			k := svKey{h.Address, p.Port, p.Protocol}
+			at := now
+			if r != nil {
+				if kept, ok := r.keep[k]; ok && kept.svc == p.Service {
+					at = kept.at
+				}
+			}
+			times[k] = at
+		}
+	}
+	d.mu.Lock()
+	d.m[target] = times
+	d.mu.Unlock()
+}
+
+type reuseCtxKey struct{}
+
+// withReuse hands a job's reuse plan to its scan function (detectServices)
+// without widening scanFunc.
+func withReuse(ctx context.Context, r *svReuse) context.Context {
+	if r == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, reuseCtxKey{}, r)
+}
+
+func reuseFrom(ctx context.Context) *svReuse {
+	r, _ := ctx.Value(reuseCtxKey{}).(*svReuse)
+	return r
 }
 
 // engineProber re-probes exactly the given pairs with a scan engine; the

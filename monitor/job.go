@@ -83,6 +83,9 @@ type jobDeps struct {
 	now       func() time.Time
 	wake      func()
 	record    func(scanOutcome)
+	// detections are the service detection times of incremental -sV
+	// (nil: every open port is probed).
+	detections *svDetections
 }
 
 // planInfo is the alerting side of a target's configuration.
@@ -123,6 +126,13 @@ type scanJob struct {
 	started time.Time
 	snap    *snapshot.Snapshot
 	err     error
+	// reuse is the services copied from the previous complete scan.
+	reuse *svReuse
+	// prev and prevErr are the previous complete snapshot when scan read
+	// it already (prevRead), so diff does not decode it again.
+	prev     *snapshot.Snapshot
+	prevErr  error
+	prevRead bool
 	// state is the target's stored state, updated for the next scan.
 	state targetState
 	dr    diffResult
@@ -141,7 +151,14 @@ func (j *scanJob) scan() {
 	j.started = j.d.now()
 	j.out = scanOutcome{Target: name, Started: j.started, Result: resultSuccess}
 
-	snap, err := j.d.scan(j.ctx, j.t)
+	if sd := j.t.ServiceDetection; sd.Enabled && j.d.detections != nil {
+		j.prev, j.prevErr = j.d.store.LatestComplete(name)
+		j.prevRead = true
+		if j.prevErr == nil {
+			j.reuse = j.d.detections.plan(name, j.prev, j.started, time.Duration(sd.Refresh))
+		} // else probe everything; diff reports an unreadable store
+	}
+	snap, err := j.d.scan(withReuse(j.ctx, j.reuse), j.t)
 	if snap == nil {
 		snap = &snapshot.Snapshot{Hosts: []snapshot.Host{}}
 		if err == nil {
@@ -199,7 +216,11 @@ func (j *scanJob) diff() {
 	if !j.snap.Complete {
 		return
 	}
-	prev, err := j.d.store.LatestComplete(j.t.Name)
+	prev, err := j.prev, j.prevErr
+	if !j.prevRead {
+		prev, err = j.d.store.LatestComplete(j.t.Name)
+	}
+	j.prev = nil // not kept past the diff
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		prev = nil
@@ -317,6 +338,10 @@ func (j *scanJob) publish() {
 		return
 	}
 	out.Changes = len(j.dr.Changes)
+	if j.snap.Complete && j.t.ServiceDetection.Enabled && j.d.detections != nil {
+		// Only now is snap the previous complete scan of the next job.
+		j.d.detections.record(j.t.Name, j.snap, j.reuse, j.started)
+	}
 	j.d.collector.set(j.snap)
 	for _, c := range j.dr.Changes {
 		j.d.metrics.changes.WithLabelValues(j.t.Name, string(c.Kind)).Inc()

@@ -37,8 +37,10 @@ type daemonState struct {
 	// detectors on the embedded probe database, by detectorKey; touched
 	// only by the main loop (startup and reload).
 	detectors map[string]*service.Detector
-	scanners  scannerBuilder
-	status    *statusBoard
+	// detections are the times of incremental service detection.
+	detections *svDetections
+	scanners   scannerBuilder
+	status     *statusBoard
 
 	current atomic.Pointer[runtimeConfig]
 	ready   atomic.Bool
@@ -73,7 +75,8 @@ func Run(ctx context.Context, o Options) error {
 }
 
 func newDaemonState(o Options) *daemonState {
-	return &daemonState{opts: o, logger: o.Logger, reloads: make(chan chan error), readyCh: make(chan struct{}), stopping: make(chan struct{})}
+	return &daemonState{opts: o, logger: o.Logger, reloads: make(chan chan error), readyCh: make(chan struct{}), stopping: make(chan struct{}),
+		detections: newSVDetections()}
 }
 
 func (d *daemonState) run(ctx context.Context, scanners scannerBuilder) (err error) {
@@ -353,6 +356,8 @@ func (d *daemonState) runTarget(ctx context.Context, name string) {
 		now:       d.opts.Now,
 		wake:      d.wake,
 		record:    d.status.record,
+
+		detections: d.detections,
 	}
 	runScan(ctx, deps, t, rc.cfg.Global, rc.planFor(t, d.generatorURL, d.opts.Now()))
 }

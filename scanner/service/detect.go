@@ -200,18 +200,21 @@ func (d *Detector) Detect(ctx context.Context, addr netip.Addr, port uint16) (*s
 // Annotate fills Service on every open TCP port of s, concurrently, at most
 // Options.Concurrency ports at a time, until ctx ends.
 func (d *Detector) Annotate(ctx context.Context, s *snapshot.Snapshot) {
-	d.eachOpenPort(ctx, s, "tcp", func(addr netip.Addr, p *snapshot.Port) {
-		svc, err := d.Detect(ctx, addr, p.Port)
-		switch {
-		case errors.Is(err, ErrExcluded):
-		case err != nil:
-			if ctx.Err() == nil {
-				d.logger.Warn("service detection failed", "address", addr, "port", p.Port, "err", err)
-			}
-		default:
-			p.Service = svc
+	d.eachOpenPort(ctx, s, "tcp", func(addr netip.Addr, p *snapshot.Port) { d.annotatePort(ctx, addr, p) })
+}
+
+// annotatePort sets the Service of one open TCP port from Detect.
+func (d *Detector) annotatePort(ctx context.Context, addr netip.Addr, p *snapshot.Port) {
+	svc, err := d.Detect(ctx, addr, p.Port)
+	switch {
+	case errors.Is(err, ErrExcluded):
+	case err != nil:
+		if ctx.Err() == nil {
+			d.logger.Warn("service detection failed", "address", addr, "port", p.Port, "err", err)
 		}
-	})
+	default:
+		p.Service = svc
+	}
 }
 
 // eachOpenPort runs fn for every open port of protocol proto in s, at most
