@@ -42,9 +42,11 @@ const (
 	DefaultEngine      = scanner.KindAuto
 	DefaultIntensity   = service.DefaultIntensity // -sV's defaults are the detector's
 	DefaultSVTimeout   = model.Duration(service.DefaultTimeout)
-	// DefaultSVRefresh bounds how long a port whose SYN state and cheap
-	// fingerprint are unchanged may keep its previous detection.
-	DefaultSVRefresh = model.Duration(24 * time.Hour)
+	// DefaultSVRefresh is 0: every scan re-detects every open port, so a
+	// version that changes behind an open port is seen in the next scan.
+	// A positive refresh lets an unchanged port keep its detection that
+	// long (incremental -sV) at the price of seeing such drift later.
+	DefaultSVRefresh = model.Duration(0)
 
 	DefaultReceiverTimeout = model.Duration(10 * time.Second)
 	DefaultEventLifetime   = model.Duration(time.Hour)
@@ -169,9 +171,10 @@ type ServiceDetection struct {
 	Intensity int `yaml:"intensity"`
 	// Timeout per port.
 	Timeout model.Duration `yaml:"timeout"`
-	// Refresh is the longest a port with an unchanged state and cheap
-	// fingerprint keeps its previous detection before a full re-probe: a
-	// version changed behind an unchanged fingerprint is found within it.
+	// Refresh is the longest a port open in the previous complete scan
+	// keeps that scan's detection before it is probed again; 0 (the
+	// default) probes every open port every scan. A version changed behind
+	// a port that stays open is found within Refresh.
 	Refresh model.Duration `yaml:"refresh"`
 	// ProbeFiles are extra nmap-service-probes files read in addition to
 	// the embedded database.

@@ -82,7 +82,6 @@ exposure.yml:3: targets[1].name: "web/1": must start with a letter or digit and 
 	"wrong_type_list.yml":      `exposure.yml:3: targets[0].hosts: expected a list, got a scalar`,
 	"yaml_syntax.yml":          `exposure.yml:3: invalid YAML: did not find expected ',' or ']'`,
 	"zero_timeout.yml":         `exposure.yml:2: defaults.timeout: "0s": must be longer than 0s`,
-	"zero_refresh.yml":         `exposure.yml:4: targets[0].service_detection.refresh: "0s": must be longer than 0s`,
 }
 
 func TestBadConfigs(t *testing.T) {
@@ -257,7 +256,7 @@ func TestBuiltinDefaults(t *testing.T) {
 	require.Equal(t, "@every 15m", web.Schedule)
 	require.Equal(t, 2, web.Retries)
 	require.Equal(t, model.Duration(10*time.Minute), web.Timeout)
-	require.Equal(t, ServiceDetection{Enabled: true, Intensity: 7, Timeout: model.Duration(5 * time.Second), Refresh: model.Duration(24 * time.Hour)}, web.ServiceDetection)
+	require.Equal(t, ServiceDetection{Enabled: true, Intensity: 7, Timeout: model.Duration(5 * time.Second), Refresh: DefaultSVRefresh}, web.ServiceDetection)
 	require.False(t, web.Expect.OpenSet)
 	require.Empty(t, c.Receivers)
 }

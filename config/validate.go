@@ -189,9 +189,6 @@ func (v *validator) scan(s *Scan, path string, want func(field string) bool) {
 	if want("service_detection.timeout") {
 		v.positive(path+".service_detection.timeout", sd.Timeout)
 	}
-	if want("service_detection.refresh") {
-		v.positive(path+".service_detection.refresh", sd.Refresh)
-	}
 	if want("service_detection.probe_files") {
 		for i, f := range sd.ProbeFiles {
 			if strings.TrimSpace(f) == "" {

@@ -23,7 +23,8 @@
 //
 // Sweep (scanner, SYN or connect), -sV on open ports (scanner/service;
 // a port open with the same protocol in the previous complete scan keeps
-// that scan's service, unprobed, until service_detection.refresh has passed
+// that scan's service, unprobed, until service_detection.refresh (0, the
+// default, turns this off) has passed
 // since its detection, the times held in memory: see engines.go),
 // then, for a complete scan only, diff.Diff against the stored state,
 // diff.Confirm re-probing exactly the pending ports with the same engine,

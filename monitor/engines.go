@@ -142,7 +142,7 @@ type reused struct {
 // for none) detected less than refresh before now. Nil when there is
 // nothing to reuse.
 func (d *svDetections) plan(target string, prev *snapshot.Snapshot, now time.Time, refresh time.Duration) *svReuse {
-	if prev == nil || !prev.Complete {
+	if prev == nil || !prev.Complete || refresh <= 0 {
 		return nil
 	}
 	d.mu.Lock()

@@ -139,4 +139,11 @@ func TestIncrementalServiceDetection(t *testing.T) {
 	require.Equal(t, []string{"b"}, got, "(c) then b")
 	got, _ = probed(time.Minute)
 	require.Empty(t, got)
+	// refresh 0, the default: every open port is probed every scan, so a
+	// version change behind an open port is seen at once.
+	tg.ServiceDetection.Refresh = 0
+	got, _ = probed(time.Minute)
+	require.Equal(t, []string{"a", "b"}, got, "refresh 0 probes every open port")
+	got, _ = probed(time.Minute)
+	require.Equal(t, []string{"a", "b"}, got, "refresh 0 probes every open port")
 }
