@@ -209,3 +209,30 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// TestWriteUDPScanInfo: a scan of TCP and UDP ports has nmap's scaninfo
+// per protocol, a UDP-only one has no TCP scaninfo, UDP ports keep their
+// protocol and open|filtered state, and both documents validate.
+func TestWriteUDPScanInfo(t *testing.T) {
+	s := sample()
+	s.Hosts[0].Ports = append(s.Hosts[0].Ports,
+		snapshot.Port{Port: 53, Protocol: "udp", State: "open", Service: &snapshot.Service{Name: "domain", Product: "ISC BIND", CPE: []string{}}},
+		snapshot.Port{Port: 69, Protocol: "udp", State: "open|filtered"})
+	both := write(t, s, WriteOptions{Ports: []uint16{22, 443, 8080, 80}, UDPPorts: []uint16{161, 53, 69}})
+	validate(t, both)
+	doc := string(both)
+	require.Contains(t, doc, `<scaninfo type="syn" protocol="tcp" numservices="4" services="22,80,443,8080">`)
+	require.Contains(t, doc, `<scaninfo type="udp" protocol="udp" numservices="3" services="53,69,161">`)
+	require.Contains(t, doc, "<port protocol=\"udp\" portid=\"53\">\n    <state state=\"open\" reason=\"udp-response\"")
+	require.Contains(t, doc, "<port protocol=\"udp\" portid=\"69\">\n    <state state=\"open|filtered\" reason=\"no-response\"")
+
+	u := sample()
+	u.Hosts = []snapshot.Host{{Address: "198.18.0.2", State: "up", Ports: []snapshot.Port{{Port: 53, Protocol: "udp", State: "open"}}}}
+	only := write(t, u, WriteOptions{Ports: []uint16{}, UDPPorts: []uint16{53}})
+	validate(t, only)
+	require.NotContains(t, string(only), `protocol="tcp"`)
+	require.Contains(t, string(only), `<scaninfo type="udp" protocol="udp" numservices="1" services="53">`)
+	// A stored snapshot (no port lists) takes them from the ports shown.
+	stored := string(write(t, s, WriteOptions{}))
+	require.Contains(t, stored, `<scaninfo type="udp" protocol="udp" numservices="2" services="53,69">`)
+}

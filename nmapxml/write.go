@@ -48,6 +48,11 @@ type WriteOptions struct {
 	// stored snapshot), in which case scaninfo lists the ports shown and
 	// no closed ports are summarised.
 	Ports []uint16
+	// UDPPorts are the UDP ports scanned; nil when none were or they are
+	// unknown, in which case scaninfo lists the UDP ports shown, if any.
+	// UDP ports get no extraports: a snapshot counts its closed and
+	// open|filtered UDP ports for the whole scan, not per host.
+	UDPPorts []uint16
 	// Scripts adds the ssl-cert and exposure-detection script elements.
 	// Off by default: Debian's ndiff 7.93 crashes (a TypeError in
 	// append_to_port_table) on a port whose columns are equal in both
@@ -219,13 +224,14 @@ func build(s *snapshot.Snapshot, o WriteOptions) *xRun {
 		StartStr: s.StartedAt.Local().Format(ctime), Version: o.Version, Profile: Profile,
 		OutputVer: OutputVersion,
 	}
-	ports := slices.Clone(o.Ports)
-	slices.Sort(ports)
-	ports = slices.Compact(ports)
-	if o.Ports == nil {
-		ports = listedPorts(s)
+	ports := scanned(o.Ports, s, "tcp")
+	udp := scanned(o.UDPPorts, s, "udp")
+	if len(ports) > 0 || len(udp) == 0 {
+		run.ScanInfo = []xScanInfo{{Type: o.ScanType, Protocol: "tcp", NumServices: len(ports), Services: Ranges(ports)}}
 	}
-	run.ScanInfo = []xScanInfo{{Type: o.ScanType, Protocol: "tcp", NumServices: len(ports), Services: Ranges(ports)}}
+	if len(udp) > 0 {
+		run.ScanInfo = append(run.ScanInfo, xScanInfo{Type: "udp", Protocol: "udp", NumServices: len(udp), Services: Ranges(udp)})
+	}
 	up, down := 0, 0
 	for _, h := range s.Hosts {
 		if h.State == snapshot.HostUp {
@@ -306,9 +312,21 @@ var reasons = map[string]string{
 	snapshot.StateFiltered: "no-response",
 }
 
+// udpReasons are nmap -sU's reasons: an answer, an ICMP port unreachable,
+// another ICMP unreachable, silence.
+var udpReasons = map[string]string{
+	snapshot.StateOpen:     "udp-response",
+	snapshot.StateClosed:   "port-unreach",
+	snapshot.StateFiltered: "admin-prohibited",
+}
+
 func buildPort(p snapshot.Port, o WriteOptions) xPort {
+	why := reasons
+	if p.Protocol == "udp" {
+		why = udpReasons
+	}
 	xp := xPort{Protocol: p.Protocol, PortID: p.Port,
-		State: xState{State: p.State, Reason: cmp.Or(reasons[p.State], "no-response"), ReasonTTL: "0"}}
+		State: xState{State: p.State, Reason: cmp.Or(why[p.State], "no-response"), ReasonTTL: "0"}}
 	svc := p.Service
 	if svc == nil || svc.Name == "" && svc.Product == "" {
 		name := ""
@@ -388,12 +406,23 @@ func scripts(svc *snapshot.Service) []xScript {
 	return out
 }
 
-// listedPorts are the TCP ports a snapshot lists, in order.
-func listedPorts(s *snapshot.Snapshot) []uint16 {
+// scanned returns the sorted, distinct ports of given, or, when given is
+// nil, the ports of protocol proto that s lists.
+func scanned(given []uint16, s *snapshot.Snapshot, proto string) []uint16 {
+	if given == nil {
+		return listedPorts(s, proto)
+	}
+	ports := slices.Clone(given)
+	slices.Sort(ports)
+	return slices.Compact(ports)
+}
+
+// listedPorts are the ports of protocol proto a snapshot lists, in order.
+func listedPorts(s *snapshot.Snapshot, proto string) []uint16 {
 	seen := map[uint16]bool{}
 	for _, h := range s.Hosts {
 		for _, p := range h.Ports {
-			if p.Protocol == "tcp" {
+			if p.Protocol == proto {
 				seen[p.Port] = true
 			}
 		}

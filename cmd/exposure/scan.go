@@ -161,6 +161,9 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 		e.logger.Warn("scan was cut short: the result is incomplete")
 	}
 	xo := xmlOptions(e.args, engineName, portList(ports))
+	if pspec.UDP.Len() > 0 {
+		xo.UDPPorts = portList(pspec.UDP)
+	}
 	xo.Scripts = f.xmlScripts
 	if f.xmlFile != "" {
 		if werr := writeXMLFile(f.xmlFile, snap, xo); werr != nil {
