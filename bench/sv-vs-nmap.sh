@@ -24,42 +24,12 @@ done
 group=--daemons
 if [ "${1:-}" = "--services" ]; then group=--service-daemons; fi
 
-work=$(mktemp -d)
-labpid=
-cleanup() {
-  if [ -n "$labpid" ]; then kill "$labpid" 2>/dev/null || true; wait "$labpid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-export CGO_ENABLED=0
-go build -o "$work/labctl" ./internal/lab/labctl
-go build -o "$work/exposure" ./cmd/exposure
-
-"$work/labctl" up --hosts 1 "$group" --open-ports "" --out "$work/lab.json" >/dev/null 2>"$work/labctl.log" &
-labpid=$!
-for _ in $(seq 1 600); do
-  [ -s "$work/lab.json" ] && break
-  kill -0 "$labpid" 2>/dev/null || { cat "$work/labctl.log" >&2; exit 1; }
-  sleep 0.2
-done
-[ -s "$work/lab.json" ] || { echo "sv-vs-nmap: lab did not come up" >&2; exit 1; }
-addr=$(jq -r '.hosts[0].addr' "$work/lab.json")
-bridge=$(jq -r '.bridge' "$work/lab.json")
+NAME=sv-vs-nmap
+# shellcheck source=bench/onehost.sh
+. bench/onehost.sh
+onehost_up "$group"
 ports=$(jq -r '.hosts[0].open | map(tostring) | join(",")' "$work/lab.json")
 echo "lab host $addr on $bridge, ports $ports ($(jq -r '.hosts[0].daemons | join(" ")' "$work/lab.json"))"
-
-# check_route: aborts unless the kernel routes $addr directly (no gateway)
-# into the lab's bridge. `ip route get` sends nothing.
-check_route() {
-  local r
-  if ! r=$(ip -j route get "$addr"); then
-    echo "sv-vs-nmap: ip route get $addr failed; aborting" >&2; exit 1
-  fi
-  if [ "$(jq -r --arg b "$bridge" '.[0] | .dev == $b and .gateway == null' <<<"$r")" != true ]; then
-    echo "sv-vs-nmap: $addr does not route into lab bridge $bridge ($r); aborting" >&2; exit 1
-  fi
-}
 
 check_route
 t0=$(date +%s.%N)

@@ -22,39 +22,11 @@ for b in nmap jq go; do
 done
 cap=${1:-300s}
 
-work=$(mktemp -d)
-labpid=
-cleanup() {
-  if [ -n "$labpid" ]; then kill "$labpid" 2>/dev/null || true; wait "$labpid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-export CGO_ENABLED=0
-go build -o "$work/labctl" ./internal/lab/labctl
-go build -o "$work/exposure" ./cmd/exposure
-
-"$work/labctl" up --hosts 1 --udp-daemons --open-ports "" --out "$work/lab.json" >/dev/null 2>"$work/labctl.log" &
-labpid=$!
-for _ in $(seq 1 600); do
-  [ -s "$work/lab.json" ] && break
-  kill -0 "$labpid" 2>/dev/null || { cat "$work/labctl.log" >&2; exit 1; }
-  sleep 0.2
-done
-[ -s "$work/lab.json" ] || { echo "udp-vs-nmap: lab did not come up" >&2; exit 1; }
-addr=$(jq -r '.hosts[0].addr' "$work/lab.json")
-bridge=$(jq -r '.bridge' "$work/lab.json")
+NAME=udp-vs-nmap
+# shellcheck source=bench/onehost.sh
+. bench/onehost.sh
+onehost_up --udp-daemons
 echo "lab host $addr on $bridge ($(jq -r '.hosts[0].daemons | join(" ")' "$work/lab.json"))"
-
-check_route() {
-  local r
-  if ! r=$(ip -j route get "$addr"); then
-    echo "udp-vs-nmap: ip route get $addr failed; aborting" >&2; exit 1
-  fi
-  if [ "$(jq -r --arg b "$bridge" '.[0] | .dev == $b and .gateway == null' <<<"$r")" != true ]; then
-    echo "udp-vs-nmap: $addr does not route into lab bridge $bridge ($r); aborting" >&2; exit 1
-  fi
-}
 
 check_route
 t0=$(date +%s.%N)
