@@ -571,7 +571,9 @@ func TestDaemonSeriesBudget(t *testing.T) {
 		_, body := get(t, td.url+"/metrics")
 		return strings.Count(body, "\nexposure_port_open{")
 	}
-	waitFor(t, "the first scan", func() bool { return td.net.count("alpha") >= 1 })
+	// The run at start must be over (committed and published), or it may
+	// publish its snapshot, taken before the ports opened, after ours.
+	waitFor(t, "the first scan to finish", func() bool { return scans(td.reg, "alpha", resultSuccess) >= 1 })
 	runScanOf(td, "alpha")
 	require.Equal(t, 1, openSeries())
 
@@ -613,6 +615,7 @@ func TestStatusPageShowsReloadAndReceiverHealth(t *testing.T) {
 	t.Cleanup(hook.Close)
 	cfg := testConfig + "  - name: hook\n    webhook: {url: " + hook.URL + "/x}\n"
 	td := startTestDaemon(t, cfg)
+	waitFor(t, "the first scan to finish", func() bool { return scans(td.reg, "alpha", resultSuccess) >= 1 })
 	row := func(page, id string) string {
 		m := regexp.MustCompile(`(?s)<tr[^>]*id="` + id + `">.*?</tr>`).FindString(page)
 		require.NotEmpty(t, m, "no row %s on the status page", id)
