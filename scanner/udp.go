@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/exposure-monitor/exposure/scanner/netif"
+	"github.com/exposure-monitor/exposure/scanner/service"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
@@ -57,7 +58,9 @@ func (o *UDPOptions) validate() error {
 // Probes leave through an ordinary UDP socket bound to the engine's source
 // port, so the kernel delivers the answers to it (instead of answering them
 // with a port unreachable of its own) and only answers from the probed
-// address and port to that port count. ICMP errors are read on raw
+// address and port to that port count; the one exception is a protocol
+// whose server answers from a port of its own (service.NewPortReplies:
+// TFTP), whose packets count from any port of the probed address. ICMP errors are read on raw
 // sockets (CAP_NET_RAW) and count only when the datagram they quote is one
 // of ours: our source port, a probed destination, our payload's length and
 // its first bytes. Linux rate-limits port unreachables (about one a second
@@ -107,7 +110,10 @@ type udpEvent struct {
 	code   uint8
 	quoted []byte // the quoted UDP payload prefix (ICMP), or nil
 	qlen   int    // the quoted UDP length field
-	at     time.Time
+	// alt are the probed ports this datagram, from another port of the
+	// same address, answers (service.NewPortReplies: TFTP).
+	alt []uint16
+	at  time.Time
 }
 
 // udpFamily holds one address family's sockets of a scan.
@@ -204,14 +210,20 @@ func (sc *udpScan) readUDP(c *net.UDPConn) {
 	defer sc.readers.Done()
 	buf := make([]byte, 2048)
 	for {
-		_, from, err := c.ReadFromUDPAddrPort(buf)
+		n, from, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		sc.events <- udpEvent{key: pairKey{from.Addr().Unmap(), from.Port()}, at: time.Now()}
+		ev := udpEvent{key: pairKey{from.Addr().Unmap(), from.Port()}, at: time.Now()}
+		for port := range service.NewPortReplies {
+			if port != from.Port() && service.NewPortReply(port, buf[:n]) {
+				ev.alt = append(ev.alt, port)
+			}
+		}
+		sc.events <- ev
 	}
 }
 
@@ -353,6 +365,14 @@ func (sc *udpScan) drain() {
 
 func (sc *udpScan) handle(ev udpEvent) {
 	p, ok := sc.win[ev.key]
+	for _, port := range ev.alt {
+		if ok {
+			break
+		}
+		// A TFTP server answers from a port of its own: its packet, from
+		// the probed address to our port, answers our probe of port 69.
+		p, ok = sc.win[pairKey{ev.key.addr, port}]
+	}
 	if !ok || p.tries == 0 {
 		return
 	}

@@ -17,7 +17,9 @@ import (
 // TestUDPLoopbackStates scans real sockets on loopback: a service that
 // answers is open, a port without a socket closed (port unreachable), a
 // socket that never answers open|filtered, and one whose answer comes from
-// another port (a spoofed reply) is not counted as open.
+// another port (a spoofed reply, shaped as a TFTP error, which counts from
+// another port only for port 69) or from another address (127.0.0.2, the
+// same port) is not counted as open.
 func TestUDPLoopbackStates(t *testing.T) {
 	u, err := NewUDP(UDPOptions{Limiter: rate.NewLimiter(rate.Inf, 0), InitialRTO: 50 * time.Millisecond, MinRTO: 10 * time.Millisecond, MaxRTO: 100 * time.Millisecond})
 	if err != nil {
@@ -34,6 +36,23 @@ func TestUDPLoopbackStates(t *testing.T) {
 	}
 	port := func(c *net.UDPConn) uint16 { return uint16(c.LocalAddr().(*net.UDPAddr).Port) }
 	echo, silent, spoofed, other := listen(), listen(), listen(), listen()
+	elsewhere := listen()
+	// The same port on another loopback address answers for elsewhere.
+	otherAddr, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: int(port(elsewhere))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { otherAddr.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			_, from, err := elsewhere.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			_, _ = otherAddr.WriteToUDPAddrPort([]byte("not from the probed address"), from)
+		}
+	}()
 	go func() {
 		buf := make([]byte, 2048)
 		for {
@@ -51,17 +70,18 @@ func TestUDPLoopbackStates(t *testing.T) {
 			if err != nil {
 				return
 			}
-			_, _ = other.WriteToUDPAddrPort([]byte("not from the probed port"), from)
+			_, _ = other.WriteToUDPAddrPort([]byte("\x00\x05\x00\x01not from the probed port\x00"), from)
 		}
 	}()
 	closedConn := listen()
 	closed := port(closedConn)
 	closedConn.Close()
 	want := map[uint16]string{
-		port(echo):    snapshot.StateOpen,
-		port(silent):  snapshot.StateOpenFiltered,
-		port(spoofed): snapshot.StateOpenFiltered,
-		closed:        snapshot.StateClosed,
+		port(echo):      snapshot.StateOpen,
+		port(silent):    snapshot.StateOpenFiltered,
+		port(spoofed):   snapshot.StateOpenFiltered,
+		port(elsewhere): snapshot.StateOpenFiltered,
+		closed:          snapshot.StateClosed,
 	}
 	var pairs []spec.Pair
 	for p := range want {
@@ -79,8 +99,8 @@ func TestUDPLoopbackStates(t *testing.T) {
 			t.Errorf("port %d: state %q, want %q", p, got[p], w)
 		}
 	}
-	if st.Retransmits != 2 {
-		t.Errorf("retransmits %d, want 2 (one for each silent port)", st.Retransmits)
+	if st.Retransmits != 3 {
+		t.Errorf("retransmits %d, want 3 (one for each silent port)", st.Retransmits)
 	}
 }
 
@@ -98,11 +118,11 @@ func TestDecodeUDPUnreach(t *testing.T) {
 		binary.BigEndian.PutUint16(udp[4:], uint16(8+len(payload)))
 		return append(append(append(m, ip...), udp...), payload...)
 	}
-	ev, ok := decodeUDPUnreach(msg(40000, 53, dnsVersionBind), false, 40000)
+	ev, ok := decodeUDPUnreach(msg(40000, 53, udpPayload(53)), false, 40000)
 	if !ok || ev.key != (pairKey{netip.MustParseAddr("198.18.0.2"), 53}) || ev.code != 3 || !ours(ev, udpPayload(53)) {
 		t.Fatalf("decode = %+v, %v; want port 53 of 198.18.0.2, code 3, our probe", ev, ok)
 	}
-	if _, ok := decodeUDPUnreach(msg(40001, 53, dnsVersionBind), false, 40000); ok {
+	if _, ok := decodeUDPUnreach(msg(40001, 53, udpPayload(53)), false, 40000); ok {
 		t.Error("an error quoting another source port was accepted")
 	}
 	ev, _ = decodeUDPUnreach(msg(40000, 53, []byte("other payload")), false, 40000)
@@ -119,7 +139,7 @@ func FuzzDecodeUDPUnreach(f *testing.F) {
 	f.Add([]byte{3, 3, 0, 0, 0, 0, 0, 0, 0x45}, false)
 	f.Fuzz(func(t *testing.T, b []byte, v6 bool) {
 		if ev, ok := decodeUDPUnreach(b, v6, 40000); ok {
-			ours(ev, dnsVersionBind)
+			ours(ev, udpPayload(53))
 		}
 	})
 }

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -10,14 +11,25 @@ import (
 )
 
 // UDPDaemons returns the real daemons that answer on UDP: a name server, an
-// SNMP agent, a TFTP server and memcached with its UDP port on. Services
-// names them the way nmap -sU -sV does. They run on a host of their own.
+// SNMP agent, a TFTP server, memcached with its UDP port on, an NTP server
+// (ntpsec), a RADIUS server (freeradius), OpenVPN, the RPC portmapper, a
+// NetBIOS name server (nmbd), a Kerberos KDC, an IKE daemon (charon) and a
+// STUN server (coturn). Services names them the way nmap -sU -sV does.
+// They run on a host of their own.
 func UDPDaemons() []Daemon {
 	return []Daemon{
 		{Name: "named", Ports: []uint16{53}, UDPPorts: []uint16{53}, Services: map[uint16]string{53: "domain"}, Binaries: []string{"named"}, prepare: prepareNamed},
 		{Name: "snmpd", UDPPorts: []uint16{161}, Services: map[uint16]string{161: "snmp"}, Binaries: []string{"snmpd"}, prepare: prepareSnmpd},
 		{Name: "tftpd", UDPPorts: []uint16{69}, Services: map[uint16]string{69: "tftp"}, Binaries: []string{"in.tftpd"}, prepare: prepareTftpd},
 		{Name: "memcached-udp", Ports: []uint16{11211}, UDPPorts: []uint16{11211}, Services: map[uint16]string{11211: "memcache"}, Binaries: []string{"memcached"}, prepare: prepareMemcachedUDP},
+		{Name: "ntpsec", UDPPorts: []uint16{123}, Services: map[uint16]string{123: "ntp"}, Binaries: []string{"ntpd"}, prepare: prepareNtpsec},
+		{Name: "freeradius", UDPPorts: []uint16{1812}, Services: map[uint16]string{1812: "radius"}, Binaries: []string{"freeradius"}, prepare: prepareFreeradius},
+		{Name: "openvpn", UDPPorts: []uint16{1194}, Services: map[uint16]string{1194: "openvpn"}, Binaries: []string{"openvpn"}, prepare: prepareOpenVPN},
+		{Name: "rpcbind", Ports: []uint16{111}, UDPPorts: []uint16{111}, Services: map[uint16]string{111: "rpcbind"}, Binaries: []string{"rpcbind"}, prepare: prepareRpcbind},
+		{Name: "nmbd", UDPPorts: []uint16{137}, Services: map[uint16]string{137: "netbios-ns"}, Binaries: []string{"nmbd"}, prepare: prepareNmbd},
+		{Name: "krb5kdc", Ports: []uint16{88}, UDPPorts: []uint16{88}, Services: map[uint16]string{88: "kerberos-sec"}, Binaries: []string{"krb5kdc", "kdb5_util"}, prepare: prepareKDC},
+		{Name: "charon", UDPPorts: []uint16{500, 4500}, Services: map[uint16]string{500: "isakmp"}, Binaries: []string{charon}, prepare: prepareCharon},
+		{Name: "coturn", UDPPorts: []uint16{3478}, Services: map[uint16]string{3478: "stun"}, Binaries: []string{"turnserver"}, prepare: prepareCoturn},
 	}
 }
 
@@ -64,6 +76,17 @@ func prepareMemcachedUDP(_ context.Context, c *daemonContext) ([]string, error) 
 // ListeningUDP returns the UDP ports with a socket bound in h's namespace
 // (ss -lun): the truth a UDP scan is checked against.
 func (h *Host) ListeningUDP(ctx context.Context) (map[uint16]bool, error) {
+	return h.listeningUDP(ctx, netip.Addr{})
+}
+
+// ListeningUDPOn returns the UDP ports with a socket bound in h's
+// namespace that datagrams to addr reach: bound to addr, or to the
+// wildcard of its family (or "*", both).
+func (h *Host) ListeningUDPOn(ctx context.Context, addr netip.Addr) (map[uint16]bool, error) {
+	return h.listeningUDP(ctx, addr)
+}
+
+func (h *Host) listeningUDP(ctx context.Context, addr netip.Addr) (map[uint16]bool, error) {
 	out, err := h.Exec(ctx, "ss", "-Hlun")
 	if err != nil {
 		return nil, fmt.Errorf("ss -lun on %s: %w", h.Name(), err)
@@ -75,12 +98,34 @@ func (h *Host) ListeningUDP(ctx context.Context) (map[uint16]bool, error) {
 			continue
 		}
 		i := strings.LastIndexByte(f[3], ':')
+		local := strings.Trim(f[3][:i], "[]")
+		if j := strings.IndexByte(local, '%'); j >= 0 {
+			local = local[:j] // "0.0.0.0%lo"
+		}
+		if addr.IsValid() && !reaches(local, addr) {
+			continue
+		}
 		var p uint16
 		if _, err := fmt.Sscan(f[3][i+1:], &p); err == nil && p != 0 {
 			ports[p] = true
 		}
 	}
 	return ports, nil
+}
+
+// reaches says whether a socket bound to local (as ss prints it) gets
+// datagrams sent to addr.
+func reaches(local string, addr netip.Addr) bool {
+	switch local {
+	case "*":
+		return true
+	case "0.0.0.0":
+		return addr.Is4()
+	case "::":
+		return true // dual stack unless IPV6_V6ONLY, which ss does not show
+	}
+	a, err := netip.ParseAddr(local)
+	return err == nil && a.Unmap() == addr.Unmap()
 }
 
 // waitUDPPorts polls ss until every port is bound, the daemon exits, or

@@ -62,10 +62,47 @@ func (d *Detector) DetectUDP(ctx context.Context, addr netip.Addr, port uint16) 
 	return nil, nil
 }
 
+// NewPortReplies names the UDP ports whose server answers from a port of
+// its own rather than the probed one: TFTP (RFC 1350 4), whose server
+// sends every packet of a transfer, an ERROR included, from a fresh
+// transfer identifier. An answer to a probe of such a port counts when it
+// comes from the probed address, whatever its source port, and is one of
+// the protocol's packets (NewPortReply); from any other port of any other
+// protocol it never does.
+var NewPortReplies = map[uint16]bool{69: true}
+
+// NewPortReply says whether b, from the probed address but not the probed
+// port, is an answer of the protocol of port (see NewPortReplies): for
+// TFTP, a DATA (3) or ERROR (5) packet.
+func NewPortReply(port uint16, b []byte) bool {
+	return NewPortReplies[port] && len(b) >= 4 && b[0] == 0 && (b[1] == 3 || b[1] == 5)
+}
+
 func (d *Detector) udpExchange(ctx context.Context, addr netip.Addr, port uint16, p *Probe) ([]byte, error) {
-	c, err := d.dialer.DialContext(ctx, "udp", netip.AddrPortFrom(addr, port).String())
-	if err != nil {
-		return nil, err
+	target := netip.AddrPortFrom(addr, port)
+	var c net.Conn
+	var pc *net.UDPConn
+	if NewPortReplies[port] {
+		// Unconnected: the kernel would drop an answer from the server's
+		// new port on a connected socket.
+		lc := net.ListenConfig{Control: d.dialer.Control}
+		laddr := "0.0.0.0:0"
+		network := "udp4"
+		if addr.Is6() {
+			laddr, network = "[::]:0", "udp6"
+		}
+		l, err := lc.ListenPacket(ctx, network, laddr)
+		if err != nil {
+			return nil, err
+		}
+		pc = l.(*net.UDPConn)
+		c = pc
+	} else {
+		dc, err := d.dialer.DialContext(ctx, "udp", target.String())
+		if err != nil {
+			return nil, err
+		}
+		c = dc
 	}
 	defer c.Close()
 	wait := min(p.TotalWait, maxUDPWait)
@@ -79,19 +116,65 @@ func (d *Detector) udpExchange(ctx context.Context, addr netip.Addr, port uint16
 	_ = c.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
-	if _, err := c.Write(p.Payload); err != nil {
+	var err error
+	if pc != nil {
+		_, err = pc.WriteToUDPAddrPort(p.Payload, target)
+	} else {
+		_, err = c.Write(p.Payload)
+	}
+	if err != nil {
 		return nil, err
 	}
 	buf := make([]byte, maxResponse)
-	n, err := c.Read(buf)
-	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return nil, fmt.Errorf("udp probe %s: no answer", p.Name)
+	for {
+		var n int
+		if pc == nil {
+			n, err = c.Read(buf)
+		} else {
+			var from netip.AddrPort
+			n, from, err = pc.ReadFromUDPAddrPort(buf)
+			if err == nil && (from.Addr().Unmap() != addr || from.Port() != port && !NewPortReply(port, buf[:n])) {
+				continue // not from the probed host, or not its protocol
+			}
 		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return nil, fmt.Errorf("udp probe %s: no answer", p.Name)
+			}
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+}
+
+// UDPPayloads returns the datagram the UDP sweep sends to each port that
+// has a probe in the embedded UDP file: the payload of the port's most
+// common probe (the lowest rarity; the first in the file on a tie). The
+// file is the one home of UDP payloads; a port without a probe gets an
+// empty datagram.
+func UDPPayloads() (map[uint16][]byte, error) {
+	db := NewDB()
+	if err := udpDB(db); err != nil {
 		return nil, err
 	}
-	return buf[:n], nil
+	out := map[uint16][]byte{}
+	rarity := map[uint16]int{}
+	for _, p := range db.Probes {
+		if p.Protocol != "UDP" {
+			continue
+		}
+		for _, rg := range p.Ports.r {
+			for port := int(rg[0]); port <= int(rg[1]); port++ {
+				if r, ok := rarity[uint16(port)]; ok && r <= p.Rarity {
+					continue
+				}
+				rarity[uint16(port)] = p.Rarity
+				out[uint16(port)] = p.Payload
+			}
+		}
+	}
+	return out, nil
 }
 
 // AnnotateUDP fills Service on every open UDP port of s that a UDP probe

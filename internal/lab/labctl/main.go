@@ -78,7 +78,7 @@ func main() {
 	up.Flag("hosts", "Number of hosts.").Default("1").IntVar(&o.hosts)
 	up.Flag("daemons", "Start the real daemons (sshd, nginx, postgresql, ...) on the first host.").BoolVar(&o.daemons)
 	up.Flag("service-daemons", "Start the second daemon group (slapd, ngircd, haproxy, varnish, ...) on the first host, instead of --daemons.").BoolVar(&o.services)
-	up.Flag("udp-daemons", "Start the UDP daemons (named, snmpd, tftpd, memcached -U) on the first host, instead of --daemons.").BoolVar(&o.udp)
+	up.Flag("udp-daemons", "Start the UDP daemons (lab.UDPDaemons: named, snmpd, tftpd, memcached -U, ntpsec, freeradius, openvpn, rpcbind, nmbd, krb5kdc, charon, coturn) on the first host, instead of --daemons.").BoolVar(&o.udp)
 	up.Flag("loss", "Drop this fraction of incoming packets on every host (iptables statistic).").Default("0").Float64Var(&o.loss)
 	up.Flag("open-ports", `Ports every host listens on: a list like "22,80" plus "rand:N" for N ports per host chosen from nmap's top 100 by --seed.`).Default("rand:3").StringVar(&o.openPorts)
 	up.Flag("seed", "Seed of the per-host port choice.").Default("1").Uint64Var(&o.seed)
