@@ -217,14 +217,21 @@ func (sc *udpScan) readUDP(c *net.UDPConn) {
 			}
 			continue
 		}
-		ev := udpEvent{key: pairKey{from.Addr().Unmap(), from.Port()}, at: time.Now()}
-		for port := range service.NewPortReplies {
-			if port != from.Port() && service.NewPortReply(port, buf[:n]) {
-				ev.alt = append(ev.alt, port)
-			}
-		}
+		ev := udpReply(from, buf[:n])
+		ev.at = time.Now()
 		sc.events <- ev
 	}
+}
+
+// udpReply is the event of a datagram b from from to our source port.
+func udpReply(from netip.AddrPort, b []byte) udpEvent {
+	ev := udpEvent{key: pairKey{from.Addr().Unmap(), from.Port()}}
+	for port := range service.NewPortReplies {
+		if port != from.Port() && service.NewPortReply(port, b) {
+			ev.alt = append(ev.alt, port)
+		}
+	}
+	return ev
 }
 
 func (sc *udpScan) readICMP(c net.PacketConn, v6 bool) {

@@ -143,3 +143,55 @@ func FuzzDecodeUDPUnreach(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUDPReplyAuth feeds the engine's reply handling datagrams and ICMP
+// errors from fuzzed sources while ports 53 and 69 of one address await an
+// answer: a port may end open only from a datagram of the probed address
+// and port (or, for TFTP's port 69, a TFTP packet from another port of
+// that address), and closed or filtered only from an ICMP error quoting
+// our probe of it.
+func FuzzUDPReplyAuth(f *testing.F) {
+	f.Add([]byte("Ex\x84\x00"), byte(2), uint16(53), false, false)
+	f.Add([]byte("\x00\x05\x00\x01no\x00"), byte(2), uint16(40123), false, false)
+	f.Add([]byte("\x00\x05\x00\x01no\x00"), byte(3), uint16(69), false, false)
+	f.Add([]byte{3, 3, 0, 0, 0, 0, 0, 0, 0x45, 0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2, 0x9c, 0x40, 0, 53, 0, 8, 0, 0}, byte(2), uint16(0), true, false)
+	target := netip.MustParseAddr("198.18.0.2")
+	const sport = 40000
+	f.Fuzz(func(t *testing.T, b []byte, host byte, from uint16, isICMP, v6 bool) {
+		sc := &udpScan{UDP: &UDP{sport: sport}, win: map[pairKey]*probe{}, est: newRTTEstimator(time.Second, time.Millisecond, time.Second)}
+		for _, port := range []uint16{53, 69} {
+			k := pairKey{target, port}
+			sc.win[k] = &probe{key: k, tries: 1, idx: -1}
+		}
+		var got []Result
+		sc.emit = func(r Result) { got = append(got, r) }
+		src := netip.AddrFrom4([4]byte{198, 18, 0, host})
+		var ev udpEvent
+		if isICMP {
+			var ok bool
+			if ev, ok = decodeUDPUnreach(b, v6, sport); !ok {
+				return
+			}
+		} else {
+			ev = udpReply(netip.AddrPortFrom(src, from), b)
+		}
+		sc.handle(ev)
+		for _, r := range got {
+			if r.Addr != target {
+				t.Fatalf("a result for %v, never probed", r.Addr)
+			}
+			if r.State == snapshot.StateOpen {
+				if isICMP || src != target {
+					t.Fatalf("port %d open from %v (icmp %v)", r.Port, src, isICMP)
+				}
+				if from != r.Port && !(r.Port == 69 && len(b) >= 4 && b[0] == 0 && (b[1] == 3 || b[1] == 5)) {
+					t.Fatalf("port %d open from port %d: %q", r.Port, from, b)
+				}
+				continue
+			}
+			if !isICMP || !ours(ev, udpPayload(r.Port)) {
+				t.Fatalf("port %d %s without an ICMP error quoting our probe", r.Port, r.State)
+			}
+		}
+	})
+}
