@@ -87,9 +87,10 @@ func (h *Host) ListeningUDPOn(ctx context.Context, addr netip.Addr) (map[uint16]
 }
 
 func (h *Host) listeningUDP(ctx context.Context, addr netip.Addr) (map[uint16]bool, error) {
-	out, err := h.Exec(ctx, "ss", "-Hlun")
+	// -e for "v6only:1": a socket on [::] that IPv4 datagrams do not reach.
+	out, err := h.Exec(ctx, "ss", "-Hlune")
 	if err != nil {
-		return nil, fmt.Errorf("ss -lun on %s: %w", h.Name(), err)
+		return nil, fmt.Errorf("ss -lune on %s: %w", h.Name(), err)
 	}
 	ports := map[uint16]bool{}
 	for _, line := range strings.Split(string(out), "\n") {
@@ -99,8 +100,14 @@ func (h *Host) listeningUDP(ctx context.Context, addr netip.Addr) (map[uint16]bo
 		}
 		i := strings.LastIndexByte(f[3], ':')
 		local := strings.Trim(f[3][:i], "[]")
+		if local == "::" && addr.Is4() && strings.Contains(line, " v6only:1") {
+			continue
+		}
 		if j := strings.IndexByte(local, '%'); j >= 0 {
-			local = local[:j] // "0.0.0.0%lo"
+			if addr.IsValid() && local[j+1:] == "lo" {
+				continue // "0.0.0.0%lo": bound to the loopback device
+			}
+			local = local[:j]
 		}
 		if addr.IsValid() && !reaches(local, addr) {
 			continue
@@ -122,7 +129,7 @@ func reaches(local string, addr netip.Addr) bool {
 	case "0.0.0.0":
 		return addr.Is4()
 	case "::":
-		return true // dual stack unless IPV6_V6ONLY, which ss does not show
+		return true // dual stack (a v6only socket is skipped before)
 	}
 	a, err := netip.ParseAddr(local)
 	return err == nil && a.Unmap() == addr.Unmap()

@@ -30,12 +30,12 @@ func TestLabUDPServices(t *testing.T) {
 	require.NoError(t, err)
 	bind9 := installed(t, `^(?:\d+:)?(.+)$`, "dpkg-query", "-W", "-f", "${Version}", "bind9")
 	want := map[uint16]snapshot.Service{
-		53:    {Name: "domain", Product: "ISC BIND", Version: bind9 + "-Debian"},
+		53:    {Name: "domain", Product: "ISC BIND", Version: bind9, Info: "Debian Linux"},
 		69:    {Name: "tftp"},
 		88:    {Name: "kerberos-sec", Product: "MIT Kerberos"},
 		111:   {Name: "rpcbind", Version: "2-4", Info: "RPC #100000"},
 		123:   {Name: "ntp", Product: "NTP", Version: "v4", Info: "unsynchronized"},
-		137:   {Name: "netbios-ns", Product: "Samba nmbd", Info: "workgroup: " + lab.NmbdWorkgroup},
+		137:   {Name: "netbios-ns", Product: "Samba nmbd netbios-ns", Info: "workgroup: " + lab.NmbdWorkgroup},
 		161:   {Name: "snmp", Product: "net-snmp"},
 		500:   {Name: "isakmp", Info: "IKEv2"},
 		1194:  {Name: "openvpn", Product: "OpenVPN"},

@@ -69,6 +69,9 @@ type HostOutput struct {
 	Addr6   netip.Addr `json:"addr6"`
 	Open    []uint16   `json:"open"`
 	Daemons []string   `json:"daemons,omitempty"`
+	// UDPOpen are the UDP ports with a socket that datagrams to Addr
+	// reach (ss -lun in the host), with --udp-daemons.
+	UDPOpen []uint16 `json:"udp_open,omitempty"`
 }
 
 func main() {
@@ -147,6 +150,16 @@ func run(ctx context.Context, o options, stdout io.Writer, logger *slog.Logger) 
 				ho.Daemons = append(ho.Daemons, d.Name)
 			}
 			taken = lab.DaemonPorts(ds)
+			if o.udp {
+				bound, err := h.ListeningUDPOn(setupCtx, h.Addr())
+				if err != nil {
+					return err
+				}
+				for p := range bound {
+					ho.UDPOpen = append(ho.UDPOpen, p)
+				}
+				slices.Sort(ho.UDPOpen)
+			}
 		}
 		for _, p := range plan.Ports(o.seed, i) {
 			if slices.Contains(taken, p) {
