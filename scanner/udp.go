@@ -59,7 +59,7 @@ func (o *UDPOptions) validate() error {
 // port, so the kernel delivers the answers to it (instead of answering them
 // with a port unreachable of its own) and only answers from the probed
 // address and port to that port count; the one exception is a protocol
-// whose server answers from a port of its own (service.NewPortReplies:
+// whose server answers from a port of its own (service.NewPortReplyPorts:
 // TFTP), whose packets count from any port of the probed address. ICMP errors are read on raw
 // sockets (CAP_NET_RAW) and count only when the datagram they quote is one
 // of ours: our source port, a probed destination, our payload's length and
@@ -111,7 +111,7 @@ type udpEvent struct {
 	quoted []byte // the quoted UDP payload prefix (ICMP), or nil
 	qlen   int    // the quoted UDP length field
 	// alt are the probed ports this datagram, from another port of the
-	// same address, answers (service.NewPortReplies: TFTP).
+	// same address, answers (service.NewPortReplyPorts: TFTP).
 	alt []uint16
 	at  time.Time
 }
@@ -226,7 +226,7 @@ func (sc *udpScan) readUDP(c *net.UDPConn) {
 // udpReply is the event of a datagram b from from to our source port.
 func udpReply(from netip.AddrPort, b []byte) udpEvent {
 	ev := udpEvent{key: pairKey{from.Addr().Unmap(), from.Port()}}
-	for port := range service.NewPortReplies {
+	for _, port := range service.NewPortReplyPorts() {
 		if port != from.Port() && service.NewPortReply(port, b) {
 			ev.alt = append(ev.alt, port)
 		}

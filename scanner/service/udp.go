@@ -62,27 +62,30 @@ func (d *Detector) DetectUDP(ctx context.Context, addr netip.Addr, port uint16) 
 	return nil, nil
 }
 
-// NewPortReplies names the UDP ports whose server answers from a port of
-// its own rather than the probed one: TFTP (RFC 1350 4), whose server
-// sends every packet of a transfer, an ERROR included, from a fresh
-// transfer identifier. An answer to a probe of such a port counts when it
-// comes from the probed address, whatever its source port, and is one of
-// the protocol's packets (NewPortReply); from any other port of any other
+// tftpPort is TFTP's port (RFC 1350).
+const tftpPort = 69
+
+// NewPortReplyPorts returns the UDP ports whose server answers from a port
+// of its own rather than the probed one: TFTP's, whose server sends every
+// packet of a transfer, an ERROR included, from a fresh transfer
+// identifier. An answer to a probe of such a port counts when it comes
+// from the probed address, whatever its source port, and is one of the
+// protocol's packets (NewPortReply); from any other port of any other
 // protocol it never does.
-var NewPortReplies = map[uint16]bool{69: true}
+func NewPortReplyPorts() []uint16 { return []uint16{tftpPort} }
 
 // NewPortReply says whether b, from the probed address but not the probed
-// port, is an answer of the protocol of port (see NewPortReplies): for
+// port, is an answer of the protocol of port (see NewPortReplyPorts): for
 // TFTP, a DATA (3) or ERROR (5) packet.
 func NewPortReply(port uint16, b []byte) bool {
-	return NewPortReplies[port] && len(b) >= 4 && b[0] == 0 && (b[1] == 3 || b[1] == 5)
+	return port == tftpPort && len(b) >= 4 && b[0] == 0 && (b[1] == 3 || b[1] == 5)
 }
 
 func (d *Detector) udpExchange(ctx context.Context, addr netip.Addr, port uint16, p *Probe) ([]byte, error) {
 	target := netip.AddrPortFrom(addr, port)
 	var c net.Conn
 	var pc *net.UDPConn
-	if NewPortReplies[port] {
+	if port == tftpPort {
 		// Unconnected: the kernel would drop an answer from the server's
 		// new port on a connected socket.
 		lc := net.ListenConfig{Control: d.dialer.Control}
