@@ -35,6 +35,7 @@ func Merge(a, b *snapshot.Snapshot) *snapshot.Snapshot {
 		}
 		dst := &a.Hosts[i]
 		dst.Ports = append(dst.Ports, h.Ports...)
+		dst.Unlisted.Merge(h.Unlisted)
 		if h.State == snapshot.HostUp {
 			dst.State = snapshot.HostUp
 		}
