@@ -89,6 +89,9 @@ func SweepSpec(ctx context.Context, e Engines, t *spec.Targets, ports spec.PortS
 	}
 	if ports.UDP.Len() > 0 && ctx.Err() == nil {
 		if e.UDP == nil {
+			if snap != nil {
+				snap.Complete = false
+			}
 			return snap, ErrNoUDPEngine
 		}
 		o.Ports, o.Protocol = ports.UDP, spec.ProtoUDP
