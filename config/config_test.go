@@ -465,6 +465,7 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Add([]byte("targets: [{name: a, hosts: [127.0.0.1], expect: {versions: {22: '>= 1'}}}]"))
+	f.Add([]byte("targets: [{name: a, hosts: [127.0.0.1], ports: '22,U:53,161', expect: {open: [22, U:53], never_open: [161/udp], versions: {'U:53': '>= 9'}}}]"))
 	f.Add([]byte("&a [*a]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("f.yml", data)
