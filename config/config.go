@@ -4,7 +4,9 @@ import (
 	"bytes"
 	_ "embed"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -139,7 +141,8 @@ type Flap struct {
 // field by field (service_detection too).
 type Scan struct {
 	// Ports is the port spec: "22,80", "1-1024", "-", "top:1000",
-	// "top:100,8080-8090".
+	// "top:100,8080-8090"; UDP as nmap writes it: "T:22,U:53,161",
+	// "udp-top:100" (bare numbers and top:N are TCP).
 	Ports string `yaml:"ports"`
 	// Schedule is a 5-field cron spec, optionally prefixed by CRON_TZ=Zone,
 	// or a descriptor such as @hourly or @every 10m.
@@ -157,8 +160,8 @@ type Scan struct {
 	// ServiceDetection runs -sV style probes on open ports.
 	ServiceDetection ServiceDetection `yaml:"service_detection"`
 
-	// PortSpec is Ports parsed.
-	PortSpec spec.Ports `yaml:"-"`
+	// PortSpec is Ports parsed: the TCP and the UDP ports.
+	PortSpec spec.PortSpec `yaml:"-"`
 	// Sched is Schedule parsed by NewCronParser.
 	Sched cron.Schedule `yaml:"-"`
 }
@@ -209,14 +212,15 @@ type Target struct {
 // Expect is a target's policy.
 type Expect struct {
 	// Open lists the ports that may be open; any other open port is an
-	// unexpected_open verdict. Only applies when OpenSet.
-	Open []uint16 `yaml:"open,omitempty"`
+	// unexpected_open verdict. Only applies when OpenSet. Entries are
+	// written as in a port spec: 22 or T:22 (TCP), U:161 (UDP).
+	Open []spec.ProtoPort `yaml:"open,omitempty"`
 	// NeverOpen lists ports whose opening is a forbidden_open verdict
-	// (a firewall regression).
-	NeverOpen []uint16 `yaml:"never_open,omitempty"`
-	// Versions maps a port to a rule such as ">= 9.0" its service version
-	// must satisfy.
-	Versions map[uint16]string `yaml:"versions,omitempty"`
+	// (a firewall regression), written as Open's.
+	NeverOpen []spec.ProtoPort `yaml:"never_open,omitempty"`
+	// Versions maps a port (22, U:53) to a rule such as ">= 9.0" its
+	// service version must satisfy.
+	Versions map[spec.ProtoPort]string `yaml:"versions,omitempty"`
 
 	// OpenSet tells "open: []" (nothing may be open) from no open list.
 	OpenSet bool `yaml:"-"`
@@ -230,15 +234,29 @@ func (e Expect) IsZero() bool {
 // MarshalYAML keeps "open: []" when the empty list was set explicitly.
 func (e Expect) MarshalYAML() (any, error) {
 	type plain struct {
-		Open      *[]uint16         `yaml:"open,omitempty,flow"`
-		NeverOpen []uint16          `yaml:"never_open,omitempty,flow"`
-		Versions  map[uint16]string `yaml:"versions,omitempty"`
+		Open      *[]spec.ProtoPort `yaml:"open,omitempty,flow"`
+		NeverOpen []spec.ProtoPort  `yaml:"never_open,omitempty,flow"`
+		Versions  *yaml.Node        `yaml:"versions,omitempty"`
 	}
-	p := plain{NeverOpen: e.NeverOpen, Versions: e.Versions}
+	p := plain{NeverOpen: e.NeverOpen}
+	if len(e.Versions) > 0 {
+		// A mapping in port order: yaml sorts no struct keys.
+		p.Versions = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		for _, pp := range slices.SortedFunc(maps.Keys(e.Versions), spec.ProtoPort.Compare) {
+			var k, v yaml.Node
+			if err := k.Encode(pp); err != nil {
+				return nil, err
+			}
+			if err := v.Encode(e.Versions[pp]); err != nil {
+				return nil, err
+			}
+			p.Versions.Content = append(p.Versions.Content, &k, &v)
+		}
+	}
 	if e.OpenSet || len(e.Open) > 0 {
 		open := e.Open
 		if open == nil {
-			open = []uint16{}
+			open = []spec.ProtoPort{}
 		}
 		p.Open = &open
 	}

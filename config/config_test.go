@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
+
+	"github.com/exposure-monitor/exposure/scanner/spec"
 )
 
 // badConfigs maps every file of testdata/bad to the exact text of the error
@@ -68,6 +70,18 @@ exposure.yml:3: targets[1].name: "web/1": must start with a letter or digit and 
 	"route_unknown_target.yml": `exposure.yml:8: receivers[0].route.targets[1]: "dmz": no target with this name`,
 	"shard_index.yml":          `exposure.yml:2: global.shard.index: "3": must be at least 0 and less than shard.total (3)`,
 	"too_large.yml":            `exposure.yml:3: targets[0].hosts: 16,711,680 addresses, more than 65,536: set allow_large: true if this is intended`,
+	"udp_connect.yml":          `exposure.yml:5: targets[0].ports: "22,U:53": UDP ports need raw sockets: engine connect scans TCP only (use engine syn or auto)`,
+	"udp_expect_bad_port.yml": `exposure.yml:6: targets[0].expect.never_open[0]: "U:70000": port out of range 1-65535
+exposure.yml:6: targets[0].expect.never_open[1]: "X:161": not a port (examples: 22, T:22, U:161, 161/udp)
+exposure.yml:6: targets[0].expect.never_open[2]: "161/sctp": not a port (examples: 22, T:22, U:161, 161/udp)
+exposure.yml:7: targets[0].expect.versions.U:0: "U:0": port out of range 1-65535`,
+	"udp_expect_not_scanned.yml": `exposure.yml:6: targets[0].expect.never_open[0]: "U:161": not scanned: outside the target's ports "22,U:53"
+exposure.yml:6: targets[0].expect.never_open[1]: "23": not scanned: outside the target's ports "22,U:53"
+exposure.yml:7: targets[0].expect.open[0]: "53": not scanned: outside the target's ports "22,U:53" (a bare number is TCP: write U:53 for the UDP port)`,
+	"udp_expect_overlap.yml": `exposure.yml:7: targets[0].expect.never_open[1]: "U:53": also listed in expect.open
+exposure.yml:7: targets[0].expect.never_open[2]: "U:161": listed twice`,
+	"udp_port_spec.yml": `exposure.yml:2: defaults.ports: "udp-top:5000": udp-top:N needs N in 1-1000
+exposure.yml:6: targets[0].ports: "U:": empty list element`,
 	"unknown_field.yml":        `exposure.yml:5: targets[0].portz: unknown field, did you mean "ports"?`,
 	"unknown_receiver_ref.yml": `exposure.yml:4: targets[0].receivers[1]: "pager": no receiver with this name`,
 	"unknown_top_level.yml":    `exposure.yml:3: scanrate: unknown field`,
@@ -170,10 +184,10 @@ func TestDesignExample(t *testing.T) {
 	require.Equal(t, 65535, dmz.PortSpec.Len())
 	require.Equal(t, uint64(16-1+1), dmz.TargetSpec.StaticCount()) // /28 minus one, plus the hostname
 	require.Equal(t, map[string]string{"env": "prod", "team": "net"}, dmz.Labels)
-	require.Equal(t, []uint16{22, 80, 443}, dmz.Expect.Open)
+	require.Equal(t, []spec.ProtoPort{spec.TCP(22), spec.TCP(80), spec.TCP(443)}, dmz.Expect.Open)
 	require.True(t, dmz.Expect.OpenSet)
-	require.Equal(t, []uint16{23, 445, 3389}, dmz.Expect.NeverOpen)
-	require.Equal(t, map[uint16]string{22: ">= 9.0"}, dmz.Expect.Versions)
+	require.Equal(t, []spec.ProtoPort{spec.TCP(23), spec.TCP(445), spec.TCP(3389)}, dmz.Expect.NeverOpen)
+	require.Equal(t, map[spec.ProtoPort]string{spec.TCP(22): ">= 9.0"}, dmz.Expect.Versions)
 	// Inherited from defaults.
 	require.Equal(t, 2, dmz.Retries)
 	require.Equal(t, ServiceDetection{Enabled: true, Intensity: 7, Timeout: model.Duration(5 * time.Second), Refresh: DefaultSVRefresh}, dmz.ServiceDetection)
@@ -216,7 +230,7 @@ func TestFullConfig(t *testing.T) {
 	require.Equal(t, ServiceDetection{Enabled: false, Intensity: 5, Timeout: model.Duration(3 * time.Second), Refresh: DefaultSVRefresh,
 		ProbeFiles: []string{"/etc/exposure/extra-probes"}}, dmz.ServiceDetection)
 	require.Equal(t, []string{"am", "hook"}, dmz.Receivers)
-	require.Equal(t, map[uint16]string{22: ">= 9.0", 443: "!= 1.18.0", 80: "< 2.4"}, dmz.Expect.Versions)
+	require.Equal(t, map[spec.ProtoPort]string{spec.TCP(22): ">= 9.0", spec.TCP(443): "!= 1.18.0", spec.TCP(80): "< 2.4"}, dmz.Expect.Versions)
 
 	lab := c.Target("lab.internal_2")
 	require.True(t, lab.AllowLarge)
@@ -404,7 +418,7 @@ func TestDecoderEdgeCases(t *testing.T) {
 		{"unknown key far from any", "targets: [{name: a, hosts: [127.0.0.1], colour: red}]\n",
 			`x.yml:1: targets[0].colour: unknown field`},
 		{"port key", "targets: [{name: a, hosts: [127.0.0.1], expect: {versions: {ssh: '>= 1'}}}]\n",
-			`x.yml:1: targets[0].expect.versions.ssh: "ssh": expected a port number`},
+			`x.yml:1: targets[0].expect.versions.ssh: "ssh": not a port (examples: 22, T:22, U:161, 161/udp)`},
 		{"duplicate port key", "targets:\n- name: a\n  hosts: [127.0.0.1]\n  expect:\n    versions:\n      22: '>= 1'\n      022: '>= 2'\n",
 			"x.yml:7: targets[0].expect.versions.22: duplicate key (first set at line 6)"},
 		{"duplicate label", "targets:\n- name: a\n  hosts: [127.0.0.1]\n  labels:\n    env: a\n    env: b\n",
@@ -451,6 +465,7 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Add([]byte("targets: [{name: a, hosts: [127.0.0.1], expect: {versions: {22: '>= 1'}}}]"))
+	f.Add([]byte("targets: [{name: a, hosts: [127.0.0.1], ports: '22,U:53,161', expect: {open: [22, U:53], never_open: [161/udp], versions: {'U:53': '>= 9'}}}]"))
 	f.Add([]byte("&a [*a]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("f.yml", data)
@@ -474,4 +489,27 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("rendered config does not parse: %v\n%s", err, c.String())
 		}
 	})
+}
+
+// TestUDPConfig: ports and the expect lists take nmap's protocol syntax;
+// bare numbers are TCP, and the rendered configuration keeps the protocols.
+func TestUDPConfig(t *testing.T) {
+	c, err := Load("testdata/good/udp.yml")
+	require.NoError(t, err)
+	dns, inh := c.Targets[0], c.Targets[1]
+	require.Equal(t, "22-23", dns.PortSpec.TCP.String())
+	require.Equal(t, "53,69,123,137-138,161,631", dns.PortSpec.UDP.String())
+	require.Equal(t, []spec.ProtoPort{spec.TCP(22), spec.UDP(53), spec.UDP(69)}, dns.Expect.Open)
+	require.Equal(t, []spec.ProtoPort{spec.UDP(161), spec.TCP(23)}, dns.Expect.NeverOpen)
+	require.Equal(t, map[spec.ProtoPort]string{spec.UDP(53): ">= 9.18", spec.TCP(22): ">= 9.0"}, dns.Expect.Versions)
+	require.Equal(t, "22,80", inh.PortSpec.TCP.String(), "defaults.ports with protocols is inherited")
+	require.Equal(t, "53,161", inh.PortSpec.UDP.String())
+
+	out := c.String()
+	require.Contains(t, out, "open: [22, 'U:53', 'U:69']")
+	require.Contains(t, out, "never_open: ['U:161', 23]")
+	require.Contains(t, out, "        22: '>= 9.0'\n        U:53: '>= 9.18'\n")
+	again, err := Parse("rendered.yml", []byte(out))
+	require.NoError(t, err, out)
+	require.Equal(t, dns.Expect, again.Targets[0].Expect)
 }

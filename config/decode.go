@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
+
+	"github.com/exposure-monitor/exposure/scanner/spec"
 )
 
 // maxNodes bounds the nodes decoded from one document, so aliases that
@@ -121,7 +124,10 @@ func (d *decoder) decode(n *yaml.Node, out any, path string) {
 	d.value(n, reflect.ValueOf(out).Elem(), path)
 }
 
-var durationType = reflect.TypeFor[model.Duration]()
+var (
+	durationType  = reflect.TypeFor[model.Duration]()
+	protoPortType = reflect.TypeFor[spec.ProtoPort]()
+)
 
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	if v.Kind() == reflect.Pointer && v.IsNil() {
@@ -145,8 +151,14 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	if isNull(n) {
 		return
 	}
-	if v.Type() == durationType {
+	switch v.Type() {
+	case durationType:
 		d.duration(n, v, path)
+		return
+	case protoPortType:
+		if p, ok := d.protoPort(n, path); ok {
+			v.Set(reflect.ValueOf(p))
+		}
 		return
 	}
 	switch v.Kind() {
@@ -226,6 +238,25 @@ func (d *decoder) port(n *yaml.Node, path string) (uint16, bool) {
 		return 0, false
 	}
 	return uint16(p), true
+}
+
+// protoPort reads a port with its protocol as a port spec writes it: 22
+// or T:22 (TCP), U:161 (UDP).
+func (d *decoder) protoPort(n *yaml.Node, path string) (spec.ProtoPort, bool) {
+	if !d.scalar(n, path, "a port (22, T:22 or U:161)") {
+		return spec.ProtoPort{}, false
+	}
+	p, err := spec.ParseProtoPort(n.Value)
+	if err != nil {
+		reason := err.Error()
+		var se *spec.Error
+		if errors.As(err, &se) {
+			reason = se.Reason
+		}
+		d.errorf(n.Line, path, n.Value, "%s", reason)
+		return spec.ProtoPort{}, false
+	}
+	return p, true
 }
 
 func (d *decoder) duration(n *yaml.Node, v reflect.Value, path string) {
@@ -387,6 +418,16 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 		switch key.Kind() {
 		case reflect.String:
 			key.SetString(k.Value)
+		case reflect.Struct:
+			if key.Type() != protoPortType {
+				panic(fmt.Sprintf("config: no decoder for map keys of %s", key.Type()))
+			}
+			pp, ok := d.protoPort(k, p)
+			if !ok {
+				return
+			}
+			key.Set(reflect.ValueOf(pp))
+			p = join(path, pp.String())
 		case reflect.Uint16:
 			port, ok := d.port(k, p)
 			if !ok {

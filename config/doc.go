@@ -46,7 +46,10 @@
 //	                              # to is filtered "not probed: no route via NAME";
 //	                              # "" binds nothing; missing at scan time: scan fails
 //	defaults:                     # every target inherits these, field by field
-//	  ports: top:1000             # "22,80", "1-1024", "-" (all), "top:N" (N <= 1000), combined
+//	  ports: top:1000             # "22,80", "1-1024", "-" (all), "top:N" (N <= 1000), combined;
+//	                              # UDP as nmap writes it: "T:22,80,U:53,161", "udp-top:N"
+//	                              # (N <= 1000); bare numbers and top:N are TCP. UDP needs
+//	                              # raw sockets: not with engine connect
 //	  schedule: "@every 15m"      # 5-field cron, CRON_TZ=Zone prefix, @hourly, @every 10m;
 //	                              # local time unless CRON_TZ is given
 //	  timeout: 10m                # one whole scan; a scan cut short is stored incomplete
@@ -65,7 +68,7 @@
 //	    hosts: [198.18.0.0/28, "198.18.1.1-20", "2001:2::/120", mail.example.test]  # required
 //	    exclude: [198.18.0.5]     # removed after resolution, same syntax
 //	    allow_large: false        # needed for more than 65,536 addresses
-//	    ports: "1-65535"          # any field of defaults may be overridden here;
+//	    ports: "1-65535,U:53,161" # any field of defaults may be overridden here;
 //	    schedule: "*/30 * * * *"  #   service_detection field by field
 //	    labels: {env: prod}       # added to alerts; valid Prometheus label names,
 //	                              # not alertname, target, address, port, protocol,
@@ -74,10 +77,13 @@
 //	    expect:
 //	      open: [22, 80, 443]     # anything else open: unexpected_open;
 //	                              # "open: []" means nothing may be open
-//	      never_open: [23, 3389]  # open: forbidden_open (critical)
+//	      never_open: [23, 3389, U:161]  # open: forbidden_open (critical)
 //	      versions: {22: ">= 9.0", 80: ">= 2.4, < 3"}  # terms OP VERSION, OP one of >= > <= < = == !=;
 //	                              # broken: version_policy
-//	                              # (ports in expect must be within the target's ports)
+//	                              # (ports in expect must be within the target's ports;
+//	                              # each is one protocol's: 22 or T:22 is TCP, U:161 or
+//	                              # 161/udp is UDP; only "open" is open, never a UDP
+//	                              # port's open|filtered)
 //	    receivers: [am]           # only these receivers get this target's alerts
 //	                              # (default: every receiver whose route matches)
 //	receivers:

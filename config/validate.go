@@ -1,8 +1,10 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -164,7 +166,7 @@ func interfaceReason(err error) string {
 // and parses its port spec and schedule.
 func (v *validator) scan(s *Scan, path string, want func(field string) bool) {
 	if want("ports") {
-		p, err := spec.ParsePorts(s.Ports)
+		p, err := spec.ParsePortSpec(s.Ports)
 		if err != nil {
 			v.specError(path+".ports", s.Ports, err)
 		}
@@ -212,7 +214,7 @@ func (v *validator) schedule(s *Scan, path string) {
 func (v *validator) specError(path, whole string, err error) {
 	var se *spec.Error
 	if errors.As(err, &se) {
-		v.errorf(path, se.Value, "%s", se.Reason)
+		v.errorf(path, cmp.Or(se.Value, whole), "%s", se.Reason)
 		return
 	}
 	v.errorf(path, whole, "%s", err.Error())
@@ -235,6 +237,9 @@ func (v *validator) targets() map[string]bool {
 		}
 		v.inherit(t, path)
 		v.scan(&t.Scan, path, func(field string) bool { return v.isSet(path + "." + field) })
+		if t.Engine == scanner.KindConnect && t.PortSpec.UDP.Len() > 0 {
+			v.errorf(path+".ports", t.Ports, "UDP ports need raw sockets: engine connect scans TCP only (use engine syn or auto)")
+		}
 		v.hosts(t, path)
 		v.labels(t.Labels, path+".labels")
 		v.expect(t, path+".expect")
@@ -360,7 +365,7 @@ func (v *validator) labels(labels map[string]string, path string) {
 	}
 }
 
-func sortedKeys[K interface{ ~string | ~uint16 }, V any](m map[K]V) []K {
+func sortedKeys[K ~string, V any](m map[K]V) []K {
 	keys := make([]K, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -374,18 +379,20 @@ func (v *validator) expect(t *Target, path string) {
 	e.OpenSet = v.isSet(path + ".open")
 	// The port spec is known only if it parsed; otherwise its own error
 	// is enough.
-	scanned := func(p uint16) bool { return t.PortSpec.Len() == 0 || t.PortSpec.Contains(p) }
+	scanned := func(p spec.ProtoPort) bool { return t.PortSpec.Len() == 0 || t.PortSpec.Contains(p) }
 	notScanned := fmt.Sprintf("not scanned: outside the target's ports %q", t.Ports)
-	checkList := func(field string, list []uint16, other map[uint16]bool) map[uint16]bool {
-		seen := map[uint16]bool{}
+	checkList := func(field string, list []spec.ProtoPort, other map[spec.ProtoPort]bool) map[spec.ProtoPort]bool {
+		seen := map[spec.ProtoPort]bool{}
 		for i, p := range list {
 			fp := fmt.Sprintf("%s.%s[%d]", path, field, i)
-			ps := strconv.Itoa(int(p))
+			ps := p.String()
 			switch {
 			case seen[p]:
 				v.errorf(fp, ps, "listed twice")
 			case other[p]:
 				v.errorf(fp, ps, "also listed in expect.open")
+			case !scanned(p) && p.Proto == spec.ProtoTCP && scanned(spec.UDP(p.Port)):
+				v.errorf(fp, ps, "%s (a bare number is TCP: write U:%d for the UDP port)", notScanned, p.Port)
 			case !scanned(p):
 				v.errorf(fp, ps, "%s", notScanned)
 			}
@@ -395,12 +402,13 @@ func (v *validator) expect(t *Target, path string) {
 	}
 	open := checkList("open", e.Open, nil)
 	checkList("never_open", e.NeverOpen, open)
-	for _, p := range sortedKeys(e.Versions) {
-		fp := fmt.Sprintf("%s.versions.%d", path, p)
+	keys := slices.SortedFunc(maps.Keys(e.Versions), spec.ProtoPort.Compare)
+	for _, p := range keys {
+		fp := fmt.Sprintf("%s.versions.%s", path, p)
 		if _, err := diff.ParseRule(e.Versions[p]); err != nil {
 			v.errorf(fp, e.Versions[p], "%s", err.Error())
 		} else if !scanned(p) {
-			v.errorf(fp, strconv.Itoa(int(p)), "%s", notScanned)
+			v.errorf(fp, p.String(), "%s", notScanned)
 		}
 	}
 }

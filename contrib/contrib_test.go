@@ -28,14 +28,20 @@ func TestExamplesLoad(t *testing.T) {
 		check func(t *testing.T, c *config.Config)
 	}{
 		{"dmz.yml", func(t *testing.T, c *config.Config) {
-			var forbidden, open int
+			var forbidden, open, udp int
 			for _, tg := range c.Targets {
 				forbidden += len(tg.Expect.NeverOpen)
+				for _, p := range tg.Expect.NeverOpen {
+					if p.Proto == "udp" {
+						udp++
+					}
+				}
 				if tg.Expect.OpenSet {
 					open++
 				}
 			}
 			require.Positive(t, forbidden, "a DMZ watch needs never_open ports")
+			require.Positive(t, udp, "and UDP ones: SNMP, TFTP, memcached")
 			require.Positive(t, open, "a DMZ watch needs an expect.open allow list")
 			require.NotEmpty(t, c.Receivers)
 		}},

@@ -30,10 +30,10 @@ func TestCompare(t *testing.T) {
 		{name: "inconclusive b is no change", a: step{Hosts: map[string][]string{h: {"22/ssh/OpenSSH/9.2p1"}}}, b: step{Hosts: map[string][]string{h: {"22/ssh/OpenSSH"}}}},
 		{name: "host down", a: step{Hosts: map[string][]string{h: {"22"}}}, b: step{Down: []string{h}},
 			want: []string{"host_down 198.18.0.2"}},
-		{name: "new verdict", policy: Policy{NeverOpen: []uint16{23}},
+		{name: "new verdict", policy: Policy{NeverOpen: tcp(23)},
 			a: step{Hosts: map[string][]string{h: {"22"}}}, b: step{Hosts: map[string][]string{h: {"22", "23"}}},
 			want: []string{"port_opened 198.18.0.2 23/tcp after=open", `forbidden_open 198.18.0.2 23/tcp after=open "port 23/tcp is in expect.never_open"`}},
-		{name: "verdict holding in a is not new", policy: Policy{NeverOpen: []uint16{23}},
+		{name: "verdict holding in a is not new", policy: Policy{NeverOpen: tcp(23)},
 			a: step{Hosts: map[string][]string{h: {"23"}}}, b: step{Hosts: map[string][]string{h: {"23"}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

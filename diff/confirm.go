@@ -1,6 +1,7 @@
 package diff
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 
@@ -8,24 +9,30 @@ import (
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
-// Prober re-probes a few (address, port) pairs and returns the state seen
-// for each (snapshot.StateOpen, StateClosed or StateFiltered); a pair
-// missing from the map counts as not open. A scanner engine with a pair
-// list (spec.NewPairList) implements it in a few lines.
+// Prober re-probes a few (address, port) pairs of one protocol
+// (spec.ProtoTCP or spec.ProtoUDP) and returns the state seen for each
+// (snapshot.StateOpen, StateClosed, StateFiltered or, over UDP,
+// StateOpenFiltered); a pair missing from the map counts as not open. A
+// scanner engine with a pair list (spec.NewPairList) implements it in a
+// few lines.
 type Prober interface {
-	Probe(ctx context.Context, pairs []spec.Pair) (map[spec.Pair]string, error)
+	Probe(ctx context.Context, proto string, pairs []spec.Pair) (map[spec.Pair]string, error)
 }
 
 // ProberFunc adapts a function to Prober.
-type ProberFunc func(ctx context.Context, pairs []spec.Pair) (map[spec.Pair]string, error)
+type ProberFunc func(ctx context.Context, proto string, pairs []spec.Pair) (map[spec.Pair]string, error)
 
 // Probe calls f.
-func (f ProberFunc) Probe(ctx context.Context, pairs []spec.Pair) (map[spec.Pair]string, error) {
-	return f(ctx, pairs)
+func (f ProberFunc) Probe(ctx context.Context, proto string, pairs []spec.Pair) (map[spec.Pair]string, error) {
+	return f(ctx, proto, pairs)
 }
 
-// Confirm re-probes exactly the pairs of pending, up to m rounds, and
-// commits a pending change when at least n rounds agree with it. The
+// Confirm re-probes exactly the pairs of pending, each over its own
+// protocol, up to m rounds, and commits a pending change when at least n
+// rounds agree with it. Only "open" agrees with an opening; closed,
+// filtered, open|filtered and no verdict all agree with a closure (a UDP
+// port that stops answering is closed only when the re-probes, with their
+// retries, hear nothing either). The
 // confirmed changes are recorded in the State they came from (Result.State)
 // and returned, followed by the policy verdicts they make hold (a confirmed
 // opening of a never_open port yields port_opened and forbidden_open).
@@ -80,27 +87,50 @@ func commit(pending []Pending, accepted []bool) []snapshot.Change {
 	return out
 }
 
+// protoPair is a re-probed pair with its protocol.
+type protoPair struct {
+	proto string
+	pair  spec.Pair
+}
+
+func (pd *Pending) protoPair() protoPair {
+	return protoPair{cmp.Or(pd.Protocol, spec.ProtoTCP), pd.Pair}
+}
+
 func vote(ctx context.Context, prober Prober, pending []Pending, n, m int) ([]bool, error) {
-	var pairs []spec.Pair
-	seen := map[spec.Pair]bool{}
-	for _, pd := range pending {
-		if !seen[pd.Pair] {
-			seen[pd.Pair] = true
-			pairs = append(pairs, pd.Pair)
+	var protos []string
+	pairs := map[string][]spec.Pair{}
+	seen := map[protoPair]bool{}
+	for i := range pending {
+		pp := pending[i].protoPair()
+		if seen[pp] {
+			continue
 		}
+		seen[pp] = true
+		if len(pairs[pp.proto]) == 0 {
+			protos = append(protos, pp.proto)
+		}
+		pairs[pp.proto] = append(pairs[pp.proto], pp.pair)
 	}
 	agree := make([]int, len(pending))
 	for round := range m {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("diff: confirm: %w", err)
 		}
-		got, err := prober.Probe(ctx, pairs)
-		if err != nil {
-			return nil, fmt.Errorf("diff: confirm round %d of %d: %w", round+1, m, err)
+		got := map[protoPair]string{}
+		for _, proto := range protos {
+			states, err := prober.Probe(ctx, proto, pairs[proto])
+			if err != nil {
+				return nil, fmt.Errorf("diff: confirm round %d of %d (%s): %w", round+1, m, proto, err)
+			}
+			for pair, st := range states {
+				got[protoPair{proto, pair}] = st
+			}
 		}
 		undecided := false
-		for i, pd := range pending {
-			if (got[pd.Pair] == snapshot.StateOpen) == pd.Open {
+		for i := range pending {
+			pd := &pending[i]
+			if (got[pd.protoPair()] == snapshot.StateOpen) == pd.Open {
 				agree[i]++
 			}
 			left := m - round - 1

@@ -81,8 +81,8 @@ func TestRules(t *testing.T) {
 		_, err := ParseRule(bad)
 		require.Error(t, err, bad)
 	}
-	require.Error(t, Policy{Versions: map[uint16]string{22: "nine"}}.Validate())
-	require.NoError(t, Policy{Versions: map[uint16]string{22: ">= 9"}}.Validate())
+	require.Error(t, Policy{Versions: map[spec.ProtoPort]string{spec.TCP(22): "nine"}}.Validate())
+	require.NoError(t, Policy{Versions: map[spec.ProtoPort]string{spec.TCP(22): ">= 9"}}.Validate())
 }
 
 func TestVersionRuleErrors(t *testing.T) {
@@ -110,7 +110,7 @@ func TestEvaluate(t *testing.T) {
 		"198.18.0.2": {"22/ssh/OpenSSH/8.4p1", "23", "80"},
 		"198.18.0.7": {"1-900"},
 	}})
-	p := Policy{Open: []uint16{22, 443}, ExpectOpenSet: true, NeverOpen: []uint16{23}, Versions: map[uint16]string{22: ">= 9.0"}, PortsProbed: 1000}
+	p := Policy{Open: tcp(22, 443), ExpectOpenSet: true, NeverOpen: tcp(23), Versions: map[spec.ProtoPort]string{spec.TCP(22): ">= 9.0"}, PortsProbed: 1000}
 	var got []string
 	for _, c := range Evaluate(sn, p) {
 		require.Equal(t, sn.ID, c.Snapshot)
@@ -149,7 +149,7 @@ type countingProber struct {
 	err     error
 }
 
-func (c *countingProber) Probe(_ context.Context, pairs []spec.Pair) (map[spec.Pair]string, error) {
+func (c *countingProber) Probe(_ context.Context, _ string, pairs []spec.Pair) (map[spec.Pair]string, error) {
 	c.asked = append(c.asked, pairs)
 	c.calls++
 	if c.err != nil {
@@ -252,10 +252,10 @@ func TestStateEncoding(t *testing.T) {
 	// An unchanged scan leaves the encoded state byte for byte identical,
 	// so the store can skip rewriting it.
 	sn := buildSnapshot(t, 1, step{Hosts: map[string][]string{"198.18.0.2": {"22/ssh/OpenSSH/9.2p1", "80"}, "198.18.0.3": {"443"}}})
-	res := Diff(nil, sn, nil, Policy{NeverOpen: []uint16{80}})
+	res := Diff(nil, sn, nil, Policy{NeverOpen: tcp(80)})
 	b1, err := res.State.MarshalBinary()
 	require.NoError(t, err)
-	res = Diff(sn, buildSnapshot(t, 2, step{Hosts: map[string][]string{"198.18.0.3": {"443"}, "198.18.0.2": {"80", "22/ssh/OpenSSH/9.2p1"}}}), res.State, Policy{NeverOpen: []uint16{80}})
+	res = Diff(sn, buildSnapshot(t, 2, step{Hosts: map[string][]string{"198.18.0.3": {"443"}, "198.18.0.2": {"80", "22/ssh/OpenSSH/9.2p1"}}}), res.State, Policy{NeverOpen: tcp(80)})
 	require.Empty(t, res.Changes)
 	b2, err := res.State.MarshalBinary()
 	require.NoError(t, err)
@@ -267,7 +267,7 @@ func TestStateEncoding(t *testing.T) {
 // and some services missing (-sV timeouts), and expects no change at all.
 func TestUnchangedScansYieldNothing(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	policy := Policy{Open: []uint16{22, 80, 443}, ExpectOpenSet: true, NeverOpen: []uint16{23}, Versions: map[uint16]string{22: ">= 9.0"}, PortsProbed: 1000}
+	policy := Policy{Open: tcp(22, 80, 443), ExpectOpenSet: true, NeverOpen: tcp(23), Versions: map[spec.ProtoPort]string{spec.TCP(22): ">= 9.0"}, PortsProbed: 1000}
 	base := &snapshot.Snapshot{Target: "dmz", Complete: true}
 	for h := range 40 {
 		host := snapshot.Host{Address: netip.AddrFrom4([4]byte{198, 18, 1, byte(h + 1)}).String(), State: snapshot.HostUp}
@@ -337,7 +337,7 @@ func FuzzDiffNeverPanics(f *testing.F) {
 			}
 			return s
 		}
-		p := Policy{NeverOpen: []uint16{3}, Open: []uint16{1, 2}, ExpectOpenSet: true, FlapThreshold: 2, FlapWindow: 3 * time.Minute}
+		p := Policy{NeverOpen: tcp(3), Open: tcp(1, 2), ExpectOpenSet: true, FlapThreshold: 2, FlapWindow: 3 * time.Minute}
 		r1 := Diff(nil, mk(1, a), nil, p)
 		r2 := Diff(mk(1, a), mk(2, b), r1.State, p)
 		if _, err := Confirm(context.Background(), nil, r2.Pending, 0, 0); err != nil {
@@ -466,4 +466,13 @@ func TestStateFormat1(t *testing.T) {
 	b, err := res.State.MarshalBinary()
 	require.NoError(t, err)
 	require.Contains(t, string(b), `"v":2`)
+}
+
+// tcp is a policy list of TCP ports.
+func tcp(ports ...uint16) []spec.ProtoPort {
+	out := make([]spec.ProtoPort, len(ports))
+	for i, p := range ports {
+		out[i] = spec.TCP(p)
+	}
+	return out
 }

@@ -95,7 +95,7 @@ func buildSnapshot(t testing.TB, i int, s step) *snapshot.Snapshot {
 
 // truthProber answers from a snapshot, or the opposite of it.
 func truthProber(sn *snapshot.Snapshot, invert bool) Prober {
-	return ProberFunc(func(_ context.Context, pairs []spec.Pair) (map[spec.Pair]string, error) {
+	return ProberFunc(func(_ context.Context, _ string, pairs []spec.Pair) (map[spec.Pair]string, error) {
 		out := map[spec.Pair]string{}
 		for _, p := range pairs {
 			open := false

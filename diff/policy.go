@@ -1,12 +1,14 @@
 package diff
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
 	"sort"
 	"time"
 
+	"github.com/exposure-monitor/exposure/scanner/spec"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
@@ -15,17 +17,18 @@ type Policy struct {
 	// Open lists the ports that may be open; with ExpectOpenSet, any other
 	// open port is unexpected_open, and a port of Open that is open on no
 	// up host of the target is expected_missing (one verdict per port, not
-	// per host, so an allow-list over a subnet does not cry wolf).
-	Open []uint16
+	// per host, so an allow-list over a subnet does not cry wolf). Each
+	// entry names its protocol: 22/tcp allows nothing on 22/udp.
+	Open []spec.ProtoPort
 	// ExpectOpenSet says Open was configured (an empty Open then means
 	// nothing may be open).
 	ExpectOpenSet bool
 	// NeverOpen lists ports that must never be open: forbidden_open.
-	NeverOpen []uint16
+	NeverOpen []spec.ProtoPort
 	// Versions maps a port to a rule (see ParseRule) its service version
 	// must satisfy: version_policy. Invalid rules are ignored here; config
 	// validation rejects them with ParseRule.
-	Versions map[uint16]string
+	Versions map[spec.ProtoPort]string
 	// AllOpenShare: a host where more than this share of the probed ports
 	// answer open is reported once as all_ports_open (a SYN proxy or
 	// tarpit) and its ports are not diffed. Zero means 0.5.
@@ -78,7 +81,7 @@ func (p Policy) withDefaults() Policy {
 func (p Policy) Validate() error {
 	for port, rule := range p.Versions {
 		if _, err := ParseRule(rule); err != nil {
-			return fmt.Errorf("diff: versions[%d] %q: %w", port, rule, err)
+			return fmt.Errorf("diff: versions[%s] %q: %w", port, rule, err)
 		}
 	}
 	return nil
@@ -167,23 +170,24 @@ func verdictKey(c snapshot.Change) string {
 // verdicts lists the policy verdicts that hold in v, in a stable order.
 func verdicts(v view, p Policy) []snapshot.Change {
 	var out []snapshot.Change
-	openAnywhere := map[uint16]bool{}
+	openAnywhere := map[spec.ProtoPort]bool{}
 	for _, addr := range v.hosts {
 		for _, pt := range v.ports[addr] {
 			pt := pt
-			openAnywhere[pt.Port] = true
+			pp := protoPort(pt)
+			openAnywhere[pp] = true
 			c := snapshot.Change{Address: addr, Port: pt.Port, Protocol: pt.Protocol, After: &pt}
 			switch {
-			case slices.Contains(p.NeverOpen, pt.Port):
+			case slices.Contains(p.NeverOpen, pp):
 				c.Kind = snapshot.ForbiddenOpen
 				c.Detail = fmt.Sprintf("port %d/%s is in expect.never_open", pt.Port, pt.Protocol)
 				out = append(out, c)
-			case p.ExpectOpenSet && !slices.Contains(p.Open, pt.Port):
+			case p.ExpectOpenSet && !slices.Contains(p.Open, pp):
 				c.Kind = snapshot.UnexpectedOpen
 				c.Detail = fmt.Sprintf("port %d/%s is not in expect.open", pt.Port, pt.Protocol)
 				out = append(out, c)
 			}
-			if rule, ok := p.Versions[pt.Port]; ok && pt.Service != nil && pt.Service.Version != "" {
+			if rule, ok := p.Versions[pp]; ok && pt.Service != nil && pt.Service.Version != "" {
 				r, err := ParseRule(rule)
 				if err == nil && !r.Allows(pt.Service.Version) {
 					c.Kind = snapshot.VersionPolicy
@@ -195,15 +199,21 @@ func verdicts(v view, p Policy) []snapshot.Change {
 	}
 	if p.ExpectOpenSet {
 		want := slices.Clone(p.Open)
-		slices.Sort(want)
-		for _, port := range slices.Compact(want) {
-			if !openAnywhere[port] {
-				out = append(out, snapshot.Change{Kind: snapshot.ExpectedMissing, Port: port, Protocol: "tcp",
-					Detail: fmt.Sprintf("port %d/tcp of expect.open is open on no host", port)})
+		slices.SortFunc(want, spec.ProtoPort.Compare)
+		for _, pp := range slices.Compact(want) {
+			if !openAnywhere[pp] {
+				out = append(out, snapshot.Change{Kind: snapshot.ExpectedMissing, Port: pp.Port, Protocol: pp.Proto,
+					Detail: fmt.Sprintf("port %s of expect.open is open on no host", pp.Label())})
 			}
 		}
 	}
 	return out
+}
+
+// protoPort is the policy key of an open port; a port without a protocol
+// (a snapshot from elsewhere) is TCP.
+func protoPort(pt snapshot.Port) spec.ProtoPort {
+	return spec.ProtoPort{Proto: cmp.Or(pt.Protocol, spec.ProtoTCP), Port: pt.Port}
 }
 
 // allOpenHosts finds the hosts that answer open on more than the policy's

@@ -43,10 +43,10 @@ func newPortCollector(budget int) *portCollector {
 			[]string{"target", "address", "port", "protocol", "service"}, nil),
 		serviceInfo: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "service_info"),
 			"Product and version detected on an open port (value always 1).",
-			[]string{"target", "address", "port", "product", "version"}, nil),
+			[]string{"target", "address", "port", "protocol", "product", "version"}, nil),
 		certExpiry: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "tls_cert_not_after_timestamp_seconds"),
 			"NotAfter of the TLS leaf certificate served on an open port.",
-			[]string{"target", "address", "port"}, nil),
+			[]string{"target", "address", "port", "protocol"}, nil),
 		dropped: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "series_dropped"),
 			"Per-port series left out of this scrape because global.series_budget was reached.",
 			nil, nil),
@@ -97,7 +97,7 @@ func (c *portCollector) setBudget(n int) {
 }
 
 // Collect implements prometheus.Collector. Series are emitted in a fixed
-// order (target, address, port) and kind by kind, port_open first, so that
+// order (target, address, port, protocol) and kind by kind, port_open first, so that
 // under a tight budget the open ports survive before the service details.
 func (c *portCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.RLock()
@@ -160,11 +160,11 @@ func (c *portCollector) build(s *snapshot.Snapshot) *targetSeries {
 			}
 			if sv.Product != "" || sv.Version != "" {
 				ts.serviceInfo = append(ts.serviceInfo, prometheus.MustNewConstMetric(c.serviceInfo, prometheus.GaugeValue, 1,
-					s.Target, h.Address, port, cleanLabel(sv.Product), cleanLabel(sv.Version)))
+					s.Target, h.Address, port, p.Protocol, cleanLabel(sv.Product), cleanLabel(sv.Version)))
 			}
 			if sv.Cert != nil && !sv.Cert.NotAfter.IsZero() {
 				ts.certExpiry = append(ts.certExpiry, prometheus.MustNewConstMetric(c.certExpiry, prometheus.GaugeValue,
-					float64(sv.Cert.NotAfter.Unix()), s.Target, h.Address, port))
+					float64(sv.Cert.NotAfter.Unix()), s.Target, h.Address, port, p.Protocol))
 			}
 		}
 	}

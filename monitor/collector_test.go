@@ -27,6 +27,7 @@ func TestPortCollector(t *testing.T) {
 	notAfter := time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)
 	ssh := &snapshot.Service{Name: "ssh", Product: "OpenSSH", Version: "9.2p1\x1b[31m"}
 	https := &snapshot.Service{Name: "http", Product: "nginx", Tunnel: "ssl", Cert: &snapshot.Cert{NotAfter: notAfter}}
+	bind9 := &snapshot.Service{Name: "domain", Product: "ISC BIND", Version: "9.18.33"}
 	names := []string{"exposure_port_open", "exposure_service_info", "exposure_tls_cert_not_after_timestamp_seconds", "exposure_series_dropped"}
 	tests := []struct {
 		name   string
@@ -47,11 +48,34 @@ exposure_port_open{address="127.0.0.1",port="22",protocol="tcp",service="ssh",ta
 exposure_port_open{address="127.0.0.1",port="443",protocol="tcp",service="ssl/http",target="dmz"} 1
 # HELP exposure_service_info Product and version detected on an open port (value always 1).
 # TYPE exposure_service_info gauge
-exposure_service_info{address="127.0.0.1",port="22",product="OpenSSH",target="dmz",version="9.2p1 [31m"} 1
-exposure_service_info{address="127.0.0.1",port="443",product="nginx",target="dmz",version=""} 1
+exposure_service_info{address="127.0.0.1",port="22",product="OpenSSH",protocol="tcp",target="dmz",version="9.2p1 [31m"} 1
+exposure_service_info{address="127.0.0.1",port="443",product="nginx",protocol="tcp",target="dmz",version=""} 1
 # HELP exposure_tls_cert_not_after_timestamp_seconds NotAfter of the TLS leaf certificate served on an open port.
 # TYPE exposure_tls_cert_not_after_timestamp_seconds gauge
-exposure_tls_cert_not_after_timestamp_seconds{address="127.0.0.1",port="443",target="dmz"} 1.798859045e+09
+exposure_tls_cert_not_after_timestamp_seconds{address="127.0.0.1",port="443",protocol="tcp",target="dmz"} 1.798859045e+09
+# HELP exposure_series_dropped Per-port series left out of this scrape because global.series_budget was reached.
+# TYPE exposure_series_dropped gauge
+exposure_series_dropped 0
+`,
+		},
+		{
+			// One name server on 53/tcp and 53/udp: two series of each
+			// kind, told apart by protocol (a duplicate series would fail
+			// the scrape).
+			name: "tcp and udp", budget: 100,
+			snaps: []*snapshot.Snapshot{
+				testSnapshot("dns", true, openPort(53, bind9), snapshot.Port{Port: 53, Protocol: "udp", State: snapshot.StateOpen, Service: bind9},
+					snapshot.Port{Port: 161, Protocol: "udp", State: snapshot.StateOpenFiltered}),
+			},
+			want: `
+# HELP exposure_port_open An open port in the latest complete scan of the target.
+# TYPE exposure_port_open gauge
+exposure_port_open{address="127.0.0.1",port="53",protocol="tcp",service="domain",target="dns"} 1
+exposure_port_open{address="127.0.0.1",port="53",protocol="udp",service="domain",target="dns"} 1
+# HELP exposure_service_info Product and version detected on an open port (value always 1).
+# TYPE exposure_service_info gauge
+exposure_service_info{address="127.0.0.1",port="53",product="ISC BIND",protocol="tcp",target="dns",version="9.18.33"} 1
+exposure_service_info{address="127.0.0.1",port="53",product="ISC BIND",protocol="udp",target="dns",version="9.18.33"} 1
 # HELP exposure_series_dropped Per-port series left out of this scrape because global.series_budget was reached.
 # TYPE exposure_series_dropped gauge
 exposure_series_dropped 0

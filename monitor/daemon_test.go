@@ -299,7 +299,7 @@ func TestDaemonServesMetricsHealthAndStatus(t *testing.T) {
 	code, body = get(t, td.url+"/metrics")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, `exposure_port_open{address="127.0.0.1",port="22",protocol="tcp",service="ssh",target="alpha"} 1`)
-	require.Contains(t, body, `exposure_service_info{address="127.0.0.1",port="22",product="OpenSSH",target="alpha",version="9.2p1"} 1`)
+	require.Contains(t, body, `exposure_service_info{address="127.0.0.1",port="22",product="OpenSSH",protocol="tcp",target="alpha",version="9.2p1"} 1`)
 	require.Contains(t, body, `exposure_open_ports{target="alpha"} 1`)
 	require.Contains(t, body, `exposure_config_last_reload_successful 1`)
 	require.Contains(t, body, `exposure_outbox_pending`)

@@ -21,13 +21,18 @@
 //
 // # A job
 //
-// Sweep (scanner, SYN or connect), -sV on open ports (scanner/service;
+// Sweep (scanner.SweepSpec: the TCP ports with SYN or connect, the UDP
+// ports with the UDP engine, into one snapshot; each concurrent UDP scan
+// gets an engine of its own, since one binds a fixed source port), -sV on
+// open ports, TCP and UDP (scanner/service;
 // a port open with the same protocol in the previous complete scan keeps
 // that scan's service, unprobed, until service_detection.refresh (0, the
 // default, turns this off) has passed
 // since its detection, the times held in memory: see engines.go),
 // then, for a complete scan only, diff.Diff against the stored state,
-// diff.Confirm re-probing exactly the pending ports with the same engine,
+// diff.Confirm re-probing exactly the pending ports with the same engines,
+// each over its own protocol (a UDP port that went silent, open|filtered,
+// is closed only when the UDP re-probes hear nothing either),
 // and diff.Evaluate for the conditions that hold. alert.Plan turns events
 // and conditions into outbox entries, and snapshot, changes, outbox entries
 // and state (diff state plus firing conditions) go to the store in ONE
@@ -71,8 +76,9 @@
 // exposure_outbox_pending. Per open port, from the latest complete snapshot
 // held in memory (built once per commit, never read from bbolt at scrape
 // time): exposure_port_open{target,address,port,protocol,service},
-// exposure_service_info{target,address,port,product,version} and
-// exposure_tls_cert_not_after_timestamp_seconds{target,address,port},
+// exposure_service_info{target,address,port,protocol,product,version} and
+// exposure_tls_cert_not_after_timestamp_seconds{target,address,port,protocol}
+// (protocol "tcp" or "udp": 53/tcp and 53/udp are two series),
 // at most global.series_budget of them per scrape (open ports first), with
 // exposure_series_dropped counting what was left out.
 //

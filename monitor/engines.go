@@ -10,6 +10,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/exposure-monitor/exposure/config"
+	"github.com/exposure-monitor/exposure/diff"
 	"github.com/exposure-monitor/exposure/scanner"
 	"github.com/exposure-monitor/exposure/scanner/netif"
 	"github.com/exposure-monitor/exposure/scanner/spec"
@@ -51,27 +52,127 @@ func (s *engineSet) get(kind string, bind *netif.Binding) (scanner.Engine, error
 	if bind != nil {
 		logger = logger.With("interface", bind.Name())
 	}
-	e, err := scanner.NewEngine(kind, scanner.EngineOptions{Limiter: s.limiter, Logger: logger, Bind: bind})
-	if err != nil {
-		return nil, fmt.Errorf("scan engine %s: %w", kind, err)
+	var e scanner.Engine
+	if kind == scanner.KindUDP {
+		pool, err := newUDPPool(scanner.UDPOptions{Limiter: s.limiter, Logger: logger, Bind: bind})
+		if err != nil {
+			return nil, fmt.Errorf("scan engine %s: %w", kind, err)
+		}
+		e = pool
+	} else {
+		var err error
+		if e, err = scanner.NewEngine(kind, scanner.EngineOptions{Limiter: s.limiter, Logger: logger, Bind: bind}); err != nil {
+			return nil, fmt.Errorf("scan engine %s: %w", kind, err)
+		}
 	}
 	s.m[key] = e
 	return e, nil
 }
 
-// annotator fills in the services of the open ports of a snapshot that
-// have none yet (service.Detector.AnnotateMissing).
-type annotator interface {
-	AnnotateMissing(ctx context.Context, s *snapshot.Snapshot)
+// forTarget returns the engines target t scans with: its engine for the
+// TCP ports and, when it has UDP ports, the UDP engine.
+func (s *engineSet) forTarget(t *config.Target, bind *netif.Binding) (scanner.Engines, error) {
+	var out scanner.Engines
+	var err error
+	if t.PortSpec.TCP.Len() > 0 {
+		if out.TCP, err = s.get(t.Engine, bind); err != nil {
+			return out, err
+		}
+	}
+	if t.PortSpec.UDP.Len() > 0 {
+		if out.UDP, err = s.get(scanner.KindUDP, bind); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
 }
 
-// sweepTarget is the scanning half of a job: the sweep with the target's
-// engine (bound by bind, which binds the sweep's DNS too), then service
-// detection on the open ports when enabled (detectServices). A detection
-// cut short by ctx leaves the snapshot incomplete.
-func sweepTarget(ctx context.Context, e scanner.Engine, bind *netif.Binding, det annotator, t *config.Target) (*snapshot.Snapshot, error) {
-	snap, err := scanner.Sweep(ctx, e, t.TargetSpec, scanner.SweepOptions{
-		Target: t.Name, Ports: t.PortSpec, Retries: t.Retries, ReverseDNS: t.ReverseDNS, Bind: bind,
+// udpPool is the daemon's UDP engine: it hands each concurrent scan a
+// scanner.UDP of its own, since a UDP engine's probes leave from one fixed
+// source port that only one scan at a time can bind. Engines are kept for
+// the next scans; each has a distinct source port.
+type udpPool struct {
+	opts scanner.UDPOptions
+
+	mu    sync.Mutex
+	free  []*scanner.UDP
+	ports map[uint16]bool
+}
+
+var _ scanner.Engine = (*udpPool)(nil)
+
+// newUDPPool checks that UDP scans can run (raw ICMP sockets) by making
+// the pool's first engine.
+func newUDPPool(o scanner.UDPOptions) (*udpPool, error) {
+	p := &udpPool{opts: o, ports: map[uint16]bool{}}
+	u, err := p.newEngine()
+	if err != nil {
+		return nil, err
+	}
+	p.free = append(p.free, u)
+	return p, nil
+}
+
+// maxSourcePortTries bounds the draws of a source port no engine of the
+// pool has.
+const maxSourcePortTries = 16
+
+func (p *udpPool) newEngine() (*scanner.UDP, error) {
+	for range maxSourcePortTries {
+		u, err := scanner.NewUDP(p.opts)
+		if err != nil {
+			return nil, err
+		}
+		if !p.ports[u.SourcePort()] {
+			p.ports[u.SourcePort()] = true
+			return u, nil
+		}
+	}
+	return nil, fmt.Errorf("udp engine: no free source port after %d tries", maxSourcePortTries)
+}
+
+// Name implements scanner.Engine.
+func (p *udpPool) Name() string { return scanner.KindUDP }
+
+// Scan implements scanner.Engine with an engine no other scan is using.
+func (p *udpPool) Scan(ctx context.Context, job scanner.Job, emit func(scanner.Result)) (scanner.Stats, error) {
+	p.mu.Lock()
+	var u *scanner.UDP
+	if n := len(p.free); n > 0 {
+		u, p.free = p.free[n-1], p.free[:n-1]
+	} else {
+		var err error
+		if u, err = p.newEngine(); err != nil {
+			p.mu.Unlock()
+			return scanner.Stats{}, err
+		}
+	}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.free = append(p.free, u)
+		p.mu.Unlock()
+	}()
+	return u.Scan(ctx, job, emit)
+}
+
+// annotator fills in the services of the open ports of a snapshot:
+// the TCP ports that have none yet (service.Detector.AnnotateMissing) and
+// every open UDP port (service.Detector.AnnotateUDP).
+type annotator interface {
+	AnnotateMissing(ctx context.Context, s *snapshot.Snapshot)
+	AnnotateUDP(ctx context.Context, s *snapshot.Snapshot)
+}
+
+// sweepTarget is the scanning half of a job: the sweep of the target's
+// TCP ports with its engine and of its UDP ports with the UDP engine, into
+// one snapshot (scanner.SweepSpec; bound by bind, which binds the sweep's
+// DNS too), then service detection on the open ports when enabled
+// (detectServices). A detection cut short by ctx leaves the snapshot
+// incomplete.
+func sweepTarget(ctx context.Context, e scanner.Engines, bind *netif.Binding, det annotator, t *config.Target) (*snapshot.Snapshot, error) {
+	snap, err := scanner.SweepSpec(ctx, e, t.TargetSpec, t.PortSpec, scanner.SweepOptions{
+		Target: t.Name, Retries: t.Retries, ReverseDNS: t.ReverseDNS, Bind: bind,
 	})
 	if err != nil {
 		return snap, fmt.Errorf("sweep: %w", err)
@@ -82,7 +183,8 @@ func sweepTarget(ctx context.Context, e scanner.Engine, bind *netif.Binding, det
 
 // detectServices runs service detection on a complete sweep: first the
 // services the job's reuse plan (on ctx, see withReuse) keeps are copied
-// onto their ports, then det probes the open ports left without one.
+// onto their ports, then det probes the open ports left without one, TCP
+// and UDP.
 func detectServices(ctx context.Context, det annotator, snap *snapshot.Snapshot) {
 	if !snap.Complete || det == nil || snap.OpenPorts() == 0 {
 		return
@@ -91,8 +193,47 @@ func detectServices(ctx context.Context, det annotator, snap *snapshot.Snapshot)
 		r.apply(snap)
 	}
 	det.AnnotateMissing(ctx, snap)
+	annotateMissingUDP(ctx, det, snap)
 	if ctx.Err() != nil {
 		snap.Complete = false
+	}
+}
+
+// annotateMissingUDP runs UDP detection on the open UDP ports of snap
+// without a service: det.AnnotateUDP probes every open UDP port of the
+// snapshot it is given, so it gets a copy holding only those, and the
+// services found are copied back (a reused service is not probed again).
+func annotateMissingUDP(ctx context.Context, det annotator, snap *snapshot.Snapshot) {
+	type at struct{ host, port int }
+	var (
+		sub  = &snapshot.Snapshot{Target: snap.Target, Complete: true}
+		back [][]at // per sub host, per sub port: where it came from
+	)
+	for hi, h := range snap.Hosts {
+		var ports []snapshot.Port
+		var from []at
+		for pi, p := range h.Ports {
+			if p.Protocol == spec.ProtoUDP && p.State == snapshot.StateOpen && p.Service == nil {
+				ports = append(ports, p)
+				from = append(from, at{hi, pi})
+			}
+		}
+		if len(ports) > 0 {
+			sub.Hosts = append(sub.Hosts, snapshot.Host{Address: h.Address, State: h.State, Ports: ports})
+			back = append(back, from)
+		}
+	}
+	if len(sub.Hosts) == 0 {
+		return
+	}
+	det.AnnotateUDP(ctx, sub)
+	for i, h := range sub.Hosts {
+		for j, p := range h.Ports {
+			if p.Service != nil {
+				src := back[i][j]
+				snap.Hosts[src.host].Ports[src.port].Service = p.Service
+			}
+		}
 	}
 }
 
@@ -229,21 +370,31 @@ func reuseFrom(ctx context.Context) *svReuse {
 	return r
 }
 
-// engineProber re-probes exactly the given pairs with a scan engine; the
-// differ confirms pending changes with it.
+// engineProber re-probes exactly the given pairs with the target's
+// engines, each protocol with its own; the differ confirms pending changes
+// with it.
 type engineProber struct {
-	engine  scanner.Engine
+	engines scanner.Engines
 	retries int
 }
 
+var _ diff.Prober = engineProber{}
+
 // Probe returns the state of every pair that got a verdict.
-func (p engineProber) Probe(ctx context.Context, pairs []spec.Pair) (map[spec.Pair]string, error) {
+func (p engineProber) Probe(ctx context.Context, proto string, pairs []spec.Pair) (map[spec.Pair]string, error) {
+	e := p.engines.TCP
+	if proto == spec.ProtoUDP {
+		e = p.engines.UDP
+	}
+	if e == nil {
+		return nil, fmt.Errorf("re-probe: no %s engine for this target", proto)
+	}
 	out := make(map[spec.Pair]string, len(pairs))
-	_, err := p.engine.Scan(ctx, scanner.Job{Pairs: spec.NewPairList(pairs), Retries: p.retries}, func(r scanner.Result) {
+	_, err := e.Scan(ctx, scanner.Job{Pairs: spec.NewPairList(pairs), Retries: p.retries}, func(r scanner.Result) {
 		out[spec.Pair{Addr: r.Addr, Port: r.Port}] = r.State
 	})
 	if err != nil {
-		return out, fmt.Errorf("re-probe: %w", err)
+		return out, fmt.Errorf("re-probe %s: %w", proto, err)
 	}
 	return out, nil
 }

@@ -195,7 +195,8 @@ func (d *daemonState) statusPage(w http.ResponseWriter, r *http.Request) {
 	}
 	d.collector.mu.RUnlock()
 	slices.SortFunc(data.Ports, func(a, b statusPort) int {
-		return cmp.Or(cmp.Compare(a.Target, b.Target), cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port))
+		return cmp.Or(cmp.Compare(a.Target, b.Target), cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port),
+			cmp.Compare(a.Protocol, b.Protocol))
 	})
 	if changes, err := d.store.Changes("", now.Add(-recentChangesWindow), time.Time{}); err == nil {
 		if len(changes) > recentChangesMax {

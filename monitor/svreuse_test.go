@@ -147,3 +147,96 @@ func TestIncrementalServiceDetection(t *testing.T) {
 	got, _ = probed(time.Minute)
 	require.Equal(t, []string{"a", "b"}, got, "refresh 0 probes every open port")
 }
+
+// memcacheUDP is a loopback UDP server answering memcached's UDP stats
+// request, counting the requests it gets.
+type memcacheUDP struct {
+	c  net.PacketConn
+	mu sync.Mutex
+	n  int
+}
+
+func newMemcacheUDP(t *testing.T) *memcacheUDP {
+	t.Helper()
+	// 11211 is the port the UDP probe is registered for; an address of
+	// its own in 127/8 keeps it clear of anything else on the machine.
+	c, err := net.ListenPacket("udp", "127.77.0.1:11211")
+	if err != nil {
+		t.Skipf("cannot bind 127.77.0.1:11211/udp: %v", err)
+	}
+	m := &memcacheUDP{c: c}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if n < 8 {
+				continue
+			}
+			m.mu.Lock()
+			m.n++
+			m.mu.Unlock()
+			reply := append(append([]byte(nil), buf[:2]...), "\x00\x00\x00\x01\x00\x00STAT pid 7\r\nSTAT version 1.6.18\r\nEND\r\n"...)
+			_, _ = c.WriteTo(reply, from)
+		}
+	}()
+	return m
+}
+
+func (m *memcacheUDP) take() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := m.n
+	m.n = 0
+	return n
+}
+
+// TestIncrementalServiceDetectionUDP: an open UDP port gets its service
+// from UDP -sV in a daemon job, keeps it unprobed on the re-scans within
+// service_detection.refresh, and is probed every scan with refresh 0.
+func TestIncrementalServiceDetectionUDP(t *testing.T) {
+	srv := newMemcacheUDP(t)
+	st, err := store.Open(filepath.Join(t.TempDir(), "exposure.db"), store.Options{NoSync: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	det, err := service.New(service.Options{Intensity: 7, Timeout: 3 * time.Second, Logger: discardLogger()})
+	require.NoError(t, err)
+	m, err := newMetrics(prometheus.NewRegistry())
+	require.NoError(t, err)
+	scan := func(ctx context.Context, tg *config.Target) (*snapshot.Snapshot, error) {
+		h := snapshot.Host{Address: "127.77.0.1", State: snapshot.HostUp, Ports: []snapshot.Port{
+			{Port: 11211, Protocol: "udp", State: snapshot.StateOpen},
+			{Port: 11212, Protocol: "udp", State: snapshot.StateOpenFiltered},
+		}}
+		snap := &snapshot.Snapshot{Target: tg.Name, Complete: true, Hosts: []snapshot.Host{h}}
+		detectServices(ctx, det, snap)
+		return snap, nil
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	deps := jobDeps{store: st, scan: scan, differ: &portDiffer{}, collector: newPortCollector(100),
+		metrics: m, logger: discardLogger(), now: func() time.Time { return now }, detections: newSVDetections()}
+	tg := &config.Target{Name: "cache"}
+	tg.ServiceDetection = config.ServiceDetection{
+		Enabled: true, Intensity: 7, Timeout: model.Duration(3 * time.Second), Refresh: model.Duration(time.Hour)}
+	run := func() (int, string) {
+		now = now.Add(time.Minute)
+		out := runScan(context.Background(), deps, tg, config.Global{}, planInfo{})
+		require.Equal(t, resultSuccess, out.Result, out.Err)
+		latest, err := st.LatestComplete("cache")
+		require.NoError(t, err)
+		require.Nil(t, latest.Hosts[0].Ports[1].Service, "open|filtered is not probed")
+		return srv.take(), latest.Hosts[0].Ports[0].Service.Describe()
+	}
+	n, svc := run()
+	require.Positive(t, n, "baseline probes 11211/udp")
+	require.Equal(t, "memcache Memcached 1.6.18", svc)
+	n, svc = run()
+	require.Zero(t, n, "within refresh the service is copied, not probed")
+	require.Equal(t, "memcache Memcached 1.6.18", svc)
+	tg.ServiceDetection.Refresh = 0
+	n, _ = run()
+	require.Positive(t, n, "refresh 0 probes every scan")
+}

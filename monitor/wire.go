@@ -11,8 +11,10 @@ import (
 
 	"github.com/exposure-monitor/exposure/config"
 	"github.com/exposure-monitor/exposure/diff"
+	"github.com/exposure-monitor/exposure/scanner"
 	"github.com/exposure-monitor/exposure/scanner/netif"
 	"github.com/exposure-monitor/exposure/scanner/service"
+	"github.com/exposure-monitor/exposure/scanner/spec"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
@@ -31,8 +33,13 @@ func (d *daemonState) realScanners(cfg *config.Config) (scanFunc, differ, error)
 		return nil, nil, fmt.Errorf("global.interface: %w", err)
 	}
 	for _, t := range cfg.OwnedTargets() {
+		// The target's engine even without TCP ports: a later reload may
+		// add some, and engine names a kind this process must run.
 		if _, err := d.engines.get(t.Engine, bind); err != nil {
 			return nil, nil, fmt.Errorf("target %q: %w", t.Name, err)
+		}
+		if _, err := d.engines.forTarget(t, bind); err != nil {
+			return nil, nil, fmt.Errorf("target %q: UDP ports: %w", t.Name, err)
 		}
 	}
 	detectors := map[string]*service.Detector{}
@@ -53,7 +60,7 @@ func (d *daemonState) realScanners(cfg *config.Config) (scanFunc, differ, error)
 	}
 	engines := d.engines
 	scan := func(ctx context.Context, t *config.Target) (*snapshot.Snapshot, error) {
-		e, err := engines.get(t.Engine, bind)
+		e, err := engines.forTarget(t, bind)
 		if err != nil {
 			return nil, err
 		}
@@ -143,12 +150,27 @@ func (w diffWithConfirm) diff(ctx context.Context, prev, cur *snapshot.Snapshot,
 	res := diff.Diff(prev, cur, st, p)
 	changes := res.Changes
 	if len(res.Pending) > 0 {
-		e, err := w.engines.get(t.Engine, w.bind)
+		e, err := w.engines.forTarget(t, w.bind)
 		if err != nil {
 			return diffResult{}, err
 		}
-		// global.confirm: N agreeing re-probes out of at most M rounds.
-		confirmed, err := diff.Confirm(ctx, engineProber{engine: e, retries: t.Retries}, res.Pending, g.Confirm.N, g.Confirm.M)
+		// A pending port of a protocol the target no longer scans (its
+		// ports were edited) is re-probed all the same, like a TCP port
+		// dropped from the spec.
+		for _, pd := range res.Pending {
+			switch {
+			case pd.Protocol == spec.ProtoUDP && e.UDP == nil:
+				e.UDP, err = w.engines.get(scanner.KindUDP, w.bind)
+			case pd.Protocol != spec.ProtoUDP && e.TCP == nil:
+				e.TCP, err = w.engines.get(t.Engine, w.bind)
+			}
+			if err != nil {
+				return diffResult{}, err
+			}
+		}
+		// global.confirm: N agreeing re-probes out of at most M rounds,
+		// each port over its own protocol.
+		confirmed, err := diff.Confirm(ctx, engineProber{engines: e, retries: t.Retries}, res.Pending, g.Confirm.N, g.Confirm.M)
 		if err != nil {
 			return diffResult{}, err
 		}

@@ -31,8 +31,9 @@ func sample() *snapshot.Snapshot {
 					CPE: []string{}, Incomplete: true, Cert: &snapshot.Cert{Subject: "CN=mail", Issuer: "CN=ca", SANs: []string{"mail.example.test"},
 						NotBefore: t0, NotAfter: t0.Add(time.Hour), Fingerprint: "ab12"}}},
 				{Port: 8080, Protocol: "tcp", State: "filtered"},
-			}},
-			{Address: "2001:2::5", State: "up", Ports: []snapshot.Port{{Port: 80, Protocol: "tcp", State: "open"}}},
+			}, Unlisted: snapshot.Unlisted{TCPClosed: 2}},
+			{Address: "2001:2::5", State: "up", Ports: []snapshot.Port{{Port: 80, Protocol: "tcp", State: "open"}},
+				Unlisted: snapshot.Unlisted{TCPClosed: 4, UDPClosed: 3, UDPOpenFiltered: 2}},
 		},
 	}
 }
@@ -85,6 +86,10 @@ func TestWriteContent(t *testing.T) {
 	for _, want := range []string{
 		`scanner="nmap"`, `profile_name="exposure"`, `services="9,22,80,443,8080"`,
 		`<extraports state="closed" count="2">`, // 9 and 80 on the first host
+		// TCP and UDP of the second, as nmap writes -sS -sU.
+		`<extraports state="closed" count="7">`, `<extrareasons reason="reset" count="4" proto="tcp"></extrareasons>`,
+		`<extrareasons reason="port-unreach" count="3" proto="udp"></extrareasons>`,
+		`<extraports state="open|filtered" count="2">`, `<extrareasons reason="no-response" count="2" proto="udp"></extrareasons>`,
 		`<service name="ssh" product="OpenSSH" version="9.2p1 Debian 2+deb12u10" extrainfo="protocol 2.0" method="probed" conf="10">`,
 		`<cpe>cpe:/a:openbsd:openssh:9.2p1</cpe>`, `tunnel="ssl"`, `<script id="ssl-cert"`, `<elem key="sha256">ab12</elem>`,
 		`<script id="exposure-detection"`, `addrtype="ipv6"`, `<hostname name="mail.example.test" type="PTR">`,
@@ -102,7 +107,7 @@ func TestRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	want := sample()
 	want.Hosts[0].Ports[1].Service.Cert = nil
-	want.Quality = snapshot.Quality{Closed: 6} // extraports: 2 on the first host, 4 on the second
+	want.Quality = snapshot.Quality{Closed: 9, Filtered: 2} // the extraports
 	want.Sort()
 	require.Equal(t, want, got)
 
@@ -235,4 +240,25 @@ func TestWriteUDPScanInfo(t *testing.T) {
 	// A stored snapshot (no port lists) takes them from the ports shown.
 	stored := string(write(t, s, WriteOptions{}))
 	require.Contains(t, stored, `<scaninfo type="udp" protocol="udp" numservices="2" services="53,69">`)
+}
+
+// TestReadExtraPorts: nmap's extraports count per host and protocol, from
+// extrareasons' proto, TCP without one (nmap before 7.90), and listed
+// closed ports count as unlisted.
+func TestReadExtraPorts(t *testing.T) {
+	doc := `<?xml version="1.0"?><nmaprun scanner="nmap" start="1795586400">
+<host><status state="up"/><address addr="198.18.0.9" addrtype="ipv4"/><ports>
+<extraports state="closed" count="30"><extrareasons reason="port-unreach" count="28" proto="udp" ports="1-28"/><extrareasons reason="reset" count="2" proto="tcp"/></extraports>
+<extraports state="filtered" count="5"></extraports>
+<port protocol="udp" portid="53"><state state="closed" reason="port-unreach"/></port>
+<port protocol="udp" portid="161"><state state="open|filtered" reason="no-response"/></port>
+</ports></host><runstats><finished time="1795586401" exit="success"/></runstats></nmaprun>`
+	got, err := Read(strings.NewReader(doc), ReadOptions{Target: "x"})
+	require.NoError(t, err)
+	require.Len(t, got.Hosts, 1)
+	require.Equal(t, snapshot.Unlisted{UDPClosed: 29, TCPClosed: 2, TCPFiltered: 5}, got.Hosts[0].Unlisted)
+
+	bad := strings.Replace(doc, `count="2" proto="tcp"`, `count="3" proto="tcp"`, 1)
+	_, err = Read(strings.NewReader(bad), ReadOptions{Target: "x"})
+	require.ErrorContains(t, err, "extrareasons/count")
 }

@@ -102,6 +102,14 @@ type reader struct {
 	svcTable bool
 	cpe      *strings.Builder
 	done     bool // runstats/finished seen with success
+	// extra is the extraports element being read: its state, its count
+	// and how many of them its extrareasons gave a protocol.
+	extra *extraElem
+}
+
+type extraElem struct {
+	state        string
+	count, given uint64
 }
 
 func (r *reader) line() int {
@@ -306,8 +314,24 @@ func (r *reader) start(t xml.StartElement) error {
 		switch st {
 		case "closed":
 			r.snap.Quality.Closed += n
-		case "filtered":
+		case "filtered", "open|filtered":
 			r.snap.Quality.Filtered += n
+		}
+		r.extra = &extraElem{state: st, count: n}
+	case "extrareasons":
+		if r.host == nil || r.extra == nil {
+			return nil
+		}
+		proto, _ := attr(t, "proto")
+		c, _ := attr(t, "count")
+		n, err := strconv.ParseUint(c, 10, 32)
+		if err != nil || n > r.extra.count-r.extra.given {
+			return r.errf("extrareasons/count", c, "want a count of at most the extraports' %d", r.extra.count-r.extra.given)
+		}
+		if proto == "tcp" || proto == "udp" {
+			if r.host.Unlisted.Add(proto, r.extra.state, uint32(n)) {
+				r.extra.given += n
+			}
 		}
 	case "finished":
 		if n, ok, err := r.unix(t, "time"); err != nil {
@@ -323,6 +347,13 @@ func (r *reader) start(t xml.StartElement) error {
 
 func (r *reader) end(t xml.EndElement) error {
 	switch t.Name.Local {
+	case "extraports":
+		// Without a protocol (nmap before 7.90 wrote none) the ports are
+		// TCP's, the protocol of nmap's default scan.
+		if e := r.extra; e != nil && r.host != nil && e.count > e.given {
+			r.host.Unlisted.Add("tcp", e.state, uint32(e.count-e.given))
+		}
+		r.extra = nil
 	case "cpe":
 		if r.cpe != nil && r.svc != nil {
 			if c := textsafe.Clean(r.cpe.String(), fieldLimit); c != "" {
@@ -346,6 +377,7 @@ func (r *reader) end(t xml.EndElement) error {
 		r.svc = nil
 		if p.State == snapshot.StateClosed {
 			r.snap.Quality.Closed++
+			r.host.Unlisted.Add(p.Protocol, p.State, 1)
 			return nil
 		}
 		r.host.Ports = append(r.host.Ports, *p)

@@ -44,14 +44,12 @@ type WriteOptions struct {
 	Version string
 	// ScanType is nmap's scaninfo type: "syn" or "connect".
 	ScanType string
-	// Ports are the TCP ports scanned, in order; nil when unknown (a
-	// stored snapshot), in which case scaninfo lists the ports shown and
-	// no closed ports are summarised.
+	// Ports are the TCP ports scanned, in order, for scaninfo; nil when
+	// unknown (a stored snapshot), in which case scaninfo lists the ports
+	// shown. A host's extraports come from its snapshot.Unlisted.
 	Ports []uint16
 	// UDPPorts are the UDP ports scanned; nil when none were or they are
 	// unknown, in which case scaninfo lists the UDP ports shown, if any.
-	// UDP ports get no extraports: a snapshot counts its closed and
-	// open|filtered UDP ports for the whole scan, not per host.
 	UDPPorts []uint16
 	// Scripts adds the ssl-cert and exposure-detection script elements.
 	// Off by default: Debian's ndiff 7.93 crashes (a TypeError in
@@ -137,6 +135,7 @@ type (
 	xExtraReasons struct {
 		Reason string `xml:"reason,attr"`
 		Count  int    `xml:"count,attr"`
+		Proto  string `xml:"proto,attr,omitempty"`
 	}
 	xPort struct {
 		Protocol string    `xml:"protocol,attr"`
@@ -271,28 +270,43 @@ func buildHost(s *snapshot.Snapshot, h snapshot.Host, o WriteOptions) xHost {
 	if !anyOpen(h) {
 		xh.Status.Reason = "reset"
 	}
-	xp := &xPorts{}
-	listed := map[uint16]bool{}
+	xp := &xPorts{Extra: extraPorts(h.Unlisted)}
 	for _, p := range h.Ports {
-		if p.Protocol == "tcp" {
-			listed[p.Port] = true
-		}
 		xp.Ports = append(xp.Ports, buildPort(p, o))
-	}
-	// The ports scanned and not listed were closed (snapshot.Quality):
-	// nmap's extraports, so that ndiff and nmap.xsl count them.
-	closed := 0
-	for _, p := range o.Ports {
-		if !listed[p] {
-			closed++
-		}
-	}
-	if closed > 0 {
-		xp.Extra = []xExtraPorts{{State: snapshot.StateClosed, Count: closed,
-			Reasons: []xExtraReasons{{Reason: "reset", Count: closed}}}}
 	}
 	xh.Ports = xp
 	return xh
+}
+
+// extraPorts are nmap's extraports of a host's unlisted ports: one per
+// state, its extrareasons one per protocol, as nmap writes -sS -sU.
+func extraPorts(u snapshot.Unlisted) []xExtraPorts {
+	var out []xExtraPorts
+	for _, st := range []string{snapshot.StateClosed, snapshot.StateFiltered, snapshot.StateOpenFiltered} {
+		var e xExtraPorts
+		for _, proto := range []string{"tcp", "udp"} {
+			n := int(u.Count(proto, st))
+			if n == 0 {
+				continue
+			}
+			e.Count += n
+			e.Reasons = append(e.Reasons, xExtraReasons{Reason: portReason(proto, st), Count: n, Proto: proto})
+		}
+		if e.Count > 0 {
+			e.State = st
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// portReason is nmap's reason for a port of protocol proto in state.
+func portReason(proto, state string) string {
+	why := reasons
+	if proto == "udp" {
+		why = udpReasons
+	}
+	return cmp.Or(why[state], "no-response")
 }
 
 func anyOpen(h snapshot.Host) bool {
@@ -321,12 +335,8 @@ var udpReasons = map[string]string{
 }
 
 func buildPort(p snapshot.Port, o WriteOptions) xPort {
-	why := reasons
-	if p.Protocol == "udp" {
-		why = udpReasons
-	}
 	xp := xPort{Protocol: p.Protocol, PortID: p.Port,
-		State: xState{State: p.State, Reason: cmp.Or(why[p.State], "no-response"), ReasonTTL: "0"}}
+		State: xState{State: p.State, Reason: portReason(p.Protocol, p.State), ReasonTTL: "0"}}
 	svc := p.Service
 	if svc == nil || svc.Name == "" && svc.Product == "" {
 		name := ""

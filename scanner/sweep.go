@@ -56,8 +56,9 @@ type SweepOptions struct {
 
 // hostAcc accumulates one host's results.
 type hostAcc struct {
-	up    bool
-	ports []snapshot.Port
+	up       bool
+	ports    []snapshot.Port
+	unlisted snapshot.Unlisted
 }
 
 // Sweep resolves t, scans every (address, port) pair with e and builds the
@@ -109,13 +110,17 @@ func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*sna
 			h.up = true
 			h.ports = append(h.ports, snapshot.Port{Port: r.Port, Protocol: proto, State: snapshot.StateOpen})
 		case snapshot.StateClosed:
-			acc(r.Addr).up = true
+			h := acc(r.Addr)
+			h.up = true
+			h.unlisted.Add(proto, r.State, 1)
 			closed++
 		default:
 			filtered++
 			if small {
 				h := acc(r.Addr)
 				h.ports = append(h.ports, snapshot.Port{Port: r.Port, Protocol: proto, State: r.State})
+			} else if h := hosts[r.Addr]; h != nil {
+				h.unlisted.Add(proto, r.State, 1)
 			}
 		}
 		if o.Progress != nil && done%1024 == 0 {
@@ -143,9 +148,12 @@ func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*sna
 		if !h.up && !small {
 			continue
 		}
-		host := snapshot.Host{Address: a.String(), Hostname: addrs.Name(a), State: snapshot.HostDown, Ports: h.ports}
+		host := snapshot.Host{Address: a.String(), Hostname: addrs.Name(a), State: snapshot.HostDown, Ports: h.ports, Unlisted: h.unlisted}
 		if h.up {
 			host.State = snapshot.HostUp
+		}
+		if snap.Complete && !small {
+			silentUnlisted(&host, proto, o.Ports.Len())
 		}
 		if host.Ports == nil {
 			host.Ports = []snapshot.Port{}
@@ -173,6 +181,30 @@ func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*sna
 		return snap, fmt.Errorf("sweep %s: %w", o.Target, scanErr)
 	}
 	return snap, nil
+}
+
+// silentUnlisted counts, in a complete large sweep, the ports of host that
+// went silent before anything else of the host answered (the sweep keeps
+// nothing of an address until it is known to be up): every port scanned
+// is listed or counted, so the rest are the silent ones, filtered over TCP
+// and open|filtered over UDP.
+func silentUnlisted(host *snapshot.Host, proto string, scanned int) {
+	known := 0
+	for _, p := range host.Ports {
+		if p.Protocol == proto {
+			known++
+		}
+	}
+	for _, st := range snapshot.UnlistedStates(proto) {
+		known += int(host.Unlisted.Count(proto, st))
+	}
+	silent := snapshot.StateFiltered
+	if proto == spec.ProtoUDP {
+		silent = snapshot.StateOpenFiltered
+	}
+	if rest := scanned - known; rest > 0 {
+		host.Unlisted.Add(proto, silent, uint32(rest))
+	}
 }
 
 // boundResolver is a resolver whose queries go out only through b's

@@ -43,10 +43,12 @@ func (v verdictEngine) Scan(ctx context.Context, job Job, emit func(Result)) (St
 }
 
 func TestSweep(t *testing.T) {
-	// .1 has 22 and 443 open, the rest closed; .2 is silent (filtered).
+	// .1 has 22 and 443 open, the rest closed; .2 is silent (filtered);
+	// .3 is .1 with ports 1-10 silent.
 	verdict := func(a netip.Addr, p uint16) string {
 		switch {
-		case a == netip.MustParseAddr("198.18.0.2"):
+		case a == netip.MustParseAddr("198.18.0.2"),
+			a == netip.MustParseAddr("198.18.0.3") && p <= 10:
 			return snapshot.StateFiltered
 		case p == 22 || p == 443:
 			return snapshot.StateOpen
@@ -84,7 +86,7 @@ func TestSweep(t *testing.T) {
 				{Address: "198.18.0.1", Hostname: "gw.example.test", State: snapshot.HostUp, Ports: []snapshot.Port{
 					{Port: 22, Protocol: "tcp", State: snapshot.StateOpen},
 					{Port: 443, Protocol: "tcp", State: snapshot.StateOpen},
-				}},
+				}, Unlisted: snapshot.Unlisted{TCPClosed: 1}},
 				{Address: "198.18.0.2", State: snapshot.HostDown, Ports: []snapshot.Port{
 					{Port: 22, Protocol: "tcp", State: snapshot.StateFiltered},
 					{Port: 80, Protocol: "tcp", State: snapshot.StateFiltered},
@@ -93,7 +95,7 @@ func TestSweep(t *testing.T) {
 				{Address: "198.18.0.3", Hostname: "mail.example.test", State: snapshot.HostUp, Ports: []snapshot.Port{
 					{Port: 22, Protocol: "tcp", State: snapshot.StateOpen},
 					{Port: 443, Protocol: "tcp", State: snapshot.StateOpen},
-				}},
+				}, Unlisted: snapshot.Unlisted{TCPClosed: 1}},
 			},
 			closed: 2, filtered: 3, complete: true, probeSent: 9,
 		},
@@ -104,13 +106,15 @@ func TestSweep(t *testing.T) {
 				{Address: "198.18.0.1", Hostname: "gw.example.test", State: snapshot.HostUp, Ports: []snapshot.Port{
 					{Port: 22, Protocol: "tcp", State: snapshot.StateOpen},
 					{Port: 443, Protocol: "tcp", State: snapshot.StateOpen},
-				}},
+				}, Unlisted: snapshot.Unlisted{TCPClosed: 99}},
+				// Its silent ports, some before anything of it answered,
+				// are counted all the same.
 				{Address: "198.18.0.3", Hostname: "mail.example.test", State: snapshot.HostUp, Ports: []snapshot.Port{
 					{Port: 22, Protocol: "tcp", State: snapshot.StateOpen},
 					{Port: 443, Protocol: "tcp", State: snapshot.StateOpen},
-				}},
+				}, Unlisted: snapshot.Unlisted{TCPClosed: 89, TCPFiltered: 10}},
 			},
-			closed: 2 * 99, filtered: 101, complete: true, probeSent: 303,
+			closed: 99 + 89, filtered: 101 + 10, complete: true, probeSent: 303,
 		},
 	}
 	for _, tt := range tests {
@@ -119,7 +123,7 @@ func TestSweep(t *testing.T) {
 			require.NoError(t, err)
 			var progress []uint64
 			snap, err := Sweep(context.Background(), verdictEngine{verdict: verdict}, targets, SweepOptions{
-				Target: "dmz", Ports: ports, ReverseDNS: true, Lookup: lookup, ReverseLookup: rlookup,
+				Target: "dmz", Ports: ports, ReverseDNS: true, Lookup: lookup, ReverseLookup: rlookup, Sequential: true,
 				Progress: func(done, total uint64) { progress = append(progress, done) },
 			})
 			require.NoError(t, err)

@@ -58,6 +58,77 @@ type Host struct {
 	Hostname string `json:"hostname,omitempty"`
 	State    string `json:"state"`
 	Ports    []Port `json:"ports"`
+	// Unlisted counts the ports of the host that were scanned and are not
+	// in Ports, by protocol and state: nmap's extraports. A small sweep
+	// lists every port but the closed ones, a large one only the open
+	// ones (see scanner.SmallScanPairs).
+	Unlisted Unlisted `json:"unlisted,omitzero"`
+}
+
+// Unlisted is the count of a host's scanned ports not listed, per
+// protocol and state. It is a fixed set of counters rather than a map so
+// that a host of a large estate costs a few bytes for it.
+type Unlisted struct {
+	TCPClosed       uint32 `json:"tcp_closed,omitempty"`
+	TCPFiltered     uint32 `json:"tcp_filtered,omitempty"`
+	UDPClosed       uint32 `json:"udp_closed,omitempty"`
+	UDPFiltered     uint32 `json:"udp_filtered,omitempty"`
+	UDPOpenFiltered uint32 `json:"udp_open_filtered,omitempty"`
+}
+
+// counter is the field of u for (protocol, state), nil for a pair that
+// is always listed (open) or unknown.
+func (u *Unlisted) counter(proto, state string) *uint32 {
+	switch proto + "/" + state {
+	case "tcp/" + StateClosed:
+		return &u.TCPClosed
+	case "tcp/" + StateFiltered:
+		return &u.TCPFiltered
+	case "udp/" + StateClosed:
+		return &u.UDPClosed
+	case "udp/" + StateFiltered:
+		return &u.UDPFiltered
+	case "udp/" + StateOpenFiltered:
+		return &u.UDPOpenFiltered
+	}
+	return nil
+}
+
+// Add counts n more unlisted ports of protocol proto in state; it
+// reports false for a pair that is never unlisted.
+func (u *Unlisted) Add(proto, state string, n uint32) bool {
+	c := u.counter(proto, state)
+	if c == nil {
+		return false
+	}
+	*c += n
+	return true
+}
+
+// Count is the number of unlisted ports of protocol proto in state.
+func (u Unlisted) Count(proto, state string) uint32 {
+	if c := u.counter(proto, state); c != nil {
+		return *c
+	}
+	return 0
+}
+
+// Merge adds the counts of v to u.
+func (u *Unlisted) Merge(v Unlisted) {
+	u.TCPClosed += v.TCPClosed
+	u.TCPFiltered += v.TCPFiltered
+	u.UDPClosed += v.UDPClosed
+	u.UDPFiltered += v.UDPFiltered
+	u.UDPOpenFiltered += v.UDPOpenFiltered
+}
+
+// UnlistedStates are the states a port of protocol proto can be unlisted
+// in, in the order nmap prints extraports.
+func UnlistedStates(proto string) []string {
+	if proto == "udp" {
+		return []string{StateClosed, StateOpenFiltered, StateFiltered}
+	}
+	return []string{StateClosed, StateFiltered}
 }
 
 // Port is one (port, protocol) of a host.

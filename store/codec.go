@@ -195,6 +195,42 @@ func (r *run) current() json.RawMessage {
 	return r.Hist[len(r.Hist)-1].V
 }
 
+// hostValue is the value a host's run keeps when the host has unlisted
+// ports: its hostname and their counts. A host without them keeps its
+// hostname alone, as a JSON string (the format before counts were kept),
+// so the value changes only when what it says does.
+type hostValue struct {
+	Name     string            `json:"n,omitempty"`
+	Unlisted snapshot.Unlisted `json:"u"`
+}
+
+// encodeHostValue is the run value of h: nil, its hostname as a JSON
+// string, or a hostValue.
+func encodeHostValue(h snapshot.Host) json.RawMessage {
+	var v []byte
+	switch {
+	case h.Unlisted != (snapshot.Unlisted{}):
+		v, _ = json.Marshal(hostValue{Name: h.Hostname, Unlisted: h.Unlisted})
+	case h.Hostname != "":
+		v, _ = json.Marshal(h.Hostname)
+	}
+	return v
+}
+
+// decodeHostValue sets the hostname and unlisted counts of h from a run
+// value written by encodeHostValue.
+func decodeHostValue(v json.RawMessage, h *snapshot.Host) error {
+	if len(v) > 0 && v[0] == '{' {
+		var hv hostValue
+		if err := json.Unmarshal(v, &hv); err != nil {
+			return err
+		}
+		h.Hostname, h.Unlisted = hv.Name, hv.Unlisted
+		return nil
+	}
+	return json.Unmarshal(v, &h.Hostname)
+}
+
 func nanos(t time.Time) int64 { return t.UnixNano() }
 
 func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }

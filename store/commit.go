@@ -231,11 +231,7 @@ type observations struct {
 func observe(sn *snapshot.Snapshot) (*observations, error) {
 	o := &observations{hosts: map[string]observation{}, ports: map[string]observation{}}
 	for _, h := range sn.Hosts {
-		var name json.RawMessage
-		if h.Hostname != "" {
-			name, _ = json.Marshal(h.Hostname)
-		}
-		o.hosts[string(hostKey(sn.Target, h.Address))] = observation{h.State, name}
+		o.hosts[string(hostKey(sn.Target, h.Address))] = observation{h.State, encodeHostValue(h)}
 		for _, p := range h.Ports {
 			var svc json.RawMessage
 			if p.Service != nil {

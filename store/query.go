@@ -195,7 +195,7 @@ func load(tx *bolt.Tx, target string, started int64, rec scanRecord) (*snapshot.
 			}
 			h := snapshot.Host{Address: string(k[len(p):]), State: rs[i].State, Ports: []snapshot.Port{}}
 			if v := rs[i].valueAt(started); v != nil {
-				if err := json.Unmarshal(v, &h.Hostname); err != nil {
+				if err := decodeHostValue(v, &h); err != nil {
 					return nil, fmt.Errorf("decode hostname of %q: %w", k, err)
 				}
 			}

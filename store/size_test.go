@@ -20,7 +20,8 @@ func bigTarget(at time.Time) *snapshot.Snapshot {
 		Complete: true, Quality: snapshot.Quality{ProbesSent: 250_000, Replies: 250_000, Retransmits: 17, Closed: 249_000}}
 	for h := range 250 {
 		addr := netip.AddrFrom4([4]byte{198, 18, byte(h / 200), byte(h%200 + 1)}).String()
-		host := snapshot.Host{Address: addr, Hostname: fmt.Sprintf("host%d.example.test", h), State: snapshot.HostUp}
+		host := snapshot.Host{Address: addr, Hostname: fmt.Sprintf("host%d.example.test", h), State: snapshot.HostUp,
+			Unlisted: snapshot.Unlisted{TCPClosed: 996}}
 		for i, p := range []uint16{22, 80, 443, uint16(8000 + h)} {
 			host.Ports = append(host.Ports, snapshot.Port{Port: p, Protocol: "tcp", State: snapshot.StateOpen,
 				Service: &snapshot.Service{Name: []string{"ssh", "http", "https", "http-alt"}[i], Product: "Product",

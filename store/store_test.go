@@ -79,6 +79,10 @@ func TestRoundTripAndAt(t *testing.T) {
 	}
 	steps[1].Hosts[0].Hostname = "mail.example.test"
 	steps[2].Hosts[0].Hostname = "mail.example.test"
+	// Unlisted counts with and without a hostname, changing and going.
+	steps[0].Hosts[1].Unlisted = snapshot.Unlisted{TCPClosed: 998}
+	steps[1].Hosts[0].Unlisted = snapshot.Unlisted{TCPClosed: 998}
+	steps[2].Hosts[0].Unlisted = snapshot.Unlisted{TCPClosed: 996, UDPOpenFiltered: 3}
 	other := scan("lab", 5, map[string][]string{"127.0.0.1": {"9917"}})
 	for i, sn := range steps {
 		commit(t, s, sn)

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/exposure-monitor/exposure/diff"
+	"github.com/exposure-monitor/exposure/scanner/spec"
 	"github.com/exposure-monitor/exposure/snapshot"
 	"github.com/exposure-monitor/exposure/store"
 )
@@ -45,7 +46,7 @@ func fillStore(t *testing.T) (path string, scans []*snapshot.Snapshot) {
 		mk("dmz", now.Add(-30*time.Minute), true, ssh("9.6p1"), port(4444), port(23)),
 		mk("dmz", now.Add(-10*time.Minute), false, ssh("9.6p1")),
 	}
-	commitScans(t, s, diff.Policy{NeverOpen: []uint16{23}}, scans...)
+	commitScans(t, s, diff.Policy{NeverOpen: []spec.ProtoPort{spec.TCP(23)}}, scans...)
 	lab := mk("lab", now.Add(-5*time.Minute), true, port(9917))
 	require.NoError(t, s.Commit(t.Context(), store.Commit{Snapshot: lab, Changes: []snapshot.Change{
 		{Kind: snapshot.ForbiddenOpen, Address: "198.18.0.2", Port: 9917, Protocol: "tcp", Detail: "evil\x1b[31m banner\n"},

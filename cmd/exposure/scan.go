@@ -103,20 +103,8 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 		limiter = rate.NewLimiter(rate.Limit(f.rate), max(1, f.rate/100))
 	}
 	bar := newProgressBar(e.stderr)
-	sweep := func(engine scanner.Engine, ports spec.Ports, proto string) (*snapshot.Snapshot, error) {
-		return scanner.Sweep(ctx, engine, targets, scanner.SweepOptions{
-			Target:     strings.Join(f.targets, " "),
-			Ports:      ports,
-			Protocol:   proto,
-			Retries:    f.retries,
-			Sequential: f.sequential,
-			ReverseDNS: !f.noDNS,
-			Bind:       bind,
-			Progress:   bar.update,
-		})
-	}
-	var snap *snapshot.Snapshot
-	engineName := "udp"
+	var engines scanner.Engines
+	engineName := scanner.KindUDP
 	if ports.Len() > 0 {
 		engine, eerr := scanner.NewEngine(f.engine, scanner.EngineOptions{Limiter: limiter, Logger: e.logger, Bind: bind})
 		if errors.Is(eerr, scanner.ErrRawPermission) {
@@ -125,16 +113,9 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 		if eerr != nil {
 			return fmt.Errorf("scan engine: %w", eerr)
 		}
-		engineName = engine.Name()
-		snap, err = sweep(engine, ports, spec.ProtoTCP)
-		if snap == nil {
-			return fmt.Errorf("scan: %w", err)
-		}
-		if err != nil {
-			e.logger.Error("scan failed part way; the result is incomplete", "err", err)
-		}
+		engines.TCP, engineName = engine, engine.Name()
 	}
-	if pspec.UDP.Len() > 0 && ctx.Err() == nil {
+	if pspec.UDP.Len() > 0 {
 		if f.engine == scanner.KindConnect {
 			return usagef("bad port spec (-p): UDP ports (%s) need raw sockets; --engine connect scans TCP only", pspec.UDP)
 		}
@@ -142,15 +123,21 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 		if uerr != nil {
 			return fmt.Errorf("scan engine: %w", uerr)
 		}
-		usnap, uerr := sweep(u, pspec.UDP, spec.ProtoUDP)
-		if usnap == nil {
-			return fmt.Errorf("scan: %w", uerr)
-		}
-		if uerr != nil {
-			e.logger.Error("udp scan failed part way; the result is incomplete", "err", uerr)
-			err = uerr
-		}
-		snap = scanner.Merge(snap, usnap)
+		engines.UDP = u
+	}
+	snap, err := scanner.SweepSpec(ctx, engines, targets, pspec, scanner.SweepOptions{
+		Target:     strings.Join(f.targets, " "),
+		Retries:    f.retries,
+		Sequential: f.sequential,
+		ReverseDNS: !f.noDNS,
+		Bind:       bind,
+		Progress:   bar.update,
+	})
+	if snap == nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	if err != nil {
+		e.logger.Error("scan failed part way; the result is incomplete", "err", err)
 	}
 	bar.finish()
 	if detector != nil && ctx.Err() == nil {
@@ -182,7 +169,7 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 			return fmt.Errorf("write snapshot: %w", werr)
 		}
 	default:
-		if werr := writeScanText(e.stdout, snap, pspec.Len(), f.sV); werr != nil {
+		if werr := writeScanText(e.stdout, snap, pspec, f.sV); werr != nil {
 			return fmt.Errorf("write report: %w", werr)
 		}
 	}
@@ -195,8 +182,10 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 	return nil
 }
 
-// writeScanText prints an nmap-like report.
-func writeScanText(w io.Writer, s *snapshot.Snapshot, nports int, versions bool) error {
+// writeScanText prints an nmap-like report. ports is the spec scanned
+// (the zero spec for a stored snapshot, whose spec is not known): each
+// host's line "Not shown" counts the ports of each protocol it lists not.
+func writeScanText(w io.Writer, s *snapshot.Snapshot, ports spec.PortSpec, versions bool) error {
 	ew := &errWriter{w: w}
 	for _, h := range s.Hosts {
 		name := h.Address
@@ -209,8 +198,8 @@ func writeScanText(w io.Writer, s *snapshot.Snapshot, nports int, versions bool)
 		} else {
 			fmt.Fprintf(ew, "Host is up.\n")
 		}
-		if n := nports - len(h.Ports); n > 0 && h.State == snapshot.HostUp {
-			fmt.Fprintf(ew, "Not shown: %s\n", counted(n, "closed tcp port", "closed tcp ports"))
+		if ns := notShown(h, ports); ns != "" && h.State == snapshot.HostUp {
+			fmt.Fprintf(ew, "Not shown: %s\n", ns)
 		}
 		if len(h.Ports) > 0 {
 			tw := tabwriter.NewWriter(ew, 0, 0, 1, ' ', 0)
@@ -249,6 +238,32 @@ func writeScanText(w io.Writer, s *snapshot.Snapshot, nports int, versions bool)
 		counted(s.Quality.ProbesSent, "probe", "probes"), counted(s.Quality.Retransmits, "retransmit", "retransmits"),
 		counted(s.Quality.Replies, "reply", "replies"), s.FinishedAt.Sub(s.StartedAt).Seconds(), state)
 	return ew.err
+}
+
+// notShown says how many ports of each protocol scanned h's report leaves
+// out, nmap style: "997 closed tcp ports, 5 closed udp ports". Unlisted
+// TCP ports are closed (or, in large scans, filtered). Unlisted UDP ports
+// are closed when the host lists its silent ones (a small scan lists
+// open|filtered ports); otherwise they may be either.
+func notShown(h snapshot.Host, ports spec.PortSpec) string {
+	listed := map[string]int{}
+	silentUDP := false
+	for _, p := range h.Ports {
+		listed[p.Protocol]++
+		silentUDP = silentUDP || p.Protocol == spec.ProtoUDP && p.State != snapshot.StateOpen
+	}
+	var parts []string
+	if n := ports.TCP.Len() - listed[spec.ProtoTCP]; n > 0 {
+		parts = append(parts, counted(n, "closed tcp port", "closed tcp ports"))
+	}
+	if n := ports.UDP.Len() - listed[spec.ProtoUDP]; n > 0 {
+		if silentUDP {
+			parts = append(parts, counted(n, "closed udp port", "closed udp ports"))
+		} else {
+			parts = append(parts, counted(n, "closed or open|filtered udp port", "closed or open|filtered udp ports"))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func nonEmpty(s ...string) []string {

@@ -114,6 +114,21 @@ func TestLabNmapXML(t *testing.T) {
 	for k, v := range services(&imported) {
 		require.Equal(t, v, want[k], "service on %s: nmap's, then ours", k)
 	}
+	// nmap's extraports are the host's unlisted ports, and the stored
+	// snapshot writes them back: ndiff sees no "Not shown" line differ.
+	require.Len(t, imported.Hosts, 1)
+	require.Equal(t, ours.Hosts[0].Unlisted, imported.Hosts[0].Unlisted, "unlisted ports: ours, then nmap's")
+	code, shown, errs := runCLI(t, "show", "--storage.path", db, "--target", "lab", "--format", "xml")
+	require.Equal(t, 0, code, errs)
+	validateXML(t, []byte(shown))
+	shownXML := filepath.Join(dir, "shown.xml")
+	require.NoError(t, os.WriteFile(shownXML, []byte(shown), 0o600))
+	nd, _ = exec.Command("ndiff", nmapXML, shownXML).CombinedOutput()
+	for _, line := range strings.Split(string(nd), "\n") {
+		if strings.HasPrefix(line, "-Not shown") || strings.HasPrefix(line, "+Not shown") {
+			t.Errorf("ndiff nmap.xml shown.xml: closed ports differ: %s", line)
+		}
+	}
 }
 
 // services is name, product and version per address:port.

@@ -14,7 +14,7 @@ import (
 var reasons = []string{
 	reasonEmptyPorts, reasonEmptyElement, reasonNotPort, reasonPortRange, reasonEndBefore, reasonTop,
 	reasonEmptyTarget, reasonBadAddr, reasonBadPrefix, reasonBadRange, reasonMixedFamily, reasonZone,
-	reasonBadHostname, reasonEmptyTargets,
+	reasonBadHostname, reasonEmptyTargets, reasonUDPTop, reasonProtoPort,
 }
 
 func checkSpecError(t *testing.T, err error) {
@@ -148,6 +148,30 @@ func FuzzOrder(f *testing.F) {
 		}
 		if len(seen) != want {
 			t.Fatalf("%d pairs, want %d", len(seen), want)
+		}
+	})
+}
+
+func FuzzParseProtoPort(f *testing.F) {
+	for _, s := range []string{"22", "T:22", "U:161", "u:53", "161/udp", "22/TCP", "U:", "X:1", "U:70000", "0", "1/sctp", " U: 9 "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParseProtoPort(s)
+		if err != nil {
+			checkSpecError(t, err)
+			return
+		}
+		if p.Port == 0 || (p.Proto != ProtoTCP && p.Proto != ProtoUDP) {
+			t.Fatalf("ParseProtoPort(%q) = %+v", s, p)
+		}
+		q, err := ParseProtoPort(p.String())
+		if err != nil || q != p {
+			t.Fatalf("round trip %q -> %q -> %+v, %v", s, p.String(), q, err)
+		}
+		var j ProtoPort
+		if err := j.UnmarshalJSON([]byte(`"` + p.String() + `"`)); err != nil || j != p {
+			t.Fatalf("UnmarshalJSON of %q: %+v, %v", p.String(), j, err)
 		}
 	})
 }

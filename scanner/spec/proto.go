@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"bytes"
+	"cmp"
 	"errors"
 	"strconv"
 	"strings"
@@ -117,3 +119,109 @@ func (p PortSpec) String() string {
 	}
 	return t + ",U:" + u
 }
+
+// ProtoPort is one port of one protocol: an entry of a policy list such as
+// expect.never_open.
+type ProtoPort struct {
+	// Proto is ProtoTCP or ProtoUDP.
+	Proto string
+	Port  uint16
+}
+
+// TCP makes a TCP ProtoPort.
+func TCP(port uint16) ProtoPort { return ProtoPort{ProtoTCP, port} }
+
+// UDP makes a UDP ProtoPort.
+func UDP(port uint16) ProtoPort { return ProtoPort{ProtoUDP, port} }
+
+// reasonProtoPort is the error reason of a bad protocol-qualified port.
+const reasonProtoPort = "not a port (examples: 22, T:22, U:161, 161/udp)"
+
+// ParseProtoPort parses one port with its protocol as the port spec writes
+// it: "22" and "T:22" are TCP, "U:161" is UDP; nmap's report form
+// "161/udp" and "22/tcp" is accepted too. Errors are *Error.
+func ParseProtoPort(s string) (ProtoPort, error) {
+	elem := strings.TrimSpace(s)
+	proto := ProtoTCP
+	switch {
+	case len(elem) >= 2 && elem[1] == ':' && (elem[0] == 'T' || elem[0] == 't'):
+		elem = elem[2:]
+	case len(elem) >= 2 && elem[1] == ':' && (elem[0] == 'U' || elem[0] == 'u'):
+		proto, elem = ProtoUDP, elem[2:]
+	default:
+		if num, p, ok := strings.Cut(elem, "/"); ok {
+			switch strings.ToLower(strings.TrimSpace(p)) {
+			case ProtoTCP:
+			case ProtoUDP:
+				proto = ProtoUDP
+			default:
+				return ProtoPort{}, errorf(s, reasonProtoPort)
+			}
+			elem = num
+		}
+	}
+	elem = strings.TrimSpace(elem)
+	if !isDigits(elem) {
+		return ProtoPort{}, errorf(s, reasonProtoPort)
+	}
+	p, err := parsePort(s, elem)
+	if err != nil {
+		return ProtoPort{}, err
+	}
+	return ProtoPort{proto, p}, nil
+}
+
+// String is the port as the port spec writes it: "22" for TCP, "U:161"
+// for UDP; ParseProtoPort reads it back.
+func (p ProtoPort) String() string {
+	n := strconv.Itoa(int(p.Port))
+	if p.Proto == ProtoUDP {
+		return "U:" + n
+	}
+	return n
+}
+
+// Label is the port as nmap reports it: "22/tcp", "161/udp".
+func (p ProtoPort) Label() string {
+	return strconv.Itoa(int(p.Port)) + "/" + cmp.Or(p.Proto, ProtoTCP)
+}
+
+// MarshalYAML writes a TCP port as a bare number and a UDP one as
+// "U:161", the forms the configuration reads.
+func (p ProtoPort) MarshalYAML() (any, error) {
+	if p.Proto == ProtoUDP {
+		return p.String(), nil
+	}
+	return p.Port, nil
+}
+
+// UnmarshalText reads what ParseProtoPort reads, so a plain YAML or JSON
+// decoder fills a ProtoPort too.
+func (p *ProtoPort) UnmarshalText(b []byte) error {
+	v, err := ParseProtoPort(string(b))
+	if err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}
+
+// UnmarshalJSON reads a port number (22, TCP) or a string ParseProtoPort
+// reads ("U:161").
+func (p *ProtoPort) UnmarshalJSON(b []byte) error {
+	return p.UnmarshalText(bytes.Trim(b, `"`))
+}
+
+// Compare orders ports by number, then protocol (tcp before udp).
+func (p ProtoPort) Compare(q ProtoPort) int {
+	if p.Port != q.Port {
+		if p.Port < q.Port {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(cmp.Or(p.Proto, ProtoTCP), cmp.Or(q.Proto, ProtoTCP))
+}
+
+// Contains reports whether the spec scans port p.
+func (p PortSpec) Contains(pp ProtoPort) bool { return p.Of(pp.Proto).Contains(pp.Port) }

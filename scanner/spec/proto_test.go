@@ -64,3 +64,58 @@ func TestTopUDPPorts(t *testing.T) {
 		t.Errorf("TopUDPPorts starts %v (len %d), want 631, 161, ... (1000)", top[:2], len(top))
 	}
 }
+
+func TestParseProtoPort(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want ProtoPort
+		str  string
+	}{
+		{"22", TCP(22), "22"},
+		{" T:22 ", TCP(22), "22"},
+		{"t:80", TCP(80), "80"},
+		{"U:161", UDP(161), "U:161"},
+		{"u: 53", UDP(53), "U:53"},
+		{"161/udp", UDP(161), "U:161"},
+		{"22/TCP", TCP(22), "22"},
+	} {
+		got, err := ParseProtoPort(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseProtoPort(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+			continue
+		}
+		if got.String() != tc.str {
+			t.Errorf("ParseProtoPort(%q).String() = %q, want %q", tc.in, got.String(), tc.str)
+		}
+		if back, err := ParseProtoPort(got.String()); err != nil || back != got {
+			t.Errorf("ParseProtoPort(%q) does not read back: %v, %v", got.String(), back, err)
+		}
+	}
+	for _, tc := range []struct{ in, reason string }{
+		{"", reasonProtoPort},
+		{"U:", reasonProtoPort},
+		{"X:22", reasonProtoPort},
+		{"22/sctp", reasonProtoPort},
+		{"U:1-3", reasonProtoPort},
+		{"U:70000", reasonPortRange},
+		{"0", reasonPortRange},
+	} {
+		_, err := ParseProtoPort(tc.in)
+		var e *Error
+		if !errors.As(err, &e) || e.Value != tc.in || e.Reason != tc.reason {
+			t.Errorf("ParseProtoPort(%q) error = %v, want value %q reason %q", tc.in, err, tc.in, tc.reason)
+		}
+	}
+}
+
+func TestPortSpecContains(t *testing.T) {
+	ps, err := ParsePortSpec("22,U:53,161")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pp, want := range map[ProtoPort]bool{TCP(22): true, UDP(53): true, UDP(161): true, TCP(53): false, UDP(22): false} {
+		if got := ps.Contains(pp); got != want {
+			t.Errorf("Contains(%s) = %v, want %v", pp.Label(), got, want)
+		}
+	}
+}
