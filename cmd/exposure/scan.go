@@ -1,12 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"strconv"
 	"strings"
@@ -103,8 +104,8 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 		limiter = rate.NewLimiter(rate.Limit(f.rate), max(1, f.rate/100))
 	}
 	bar := newProgressBar(e.stderr)
-	sweep := func(engine scanner.Engine, ports spec.Ports, proto string) (*snapshot.Snapshot, error) {
-		return scanner.Sweep(ctx, engine, targets, scanner.SweepOptions{
+	sweepResults := func(engine scanner.Engine, ports spec.Ports, proto string) (*scanner.Results, error) {
+		return scanner.SweepResults(ctx, engine, targets, scanner.SweepOptions{
 			Target:     strings.Join(f.targets, " "),
 			Ports:      ports,
 			Protocol:   proto,
@@ -115,6 +116,19 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 			Progress:   bar.update,
 		})
 	}
+	sweep := func(engine scanner.Engine, ports spec.Ports, proto string) (*snapshot.Snapshot, error) {
+		r, err := sweepResults(engine, ports, proto)
+		if r == nil {
+			return nil, err
+		}
+		return r.Snapshot(), err
+	}
+	// A TCP scan that is only printed keeps its results compact and
+	// streams them out (scanner.Results, snapshot.WriteJSON): a /16 never
+	// exists as a whole snapshot or document. -sV, UDP and nmap XML work on
+	// a snapshot.
+	var compact *scanner.Results
+	streamed := pspec.UDP.Len() == 0 && !f.sV && f.xmlFile == "" && f.format != "xml"
 	var snap *snapshot.Snapshot
 	engineName := "udp"
 	if ports.Len() > 0 {
@@ -126,7 +140,14 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 			return fmt.Errorf("scan engine: %w", eerr)
 		}
 		engineName = engine.Name()
-		snap, err = sweep(engine, ports, spec.ProtoTCP)
+		if streamed {
+			compact, err = sweepResults(engine, ports, spec.ProtoTCP)
+			if compact != nil {
+				snap = compact.Header()
+			}
+		} else {
+			snap, err = sweep(engine, ports, spec.ProtoTCP)
+		}
 		if snap == nil {
 			return fmt.Errorf("scan: %w", err)
 		}
@@ -170,19 +191,21 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 			return werr
 		}
 	}
+	hosts := snapshotHosts(snap)
+	if compact != nil {
+		hosts = scanHosts{all: compact.Hosts(), up: compact.HostsUp(), open: compact.OpenPorts()}
+	}
 	switch f.format {
 	case "xml":
 		if werr := writeXML(e.stdout, snap, xo); werr != nil {
 			return werr
 		}
 	case "json":
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if werr := enc.Encode(snap); werr != nil {
-			return fmt.Errorf("write snapshot: %w", werr)
+		if werr := snapshot.WriteJSON(e.stdout, snap, hosts.all, "  "); werr != nil {
+			return werr
 		}
 	default:
-		if werr := writeScanText(e.stdout, snap, pspec.Len(), f.sV); werr != nil {
+		if werr := writeScanText(e.stdout, snap, hosts, pspec.Len(), f.sV); werr != nil {
 			return fmt.Errorf("write report: %w", werr)
 		}
 	}
@@ -195,10 +218,23 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 	return nil
 }
 
-// writeScanText prints an nmap-like report.
-func writeScanText(w io.Writer, s *snapshot.Snapshot, nports int, versions bool) error {
-	ew := &errWriter{w: w}
-	for _, h := range s.Hosts {
+// scanHosts are the hosts of a scan to print, from a snapshot or streamed
+// from compact results, with their counts.
+type scanHosts struct {
+	all      iter.Seq[*snapshot.Host]
+	up, open int
+}
+
+func snapshotHosts(s *snapshot.Snapshot) scanHosts {
+	return scanHosts{all: s.All(), up: s.HostsUp(), open: s.OpenPorts()}
+}
+
+// writeScanText prints an nmap-like report of s (whose own Hosts are not
+// used) and hosts.
+func writeScanText(w io.Writer, s *snapshot.Snapshot, hosts scanHosts, nports int, versions bool) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	ew := &errWriter{w: bw}
+	for h := range hosts.all {
 		name := h.Address
 		if h.Hostname != "" {
 			name = fmt.Sprintf("%s (%s)", h.Hostname, h.Address)
@@ -245,10 +281,13 @@ func writeScanText(w io.Writer, s *snapshot.Snapshot, nports int, versions bool)
 		state = " (INCOMPLETE: the scan was cut short)"
 	}
 	fmt.Fprintf(ew, "Exposure done: %s up, %s; %s, %s, %s in %.2f seconds%s\n",
-		counted(s.HostsUp(), "host", "hosts"), counted(s.OpenPorts(), "open port", "open ports"),
+		counted(hosts.up, "host", "hosts"), counted(hosts.open, "open port", "open ports"),
 		counted(s.Quality.ProbesSent, "probe", "probes"), counted(s.Quality.Retransmits, "retransmit", "retransmits"),
 		counted(s.Quality.Replies, "reply", "replies"), s.FinishedAt.Sub(s.StartedAt).Seconds(), state)
-	return ew.err
+	if ew.err != nil {
+		return ew.err
+	}
+	return bw.Flush()
 }
 
 func nonEmpty(s ...string) []string {

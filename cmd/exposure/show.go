@@ -52,7 +52,7 @@ func showCommand(app *kingpin.Application) (string, runFunc) {
 			return enc.Encode(sn)
 		}
 		fmt.Fprintf(e.stdout, "Target %s as of scan %s (%s)\n\n", sn.Target, sn.ID, sn.StartedAt.UTC().Format(time.RFC3339))
-		return writeScanText(e.stdout, sn, 0, true)
+		return writeScanText(e.stdout, sn, snapshotHosts(sn), 0, true)
 	}
 }
 

@@ -42,7 +42,7 @@ func TestScanTextPlurals(t *testing.T) {
 	} {
 		var out bytes.Buffer
 		sn := &snapshot.Snapshot{Complete: true, StartedAt: t0, FinishedAt: t0.Add(time.Second), Quality: tc.q, Hosts: tc.hosts}
-		require.NoError(t, writeScanText(&out, sn, tc.nports, false))
+		require.NoError(t, writeScanText(&out, sn, snapshotHosts(sn), tc.nports, false))
 		for _, w := range tc.want {
 			require.Contains(t, out.String(), w)
 		}
