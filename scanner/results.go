@@ -275,3 +275,36 @@ func (s *indexSet) union(o *indexSet, fn func(uint64) bool) bool {
 	}
 	return true
 }
+
+// hostSet is a set of addresses that keeps IPv4 ones as 4-byte keys (a
+// netip.Addr key is 24 bytes): the SYN engine's hosts that answered, which
+// in a sweep of a /16 is every one of 65,536.
+type hostSet struct {
+	v4 map[uint32]struct{}
+	v6 map[netip.Addr]struct{}
+}
+
+func newHostSet() *hostSet {
+	return &hostSet{v4: map[uint32]struct{}{}, v6: map[netip.Addr]struct{}{}}
+}
+
+func (s *hostSet) add(a netip.Addr) {
+	if a.Is4() {
+		b := a.As4()
+		s.v4[uint32(b[0])<<24|uint32(b[1])<<16|uint32(b[2])<<8|uint32(b[3])] = struct{}{}
+		return
+	}
+	s.v6[a] = struct{}{}
+}
+
+func (s *hostSet) has(a netip.Addr) bool {
+	if a.Is4() {
+		b := a.As4()
+		_, ok := s.v4[uint32(b[0])<<24|uint32(b[1])<<16|uint32(b[2])<<8|uint32(b[3])]
+		return ok
+	}
+	_, ok := s.v6[a]
+	return ok
+}
+
+func (s *hostSet) len() int { return len(s.v4) + len(s.v6) }

@@ -22,6 +22,13 @@ func TestWriteJSONMatchesEncoder(t *testing.T) {
 				{Port: 80, Protocol: "tcp", State: StateOpen, Service: &Service{Name: "http", Cert: &Cert{Subject: "CN=x", NotAfter: at}}},
 			}},
 			{Address: "198.18.0.3", State: HostUp, Ports: []Port{}},
+			{Address: "198.18.0.4", Hostname: "<odd> \"name\"\u2028", State: HostUp, Ports: nil},
+			{Address: "198.18.0.6", Hostname: "a<b&c>", State: HostUp, Ports: []Port{}},
+			{Address: "198.18.0.5", State: HostUp, Ports: []Port{
+				{Port: 1, Protocol: "tcp", State: StateOpen},
+				{Port: 65535, Protocol: "udp", State: StateOpenFiltered},
+				{Port: 443, Protocol: "tcp", State: StateOpen, Service: &Service{Name: "https", Tunnel: "ssl"}},
+			}},
 			{Address: "2001:2::1", State: HostDown, Ports: []Port{{Port: 443, Protocol: "tcp", State: StateFiltered}}},
 		},
 	}
