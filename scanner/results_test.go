@@ -169,3 +169,39 @@ func BenchmarkSweepMemory(b *testing.B) {
 		})
 	}
 }
+
+// TestResultsPackedAndWide: the 8-byte packed records and the 16-byte ones
+// of address sets beyond 2^40 addresses give the same hosts.
+func TestResultsPackedAndWide(t *testing.T) {
+	results := []Result{
+		{Addr: netip.MustParseAddr("2001:2::ffff:1"), Port: 443, State: snapshot.StateOpen},
+		{Addr: netip.MustParseAddr("198.18.0.1"), Port: 65535, State: snapshot.StateOpen},
+		{Addr: netip.MustParseAddr("2001:2::2"), Port: 22, State: snapshot.StateClosed},
+		{Addr: netip.MustParseAddr("198.18.0.1"), Port: 1, State: snapshot.StateOpen},
+		{Addr: netip.MustParseAddr("2001:2::ffff:1"), Port: 80, State: snapshot.StateOpen},
+	}
+	want := []snapshot.Host{
+		{Address: "198.18.0.1", State: snapshot.HostUp, Ports: []snapshot.Port{
+			{Port: 1, Protocol: "tcp", State: snapshot.StateOpen}, {Port: 65535, Protocol: "tcp", State: snapshot.StateOpen}}},
+		{Address: "2001:2::2", State: snapshot.HostUp, Ports: []snapshot.Port{}},
+		{Address: "2001:2::ffff:1", State: snapshot.HostUp, Ports: []snapshot.Port{
+			{Port: 80, Protocol: "tcp", State: snapshot.StateOpen}, {Port: 443, Protocol: "tcp", State: snapshot.StateOpen}}},
+	}
+	for _, tt := range []struct {
+		v6   string
+		wide bool
+	}{{"2001:2::/96", false}, {"2001:2::/80", true}} {
+		ts, err := spec.ParseTargets([]string{tt.v6, "198.18.0.1"}, nil)
+		require.NoError(t, err)
+		set, err := ts.Resolve(context.Background(), nil)
+		require.NoError(t, err)
+		r := newResults(set, "tcp", false)
+		require.Equal(t, tt.wide, r.ports.wide, tt.v6)
+		for _, res := range results {
+			r.add(res)
+		}
+		r.finish()
+		require.Equal(t, want, r.Snapshot().Hosts, tt.v6)
+		require.Equal(t, 4, r.OpenPorts())
+	}
+}
