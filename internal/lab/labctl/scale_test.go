@@ -23,10 +23,11 @@ import (
 func TestLabctlScale(t *testing.T) {
 	lab.Require(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	truth := filepath.Join(t.TempDir(), "truth")
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
+	// A failing check still waits for the teardown.
+	t.Cleanup(func() { cancel(); <-done })
 	go func() {
 		done <- runScale(ctx, scaleOptions{bits: 23, truth: truth}, pw, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		pw.Close()
@@ -58,6 +59,7 @@ func TestLabctlScale(t *testing.T) {
 	}
 	cancel()
 	require.NoError(t, <-done)
+	done <- nil // for the cleanup
 	_, err = os.Stat(truth)
 	require.ErrorIs(t, err, os.ErrNotExist, "the truth goes with the lab")
 }
