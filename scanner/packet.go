@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 )
 
 // synWindow is the TCP window advertised in probes (nmap uses 1024 too).
@@ -18,25 +15,26 @@ const synWindow = 1024
 var mssOption = []byte{0x05, 0xb4} // 1460
 
 // packetBuilder serialises SYN probes. It is not safe for concurrent use: the
-// engine loop owns one.
-type packetBuilder struct {
-	buf gopacket.SerializeBuffer
-	tcp layers.TCP
-	ip4 layers.IPv4
-	opt [1]layers.TCPOption
-	// Address storage of ip4, so that building allocates nothing.
-	src4, dst4 [4]byte
-}
+// engine loop owns one. The headers are written by hand (the tests decode
+// them with gopacket/layers): importing gopacket/layers into the binary
+// costs 7 MB of tables its init fills (65,536-entry metadata arrays for
+// EtherTypes and PPP types), a third of a scan's memory.
+type packetBuilder struct{}
 
-func newPacketBuilder() *packetBuilder {
-	return &packetBuilder{buf: gopacket.NewSerializeBufferExpectedSize(ipv4HeaderLen, 24)}
-}
+func newPacketBuilder() *packetBuilder { return &packetBuilder{} }
 
 // Header fields of an IPv4 probe, as the kernel would fill them for a raw
 // TCP socket.
 const (
 	ipv4HeaderLen = 20
 	probeTTL      = 64
+	synLen        = 24 // TCP header with the MSS option
+	protoTCP      = 6
+	protoUDP      = 17
+	protoICMPv4   = 1
+	// ICMP destination unreachable, IPv4 and IPv6.
+	icmp4Unreach = 3
+	icmp6Unreach = 1
 )
 
 // syn4 appends an IPv4 packet carrying a SYN segment from src:sport to
@@ -48,65 +46,46 @@ func (b *packetBuilder) syn4(out []byte, src, dst netip.Addr, sport, dport uint1
 	if !src.Is4() || !dst.Is4() {
 		return out, fmt.Errorf("build syn: %v -> %v: not IPv4", src, dst)
 	}
-	b.src4, b.dst4 = src.As4(), dst.As4()
-	b.ip4 = layers.IPv4{
-		Version:  4,
-		IHL:      ipv4HeaderLen / 4,
-		TTL:      probeTTL,
-		Flags:    layers.IPv4DontFragment,
-		Protocol: layers.IPProtocolTCP,
-		SrcIP:    b.src4[:],
-		DstIP:    b.dst4[:],
-	}
-	if err := b.serializeTCP(sport, dport, seq); err != nil {
-		return out, err
-	}
-	// Prepended to the segment; FixLengths sets the total length.
-	if err := b.ip4.SerializeTo(b.buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}); err != nil {
-		return out, fmt.Errorf("build syn: %w", err)
-	}
 	start := len(out)
-	out = append(out, b.buf.Bytes()...)
-	seg := out[start+ipv4HeaderLen:]
-	binary.BigEndian.PutUint16(seg[16:18], 0)
-	binary.BigEndian.PutUint16(seg[16:18], tcpChecksum(src, dst, seg))
-	return out, nil
+	s4, d4 := src.As4(), dst.As4()
+	out = append(out,
+		0x45, 0, // version 4, IHL 5; TOS
+		0, ipv4HeaderLen+synLen, // total length
+		0, 0, // identification
+		0x40, 0, // don't fragment
+		probeTTL, protoTCP,
+		0, 0) // header checksum
+	out = append(out, s4[:]...)
+	out = append(out, d4[:]...)
+	hdr := out[start:]
+	binary.BigEndian.PutUint16(hdr[10:12], ^uint16(fold(sum16(hdr[:ipv4HeaderLen]))))
+	return b.syn(out, src, dst, sport, dport, seq)
 }
 
 // syn appends a SYN segment from src:sport to dst:dport with sequence number
 // seq to out, its checksum computed over the IPv4 or IPv6 pseudo-header.
 func (b *packetBuilder) syn(out []byte, src, dst netip.Addr, sport, dport uint16, seq uint32) ([]byte, error) {
-	if err := b.serializeTCP(sport, dport, seq); err != nil {
-		return out, err
-	}
-	seg := b.buf.Bytes()
 	start := len(out)
-	out = append(out, seg...)
-	seg = out[start:]
-	binary.BigEndian.PutUint16(seg[16:18], 0)
+	out = binary.BigEndian.AppendUint16(out, sport)
+	out = binary.BigEndian.AppendUint16(out, dport)
+	out = binary.BigEndian.AppendUint32(out, seq)
+	out = append(out,
+		0, 0, 0, 0, // acknowledgement
+		(synLen/4)<<4, 0x02, // data offset; SYN
+		synWindow>>8, synWindow&0xff,
+		0, 0, // checksum
+		0, 0, // urgent pointer
+		2, 4, mssOption[0], mssOption[1]) // MSS
+	seg := out[start:]
 	binary.BigEndian.PutUint16(seg[16:18], tcpChecksum(src, dst, seg))
 	return out, nil
 }
 
-// serializeTCP clears the buffer and serialises the SYN segment into it,
-// checksum not yet computed.
-func (b *packetBuilder) serializeTCP(sport, dport uint16, seq uint32) error {
-	b.opt[0] = layers.TCPOption{OptionType: layers.TCPOptionKindMSS, OptionLength: 4, OptionData: mssOption}
-	b.tcp = layers.TCP{
-		SrcPort: layers.TCPPort(sport),
-		DstPort: layers.TCPPort(dport),
-		Seq:     seq,
-		SYN:     true,
-		Window:  synWindow,
-		Options: b.opt[:],
+func fold(sum uint32) uint32 {
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
 	}
-	if err := b.buf.Clear(); err != nil {
-		return fmt.Errorf("build syn: %w", err)
-	}
-	if err := b.tcp.SerializeTo(b.buf, gopacket.SerializeOptions{FixLengths: true}); err != nil {
-		return fmt.Errorf("build syn: %w", err)
-	}
-	return nil
+	return sum
 }
 
 // tcpChecksum is the TCP checksum of seg (checksum field zeroed) over the
@@ -116,12 +95,12 @@ func tcpChecksum(src, dst netip.Addr, seg []byte) uint16 {
 	if src.Is4() {
 		s, d := src.As4(), dst.As4()
 		sum += sum16(s[:]) + sum16(d[:])
-		sum += uint32(layers.IPProtocolTCP) + uint32(len(seg))
+		sum += protoTCP + uint32(len(seg))
 	} else {
 		s, d := src.As16(), dst.As16()
 		sum += sum16(s[:]) + sum16(d[:])
 		n := uint32(len(seg))
-		sum += n>>16 + n&0xffff + uint32(layers.IPProtocolTCP)
+		sum += n>>16 + n&0xffff + protoTCP
 	}
 	sum += sum16(seg)
 	for sum > 0xffff {
@@ -180,30 +159,67 @@ func (r reply) reason() string {
 
 var errNotReply = errors.New("not a probe reply")
 
-// decoder turns raw packets into replies. It reuses its layers, so one
-// decoder per receiving goroutine.
-type decoder struct {
-	ip4   layers.IPv4
-	tcp   layers.TCP
-	icmp4 layers.ICMPv4
-	icmp6 layers.ICMPv6
+// decoder turns raw packets into replies. It holds nothing; one per
+// receiving goroutine all the same.
+type decoder struct{}
+
+// ipv4Header is the part of an IPv4 header the decoder needs.
+type ipv4Header struct {
+	proto    uint8
+	fragOff  uint16 // fragment offset, in 8-byte units
+	moreFrag bool   // the more-fragments flag
+	src, dst netip.Addr
+	payload  []byte
+}
+
+// decodeIPv4 reads an IPv4 header as gopacket's layers.IPv4 does: the
+// total length cuts trailing bytes off, a total length of 0 (segmentation
+// offload) means the whole packet.
+func decodeIPv4(pkt []byte) (ipv4Header, error) {
+	if len(pkt) < ipv4HeaderLen {
+		return ipv4Header{}, fmt.Errorf("decode ipv4: %d bytes, too short", len(pkt))
+	}
+	if pkt[0]>>4 != 4 {
+		return ipv4Header{}, fmt.Errorf("decode ipv4: version %d", pkt[0]>>4)
+	}
+	ihl := int(pkt[0]&0x0f) * 4
+	total := int(binary.BigEndian.Uint16(pkt[2:4]))
+	if total == 0 {
+		total = len(pkt)
+	}
+	switch {
+	case ihl < ipv4HeaderLen:
+		return ipv4Header{}, fmt.Errorf("decode ipv4: header length %d", ihl)
+	case total < ihl:
+		return ipv4Header{}, fmt.Errorf("decode ipv4: total length %d below header length %d", total, ihl)
+	case ihl > len(pkt):
+		return ipv4Header{}, errors.New("decode ipv4: not all header bytes available")
+	}
+	if total < len(pkt) {
+		pkt = pkt[:total]
+	}
+	frag := binary.BigEndian.Uint16(pkt[6:8])
+	return ipv4Header{
+		proto:    pkt[9],
+		fragOff:  frag & 0x1fff,
+		moreFrag: frag&0x2000 != 0,
+		src:      netip.AddrFrom4([4]byte(pkt[12:16])),
+		dst:      netip.AddrFrom4([4]byte(pkt[16:20])),
+		payload:  pkt[ihl:],
+	}, nil
 }
 
 // tcp4 decodes what an ip4:tcp raw socket delivers: the IPv4 header and the
 // TCP segment.
 func (d *decoder) tcp4(pkt []byte) (reply, error) {
-	if err := d.ip4.DecodeFromBytes(pkt, gopacket.NilDecodeFeedback); err != nil {
-		return reply{}, fmt.Errorf("decode ipv4: %w", err)
+	ip, err := decodeIPv4(pkt)
+	if err != nil {
+		return reply{}, err
 	}
-	if d.ip4.Protocol != layers.IPProtocolTCP || d.ip4.FragOffset != 0 || d.ip4.Flags&layers.IPv4MoreFragments != 0 {
+	if ip.proto != protoTCP || ip.fragOff != 0 || ip.moreFrag {
 		return reply{}, errNotReply
 	}
-	local, ok1 := netip.AddrFromSlice(d.ip4.DstIP)
-	remote, ok2 := netip.AddrFromSlice(d.ip4.SrcIP)
-	if !ok1 || !ok2 {
-		return reply{}, errNotReply
-	}
-	return d.tcpSeg(d.ip4.Payload, local.Unmap(), remote.Unmap())
+	return d.tcpSeg(ip.payload, ip.dst, ip.src)
 }
 
 // tcp6 decodes what an ip6:tcp raw socket delivers: the TCP segment only;
@@ -212,19 +228,29 @@ func (d *decoder) tcp6(seg []byte, local, remote netip.Addr) (reply, error) {
 	return d.tcpSeg(seg, local, remote)
 }
 
+// TCP flags.
+const (
+	tcpSYN = 0x02
+	tcpRST = 0x04
+	tcpACK = 0x10
+)
+
 func (d *decoder) tcpSeg(seg []byte, local, remote netip.Addr) (reply, error) {
-	if err := d.tcp.DecodeFromBytes(seg, gopacket.NilDecodeFeedback); err != nil {
-		return reply{}, fmt.Errorf("decode tcp: %w", err)
+	if len(seg) < 20 {
+		return reply{}, fmt.Errorf("decode tcp: %d bytes, too short", len(seg))
+	}
+	if off := int(seg[12]>>4) * 4; off < 20 || off > len(seg) {
+		return reply{}, fmt.Errorf("decode tcp: data offset %d of %d bytes", off, len(seg))
 	}
 	r := reply{
 		local: local, remote: remote,
-		localPort: uint16(d.tcp.DstPort), remotePort: uint16(d.tcp.SrcPort),
-		ack: d.tcp.Ack,
+		localPort: binary.BigEndian.Uint16(seg[2:4]), remotePort: binary.BigEndian.Uint16(seg[0:2]),
+		ack: binary.BigEndian.Uint32(seg[8:12]),
 	}
-	switch {
-	case d.tcp.SYN && d.tcp.ACK && !d.tcp.RST:
+	switch f := seg[13]; {
+	case f&tcpSYN != 0 && f&tcpACK != 0 && f&tcpRST == 0:
 		r.kind = replySynAck
-	case d.tcp.RST && d.tcp.ACK:
+	case f&tcpRST != 0 && f&tcpACK != 0:
 		r.kind = replyRST
 	default:
 		return reply{}, errNotReply
@@ -238,7 +264,7 @@ func (d *decoder) quoted(r *reply, inner []byte, v6 bool) error {
 	var src, dst netip.Addr
 	var l4 []byte
 	if v6 {
-		if len(inner) < 40+8 || inner[0]>>4 != 6 || layers.IPProtocol(inner[6]) != layers.IPProtocolTCP {
+		if len(inner) < 40+8 || inner[0]>>4 != 6 || inner[6] != protoTCP {
 			return errNotReply
 		}
 		src = netip.AddrFrom16([16]byte(inner[8:24]))
@@ -249,7 +275,7 @@ func (d *decoder) quoted(r *reply, inner []byte, v6 bool) error {
 			return errNotReply
 		}
 		ihl := int(inner[0]&0x0f) * 4
-		if ihl < 20 || len(inner) < ihl+8 || layers.IPProtocol(inner[9]) != layers.IPProtocolTCP {
+		if ihl < 20 || len(inner) < ihl+8 || inner[9] != protoTCP {
 			return errNotReply
 		}
 		src = netip.AddrFrom4([4]byte(inner[12:16]))
@@ -267,44 +293,45 @@ func (d *decoder) quoted(r *reply, inner []byte, v6 bool) error {
 // icmp4Unreach decodes what an ip4:icmp raw socket delivers (IPv4 header
 // included) when it is a destination-unreachable quoting a TCP probe.
 func (d *decoder) icmp4Unreach(pkt []byte) (reply, error) {
-	if err := d.ip4.DecodeFromBytes(pkt, gopacket.NilDecodeFeedback); err != nil {
-		return reply{}, fmt.Errorf("decode ipv4: %w", err)
+	ip, err := decodeIPv4(pkt)
+	if err != nil {
+		return reply{}, err
 	}
-	if d.ip4.Protocol != layers.IPProtocolICMPv4 || d.ip4.FragOffset != 0 {
+	if ip.proto != protoICMPv4 || ip.fragOff != 0 {
 		return reply{}, errNotReply
 	}
-	if err := d.icmp4.DecodeFromBytes(d.ip4.Payload, gopacket.NilDecodeFeedback); err != nil {
-		return reply{}, fmt.Errorf("decode icmpv4: %w", err)
+	m := ip.payload
+	if len(m) < 8 {
+		return reply{}, fmt.Errorf("decode icmpv4: %d bytes, too short", len(m))
 	}
-	if d.icmp4.TypeCode.Type() != layers.ICMPv4TypeDestinationUnreachable {
+	if m[0] != icmp4Unreach {
 		return reply{}, errNotReply
 	}
 	var r reply
-	if err := d.quoted(&r, d.icmp4.Payload, false); err != nil {
+	if err := d.quoted(&r, m[8:], false); err != nil {
 		return reply{}, err
 	}
-	r.icmp = [2]uint8{d.icmp4.TypeCode.Type(), d.icmp4.TypeCode.Code()}
+	r.icmp = [2]uint8{m[0], m[1]}
 	return r, nil
 }
 
 // icmp6Unreach decodes what an ip6:ipv6-icmp raw socket delivers (no IPv6
 // header) when it is a destination-unreachable quoting a TCP probe.
 func (d *decoder) icmp6Unreach(msg []byte) (reply, error) {
-	if err := d.icmp6.DecodeFromBytes(msg, gopacket.NilDecodeFeedback); err != nil {
-		return reply{}, fmt.Errorf("decode icmpv6: %w", err)
+	if len(msg) < 4 {
+		return reply{}, fmt.Errorf("decode icmpv6: %d bytes, too short", len(msg))
 	}
-	if d.icmp6.TypeCode.Type() != layers.ICMPv6TypeDestinationUnreachable {
+	if msg[0] != icmp6Unreach {
 		return reply{}, errNotReply
 	}
-	// The ICMPv6 payload starts with 4 unused bytes before the quoted packet.
-	p := d.icmp6.Payload
-	if len(p) < 4 {
+	// Type, code and checksum, then 4 unused bytes before the quoted packet.
+	if len(msg) < 8 {
 		return reply{}, errNotReply
 	}
 	var r reply
-	if err := d.quoted(&r, p[4:], true); err != nil {
+	if err := d.quoted(&r, msg[8:], true); err != nil {
 		return reply{}, err
 	}
-	r.icmp = [2]uint8{d.icmp6.TypeCode.Type(), d.icmp6.TypeCode.Code()}
+	r.icmp = [2]uint8{msg[0], msg[1]}
 	return r, nil
 }

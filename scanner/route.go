@@ -13,38 +13,67 @@ import (
 	"github.com/exposure-monitor/exposure/scanner/netif"
 )
 
-// routeCacheMax bounds the per-destination source address cache; it is
-// dropped wholesale when full (targets come in pseudo-random order, so an
-// LRU would not do better).
+// routeCacheMax bounds the per-destination route cache; it is dropped
+// wholesale when full (targets come in pseudo-random order, so an LRU
+// would not do better).
 const routeCacheMax = 4096
 
-// sourceCache picks the source address for a destination from the routing
-// table: a UDP "connect" binds the socket the way the kernel would route a
-// packet, and sends nothing.
-// With a binding, the UDP socket is bound to the interface and a
-// destination not routed through it is an error (*netif.NoRouteError).
+// sourceCache picks the source address and next hop for a destination from
+// the routing table, asking the kernel over one netlink socket (a
+// netif.Router) as a UDP "connect" would, and sending nothing. With a
+// binding, routes go through its interface and a destination not routed
+// through it is an error (*netif.NoRouteError).
 type sourceCache struct {
-	m    map[netip.Addr]netip.Addr
-	bind *netif.Binding
+	m      map[netip.Addr]netif.Route
+	bind   *netif.Binding
+	router *netif.Router
 }
 
 func newSourceCache(b *netif.Binding) *sourceCache {
-	return &sourceCache{m: map[netip.Addr]netip.Addr{}, bind: b}
+	return &sourceCache{m: map[netip.Addr]netif.Route{}, bind: b}
 }
 
 func (c *sourceCache) source(dst netip.Addr) (netip.Addr, error) {
-	if s, ok := c.m[dst]; ok {
-		return s, nil
+	if r, ok := c.m[dst]; ok {
+		return r.Src, nil
 	}
-	s, err := routeSource(dst, c.bind)
+	if c.router == nil {
+		r, err := netif.NewRouter(c.bind)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("route to %v: %w", dst, err)
+		}
+		c.router = r
+	}
+	r, err := c.router.Lookup(dst)
 	if err != nil {
 		return netip.Addr{}, err
 	}
 	if len(c.m) >= routeCacheMax {
 		clear(c.m)
 	}
-	c.m[dst] = s
-	return s, nil
+	c.m[dst] = r
+	return r.Src, nil
+}
+
+// nextHop is the address whose link-layer address a frame to dst carries:
+// the route's gateway, or dst on the link; invalid when dst's route is not
+// (or no longer) cached.
+func (c *sourceCache) nextHop(dst netip.Addr) netip.Addr {
+	r, ok := c.m[dst]
+	switch {
+	case !ok:
+		return netip.Addr{}
+	case r.Gateway.IsValid():
+		return r.Gateway
+	}
+	return dst
+}
+
+func (c *sourceCache) close() {
+	if c.router != nil {
+		c.router.Close()
+		c.router = nil
+	}
 }
 
 // routeSource is the local address the kernel would use towards dst, through

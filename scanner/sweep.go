@@ -54,18 +54,21 @@ type SweepOptions struct {
 	Progress func(done, total uint64)
 }
 
-// hostAcc accumulates one host's results.
-type hostAcc struct {
-	up       bool
-	ports    []snapshot.Port
-	unlisted snapshot.Unlisted
-}
-
 // Sweep resolves t, scans every (address, port) pair with e and builds the
 // snapshot. If ctx ends the scan early, the snapshot has Complete false and
 // the error is nil; if the engine fails, the partial snapshot (Complete
 // false) is returned together with the error.
 func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*snapshot.Snapshot, error) {
+	r, err := SweepResults(ctx, e, t, o)
+	if r == nil {
+		return nil, err
+	}
+	return r.Snapshot(), err
+}
+
+// SweepResults is Sweep returning the results in compact form, for callers
+// that stream them out rather than keep a snapshot.
+func SweepResults(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*Results, error) {
 	started := time.Now().UTC()
 	resolver := net.DefaultResolver
 	if r := boundResolver(o.Bind); r != nil {
@@ -87,42 +90,20 @@ func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*sna
 	}
 	order := spec.NewOrder(addrs, o.Ports, spec.OrderOptions{Sequential: o.Sequential})
 	total := order.Len()
-	small := total <= SmallScanPairs
+	res := newResults(addrs, proto, total <= SmallScanPairs)
+	res.nports = o.Ports.Len()
 
-	var (
-		hosts            = map[netip.Addr]*hostAcc{}
-		done             uint64
-		closed, filtered uint64
-	)
-	acc := func(a netip.Addr) *hostAcc {
-		h := hosts[a]
-		if h == nil {
-			h = &hostAcc{}
-			hosts[a] = h
-		}
-		return h
-	}
+	var done, closed, filtered uint64
 	emit := func(r Result) {
 		done++
 		switch r.State {
 		case snapshot.StateOpen:
-			h := acc(r.Addr)
-			h.up = true
-			h.ports = append(h.ports, snapshot.Port{Port: r.Port, Protocol: proto, State: snapshot.StateOpen})
 		case snapshot.StateClosed:
-			h := acc(r.Addr)
-			h.up = true
-			h.unlisted.Add(proto, r.State, 1)
 			closed++
 		default:
 			filtered++
-			if small {
-				h := acc(r.Addr)
-				h.ports = append(h.ports, snapshot.Port{Port: r.Port, Protocol: proto, State: r.State})
-			} else if h := hosts[r.Addr]; h != nil {
-				h.unlisted.Add(proto, r.State, 1)
-			}
 		}
+		res.add(r)
 		if o.Progress != nil && done%1024 == 0 {
 			o.Progress(done, total)
 		}
@@ -131,8 +112,8 @@ func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*sna
 	if o.Progress != nil {
 		o.Progress(done, total)
 	}
-
-	snap := &snapshot.Snapshot{
+	res.finish()
+	res.head = snapshot.Snapshot{
 		Target:    o.Target,
 		ID:        snapshot.NewID(o.Target, started),
 		StartedAt: started,
@@ -141,70 +122,35 @@ func Sweep(ctx context.Context, e Engine, t *spec.Targets, o SweepOptions) (*sna
 			ProbesSent: stats.ProbesSent, Replies: stats.Replies, Retransmits: stats.Retransmits,
 			Closed: closed, Filtered: filtered,
 		},
-		Hosts: []snapshot.Host{},
 	}
-	var needName []netip.Addr
-	for a, h := range hosts {
-		if !h.up && !small {
-			continue
-		}
-		host := snapshot.Host{Address: a.String(), Hostname: addrs.Name(a), State: snapshot.HostDown, Ports: h.ports, Unlisted: h.unlisted}
-		if h.up {
-			host.State = snapshot.HostUp
-		}
-		if snap.Complete && !small {
-			silentUnlisted(&host, proto, o.Ports.Len())
-		}
-		if host.Ports == nil {
-			host.Ports = []snapshot.Port{}
-		}
-		if host.Hostname == "" && h.up && o.ReverseDNS {
-			needName = append(needName, a)
-		}
-		snap.Hosts = append(snap.Hosts, host)
-	}
-	if len(needName) > 0 && ctx.Err() == nil {
-		rl := o.ReverseLookup
-		if rl == nil {
-			rl = resolver.LookupAddr
-		}
-		names := reverseNames(ctx, rl, needName)
-		for i := range snap.Hosts {
-			if n, ok := names[snap.Hosts[i].Address]; ok {
-				snap.Hosts[i].Hostname = n
+	if o.ReverseDNS && ctx.Err() == nil {
+		var needName []netip.Addr
+		res.up.union(nil, func(idx uint64) bool {
+			if a := addrs.At(idx); addrs.Name(a) == "" {
+				needName = append(needName, a)
+			}
+			return true
+		})
+		if len(needName) > 0 {
+			rl := o.ReverseLookup
+			if rl == nil {
+				rl = resolver.LookupAddr
+			}
+			for a, n := range reverseNames(ctx, rl, needName) {
+				if idx, ok := addrs.Index(netip.MustParseAddr(a)); ok {
+					if res.names == nil {
+						res.names = map[uint64]string{}
+					}
+					res.names[idx] = n
+				}
 			}
 		}
 	}
-	snap.Sort()
-	snap.FinishedAt = time.Now().UTC()
+	res.head.FinishedAt = time.Now().UTC()
 	if scanErr != nil && !errors.Is(scanErr, context.Canceled) && !errors.Is(scanErr, context.DeadlineExceeded) {
-		return snap, fmt.Errorf("sweep %s: %w", o.Target, scanErr)
+		return res, fmt.Errorf("sweep %s: %w", o.Target, scanErr)
 	}
-	return snap, nil
-}
-
-// silentUnlisted counts, in a complete large sweep, the ports of host that
-// went silent before anything else of the host answered (the sweep keeps
-// nothing of an address until it is known to be up): every port scanned
-// is listed or counted, so the rest are the silent ones, filtered over TCP
-// and open|filtered over UDP.
-func silentUnlisted(host *snapshot.Host, proto string, scanned int) {
-	known := 0
-	for _, p := range host.Ports {
-		if p.Protocol == proto {
-			known++
-		}
-	}
-	for _, st := range snapshot.UnlistedStates(proto) {
-		known += int(host.Unlisted.Count(proto, st))
-	}
-	silent := snapshot.StateFiltered
-	if proto == spec.ProtoUDP {
-		silent = snapshot.StateOpenFiltered
-	}
-	if rest := scanned - known; rest > 0 {
-		host.Unlisted.Add(proto, silent, uint32(rest))
-	}
+	return res, nil
 }
 
 // boundResolver is a resolver whose queries go out only through b's

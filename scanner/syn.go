@@ -151,7 +151,7 @@ func (s *SYN) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, erro
 		job:     job,
 		emit:    emit,
 		win:     make(map[pairKey]*probe),
-		upHosts: make(map[netip.Addr]struct{}),
+		upHosts: newHostSet(),
 		window:  s.opts.Window,
 		est:     newRTTEstimator(s.opts.InitialRTO, s.opts.MinRTO, s.opts.MaxRTO),
 		builder: newPacketBuilder(),
@@ -159,6 +159,7 @@ func (s *SYN) Scan(ctx context.Context, job Job, emit func(Result)) (Stats, erro
 		log:     s.opts.Logger,
 	}
 	sc.deadlineRTO = sc.est.rto
+	defer sc.srcs.close()
 	sc.startSenders()
 	defer sc.shutdown()
 	start := time.Now()
@@ -238,7 +239,7 @@ type synScan struct {
 	// deadlineRTO is the timeout the pending deadlines were computed with,
 	// at most; see redeadline.
 	deadlineRTO time.Duration
-	upHosts     map[netip.Addr]struct{}
+	upHosts     *hostSet
 	stats       Stats
 	builder     *packetBuilder
 	srcs        *sourceCache
@@ -644,8 +645,8 @@ func (sc *synScan) handle(rp reply, at time.Time) {
 	} else {
 		sc.answeredLate++
 	}
-	if rp.kind != replyUnreach && len(sc.upHosts) < maxUpHosts {
-		sc.upHosts[p.key.addr] = struct{}{}
+	if rp.kind != replyUnreach && sc.upHosts.len() < maxUpHosts {
+		sc.upHosts.add(p.key.addr)
 	}
 	sc.stats.Replies++
 	sc.finish(p)
@@ -711,7 +712,7 @@ func (sc *synScan) retries(addr netip.Addr) int {
 	if sc.answeredLate == 0 || sc.stats.Replies == 0 {
 		return base
 	}
-	if _, up := sc.upHosts[addr]; !up {
+	if !sc.upHosts.has(addr) {
 		return base
 	}
 	p := float64(sc.answeredLate) / float64(sc.stats.Replies)
@@ -851,8 +852,12 @@ func (sc *synScan) enqueue(ctx context.Context, b *batch, p *probe, fam int) err
 	path := ipPath(fam)
 	var mac net.HardwareAddr
 	if fam == famIPv4 && sc.rings != nil {
-		if m, ok := sc.neigh.lookup(dst, b.now); ok {
-			path, mac = pathRing, m
+		// Through a gateway the frame goes to the gateway's address: one
+		// neighbour for a whole routed prefix.
+		if hop := sc.srcs.nextHop(dst); hop.IsValid() {
+			if m, ok := sc.neigh.lookup(hop, b.now); ok {
+				path, mac = pathRing, m
+			}
 		}
 	}
 	j := b.jobs[path]

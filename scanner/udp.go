@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 	"golang.org/x/time/rate"
 
 	"github.com/exposure-monitor/exposure/scanner/netif"
@@ -259,27 +257,26 @@ func decodeUDPUnreach(msg []byte, v6 bool, sport uint16) (udpEvent, bool) {
 	var ev udpEvent
 	var inner []byte
 	if v6 {
-		var m layers.ICMPv6
-		if m.DecodeFromBytes(msg, gopacket.NilDecodeFeedback) != nil || m.TypeCode.Type() != layers.ICMPv6TypeDestinationUnreachable || len(m.Payload) < 4 {
+		// Type, code, checksum, 4 unused bytes, then the quoted packet.
+		if len(msg) < 8 || msg[0] != icmp6Unreach {
 			return ev, false
 		}
-		ev.typ, ev.code, inner = m.TypeCode.Type(), m.TypeCode.Code(), m.Payload[4:]
-		if len(inner) < 40+8 || inner[0]>>4 != 6 || layers.IPProtocol(inner[6]) != layers.IPProtocolUDP {
+		ev.typ, ev.code, inner = msg[0], msg[1], msg[8:]
+		if len(inner) < 40+8 || inner[0]>>4 != 6 || inner[6] != protoUDP {
 			return ev, false
 		}
 		ev.key.addr = netip.AddrFrom16([16]byte(inner[24:40])).Unmap()
 		inner = inner[40:]
 	} else {
-		var m layers.ICMPv4
-		if m.DecodeFromBytes(msg, gopacket.NilDecodeFeedback) != nil || m.TypeCode.Type() != layers.ICMPv4TypeDestinationUnreachable {
+		if len(msg) < 8 || msg[0] != icmp4Unreach {
 			return ev, false
 		}
-		ev.typ, ev.code, inner = m.TypeCode.Type(), m.TypeCode.Code(), m.Payload
+		ev.typ, ev.code, inner = msg[0], msg[1], msg[8:]
 		if len(inner) < 20 || inner[0]>>4 != 4 {
 			return ev, false
 		}
 		ihl := int(inner[0]&0x0f) * 4
-		if ihl < 20 || len(inner) < ihl+8 || layers.IPProtocol(inner[9]) != layers.IPProtocolUDP {
+		if ihl < 20 || len(inner) < ihl+8 || inner[9] != protoUDP {
 			return ev, false
 		}
 		ev.key.addr = netip.AddrFrom4([4]byte(inner[16:20]))

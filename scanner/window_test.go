@@ -17,7 +17,7 @@ func TestWindowRedeadline(t *testing.T) {
 	var got []Result
 	sc := &synScan{
 		win:     map[pairKey]*probe{},
-		upHosts: map[netip.Addr]struct{}{},
+		upHosts: newHostSet(),
 		est:     newRTTEstimator(time.Second, 20*time.Millisecond, 2*time.Second),
 		emit:    func(r Result) { got = append(got, r) },
 	}

@@ -1,12 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"strconv"
 	"strings"
@@ -125,14 +126,31 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 		}
 		engines.UDP = u
 	}
-	snap, err := scanner.SweepSpec(ctx, engines, targets, pspec, scanner.SweepOptions{
+	opts := scanner.SweepOptions{
 		Target:     strings.Join(f.targets, " "),
 		Retries:    f.retries,
 		Sequential: f.sequential,
 		ReverseDNS: !f.noDNS,
 		Bind:       bind,
 		Progress:   bar.update,
-	})
+	}
+	// A TCP scan that is only printed keeps its results compact and
+	// streams them out (scanner.Results, snapshot.WriteJSON): a /16 never
+	// exists as a whole snapshot or document. -sV, UDP and nmap XML work on
+	// a snapshot.
+	var (
+		compact *scanner.Results
+		snap    *snapshot.Snapshot
+	)
+	if engines.TCP != nil && pspec.UDP.Len() == 0 && detector == nil && f.xmlFile == "" && f.format != "xml" {
+		opts.Ports, opts.Protocol = ports, spec.ProtoTCP
+		compact, err = scanner.SweepResults(ctx, engines.TCP, targets, opts)
+		if compact != nil {
+			snap = compact.Header()
+		}
+	} else {
+		snap, err = scanner.SweepSpec(ctx, engines, targets, pspec, opts)
+	}
 	if snap == nil {
 		return fmt.Errorf("scan: %w", err)
 	}
@@ -157,19 +175,21 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 			return werr
 		}
 	}
+	hosts := snapshotHosts(snap)
+	if compact != nil {
+		hosts = scanHosts{all: compact.Hosts(), up: compact.HostsUp(), open: compact.OpenPorts()}
+	}
 	switch f.format {
 	case "xml":
 		if werr := writeXML(e.stdout, snap, xo); werr != nil {
 			return werr
 		}
 	case "json":
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if werr := enc.Encode(snap); werr != nil {
-			return fmt.Errorf("write snapshot: %w", werr)
+		if werr := snapshot.WriteJSON(e.stdout, snap, hosts.all, "  "); werr != nil {
+			return werr
 		}
 	default:
-		if werr := writeScanText(e.stdout, snap, pspec, f.sV); werr != nil {
+		if werr := writeScanText(e.stdout, snap, hosts, f.sV); werr != nil {
 			return fmt.Errorf("write report: %w", werr)
 		}
 	}
@@ -182,12 +202,24 @@ func (f *scanFlags) run(ctx context.Context, e *env) error {
 	return nil
 }
 
-// writeScanText prints an nmap-like report. ports is the spec scanned
-// (the zero spec for a stored snapshot, whose spec is not known): each
-// host's line "Not shown" counts the ports of each protocol it lists not.
-func writeScanText(w io.Writer, s *snapshot.Snapshot, ports spec.PortSpec, versions bool) error {
-	ew := &errWriter{w: w}
-	for _, h := range s.Hosts {
+// scanHosts are the hosts of a scan to print, from a snapshot or streamed
+// from compact results, with their counts.
+type scanHosts struct {
+	all      iter.Seq[*snapshot.Host]
+	up, open int
+}
+
+func snapshotHosts(s *snapshot.Snapshot) scanHosts {
+	return scanHosts{all: s.All(), up: s.HostsUp(), open: s.OpenPorts()}
+}
+
+// writeScanText prints an nmap-like report of s (whose own Hosts are not
+// used) and hosts: each host's line "Not shown" counts its unlisted ports
+// per protocol and state (snapshot.Host.Unlisted).
+func writeScanText(w io.Writer, s *snapshot.Snapshot, hosts scanHosts, versions bool) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	ew := &errWriter{w: bw}
+	for h := range hosts.all {
 		name := h.Address
 		if h.Hostname != "" {
 			name = fmt.Sprintf("%s (%s)", h.Hostname, h.Address)
@@ -198,7 +230,7 @@ func writeScanText(w io.Writer, s *snapshot.Snapshot, ports spec.PortSpec, versi
 		} else {
 			fmt.Fprintf(ew, "Host is up.\n")
 		}
-		if ns := notShown(h, ports); ns != "" && h.State == snapshot.HostUp {
+		if ns := notShown(h.Unlisted); ns != "" && h.State == snapshot.HostUp {
 			fmt.Fprintf(ew, "Not shown: %s\n", ns)
 		}
 		if len(h.Ports) > 0 {
@@ -234,33 +266,25 @@ func writeScanText(w io.Writer, s *snapshot.Snapshot, ports spec.PortSpec, versi
 		state = " (INCOMPLETE: the scan was cut short)"
 	}
 	fmt.Fprintf(ew, "Exposure done: %s up, %s; %s, %s, %s in %.2f seconds%s\n",
-		counted(s.HostsUp(), "host", "hosts"), counted(s.OpenPorts(), "open port", "open ports"),
+		counted(hosts.up, "host", "hosts"), counted(hosts.open, "open port", "open ports"),
 		counted(s.Quality.ProbesSent, "probe", "probes"), counted(s.Quality.Retransmits, "retransmit", "retransmits"),
 		counted(s.Quality.Replies, "reply", "replies"), s.FinishedAt.Sub(s.StartedAt).Seconds(), state)
-	return ew.err
+	if ew.err != nil {
+		return ew.err
+	}
+	return bw.Flush()
 }
 
-// notShown says how many ports of each protocol scanned h's report leaves
-// out, nmap style: "997 closed tcp ports, 5 closed udp ports". Unlisted
-// TCP ports are closed (or, in large scans, filtered). Unlisted UDP ports
-// are closed when the host lists its silent ones (a small scan lists
-// open|filtered ports); otherwise they may be either.
-func notShown(h snapshot.Host, ports spec.PortSpec) string {
-	listed := map[string]int{}
-	silentUDP := false
-	for _, p := range h.Ports {
-		listed[p.Protocol]++
-		silentUDP = silentUDP || p.Protocol == spec.ProtoUDP && p.State != snapshot.StateOpen
-	}
+// notShown says how many ports of each protocol and state a host's
+// report leaves out, nmap style: "997 closed tcp ports, 5 open|filtered
+// udp ports".
+func notShown(u snapshot.Unlisted) string {
 	var parts []string
-	if n := ports.TCP.Len() - listed[spec.ProtoTCP]; n > 0 {
-		parts = append(parts, counted(n, "closed tcp port", "closed tcp ports"))
-	}
-	if n := ports.UDP.Len() - listed[spec.ProtoUDP]; n > 0 {
-		if silentUDP {
-			parts = append(parts, counted(n, "closed udp port", "closed udp ports"))
-		} else {
-			parts = append(parts, counted(n, "closed or open|filtered udp port", "closed or open|filtered udp ports"))
+	for _, proto := range []string{spec.ProtoTCP, spec.ProtoUDP} {
+		for _, st := range snapshot.UnlistedStates(proto) {
+			if n := u.Count(proto, st); n > 0 {
+				parts = append(parts, counted(n, st+" "+proto+" port", st+" "+proto+" ports"))
+			}
 		}
 	}
 	return strings.Join(parts, ", ")

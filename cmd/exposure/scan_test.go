@@ -14,7 +14,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/exposure-monitor/exposure/scanner/spec"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
@@ -174,7 +173,7 @@ func TestScanTextMarksIncompleteDetection(t *testing.T) {
 				Service: &snapshot.Service{Name: "ssh", Product: "OpenSSH", Version: "9.2p1"}},
 		}}}}
 	var out bytes.Buffer
-	require.NoError(t, writeScanText(&out, sn, spec.PortSpec{}, true))
+	require.NoError(t, writeScanText(&out, sn, snapshotHosts(sn), true))
 	require.Regexp(t, `(?m)^993/tcp +open +ssl/imap\? +Dovecot imapd$`, out.String())
 	require.Regexp(t, `(?m)^22/tcp +open +ssh +OpenSSH 9\.2p1$`, out.String())
 }

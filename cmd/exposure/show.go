@@ -9,7 +9,6 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/model"
 
-	"github.com/exposure-monitor/exposure/scanner/spec"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
@@ -53,7 +52,7 @@ func showCommand(app *kingpin.Application) (string, runFunc) {
 			return enc.Encode(sn)
 		}
 		fmt.Fprintf(e.stdout, "Target %s as of scan %s (%s)\n\n", sn.Target, sn.ID, sn.StartedAt.UTC().Format(time.RFC3339))
-		return writeScanText(e.stdout, sn, spec.PortSpec{}, true)
+		return writeScanText(e.stdout, sn, snapshotHosts(sn), true)
 	}
 }
 

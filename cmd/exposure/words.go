@@ -3,7 +3,7 @@ package main
 import "fmt"
 
 // plural picks the word for n things.
-func plural[N int | int64 | uint64](n N, one, many string) string {
+func plural[N int | int64 | uint64 | uint32](n N, one, many string) string {
 	if n == 1 {
 		return one
 	}
@@ -11,6 +11,6 @@ func plural[N int | int64 | uint64](n N, one, many string) string {
 }
 
 // counted is n and the word for n things: "1 host", "2 hosts".
-func counted[N int | int64 | uint64](n N, one, many string) string {
+func counted[N int | int64 | uint64 | uint32](n N, one, many string) string {
 	return fmt.Sprintf("%d %s", n, plural(n, one, many))
 }

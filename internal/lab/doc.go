@@ -28,6 +28,17 @@
 // lab's directory. SetLoss and Filter load iptables rules inside the
 // namespace (chains EXPLAB-LOSS and EXPLAB-FILTER).
 //
+// The scale lab (OpenScale, NewScale) is one namespace, explab<k>-scale,
+// that answers for a whole prefix of up to a /16 (blocks k.. of the range,
+// claimed with the same locks, plus a link block) through a local route,
+// `ip route add local PREFIX dev lo`. The root namespace routes the prefix
+// via the namespace's end of one veth pair, so the kernel keeps a single
+// permanent neighbour entry however many addresses are scanned. Listeners
+// on the wildcard address serve 80 on every address and 22 on the even ones
+// (an iptables reset closes it on the odd ones), so the truth of any scan
+// is computable (ScaleLab.Open). CheckRoute refuses an address unless it
+// routes via that gateway into the lab's veth.
+//
 // Tests use New, AddHost, AddHosts, Listen, Start and StartAll, which fail
 // the test on error. Programs (labctl) use Open, NewHost, NewHosts,
 // ListenAddr and (*Host).Start, which return errors.

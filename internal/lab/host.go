@@ -413,35 +413,39 @@ func (h *Host) closeListeners() {
 }
 
 // do runs fn on an OS thread that has joined the host's network namespace,
-// so sockets fn creates live there. The thread returns to its namespace
+// so sockets fn creates live there (see inNamespace).
+func (h *Host) do(fn func() error) error { return inNamespace(h.ns, fn) }
+
+// inNamespace runs fn on an OS thread that has joined network namespace ns
+// (a name under /run/netns). The thread returns to its namespace
 // afterwards; if it cannot, it stays locked and exits with the goroutine
 // rather than run other goroutines in the wrong namespace.
-func (h *Host) do(fn func() error) error {
+func inNamespace(ns string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		orig, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter namespace %s: %w", h.ns, err)
+			errc <- fmt.Errorf("enter namespace %s: %w", ns, err)
 			return
 		}
 		defer orig.Close()
-		target, err := os.Open(filepath.Join("/run/netns", h.ns))
+		target, err := os.Open(filepath.Join("/run/netns", ns))
 		if err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter namespace %s: %w", h.ns, err)
+			errc <- fmt.Errorf("enter namespace %s: %w", ns, err)
 			return
 		}
 		defer target.Close()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter namespace %s: %w", h.ns, err)
+			errc <- fmt.Errorf("enter namespace %s: %w", ns, err)
 			return
 		}
 		ferr := fn()
 		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leave namespace %s: %w", h.ns, err))
+			errc <- errors.Join(ferr, fmt.Errorf("leave namespace %s: %w", ns, err))
 			return
 		}
 		runtime.UnlockOSThread()

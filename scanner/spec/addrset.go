@@ -157,3 +157,28 @@ func (s *AddrSet) String() string {
 	}
 	return b.String()
 }
+
+// Index returns the position of a in the set's ascending order, the i with At(i) == a, and whether a
+// is in the set. Positions past MaxUint64 (beyond an IPv6 /64's worth of addresses before a) saturate.
+func (s *AddrSet) Index(a netip.Addr) (uint64, bool) {
+	if s == nil || !a.IsValid() {
+		return 0, false
+	}
+	x := fromAddr(normalize(a))
+	k, found := slices.BinarySearchFunc(s.r, x, func(r addrRange, t u128) int { return r.lo.cmp(t) })
+	if !found {
+		if k == 0 || x.cmp(s.r[k-1].hi) > 0 {
+			return 0, false
+		}
+		k--
+	}
+	lo := s.r[k].lo
+	if x.hi != lo.hi {
+		// x - lo does not fit 64 bits unless the borrow cancels the
+		// difference of the high words.
+		if x.hi != lo.hi+1 || x.lo >= lo.lo {
+			return satAdd(s.before[k], ^uint64(0)), true
+		}
+	}
+	return satAdd(s.before[k], x.lo-lo.lo), true
+}

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"context"
 	"math"
 	"net/netip"
 	"runtime"
@@ -298,5 +299,31 @@ func BenchmarkParsePorts(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestAddrSetIndex(t *testing.T) {
+	ts, err := ParseTargets([]string{"198.18.0.250-198.18.1.3", "198.18.2.0/30", "2001:2::/126", "::1"}, []string{"198.18.2.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ts.Resolve(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(0); i < s.Len(); i++ {
+		a := s.At(i)
+		got, ok := s.Index(a)
+		if !ok || got != i {
+			t.Fatalf("Index(At(%d) = %s) = %d, %v", i, a, got, ok)
+		}
+	}
+	for _, a := range []string{"198.18.0.249", "198.18.1.4", "198.18.2.1", "2001:2::4", "::2", "10.0.0.1"} {
+		if i, ok := s.Index(netip.MustParseAddr(a)); ok {
+			t.Errorf("Index(%s) = %d, true; want not in the set", a, i)
+		}
+	}
+	if i, ok := s.Index(netip.MustParseAddr("::ffff:198.18.0.251")); !ok || s.At(i) != netip.MustParseAddr("198.18.0.251") {
+		t.Errorf("Index of a mapped address = %d, %v", i, ok)
 	}
 }

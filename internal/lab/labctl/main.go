@@ -3,9 +3,13 @@
 // it down on SIGINT or SIGTERM.
 //
 //	go run ./internal/lab/labctl up --hosts 254 --open-ports rand:3 --out lab.json
+//	go run ./internal/lab/labctl scale --bits 16 --out scale.json --truth truth.txt
 //
 // The JSON (one line on stdout, and in --out if given) lists every host with
-// its addresses and the exact TCP ports open on it.
+// its addresses and the exact TCP ports open on it. The scale lab (one
+// namespace answering for a whole prefix, see lab.ScaleLab) is described by
+// its prefix, interface and gateway instead; --truth writes its open
+// (address, port) pairs, one "ADDR PORT" a line.
 package main
 
 import (
@@ -88,6 +92,12 @@ func main() {
 	up.Flag("banner", "Line the plain listeners send before closing (default: none).").StringVar(&o.banner)
 	up.Flag("out", "Also write the JSON to this file (written once the lab is up).").StringVar(&o.out)
 	up.Flag("for", "Tear down after this long instead of waiting for a signal (0 = wait).").Default("0").DurationVar(&o.duration)
+	var so scaleOptions
+	scale := app.Command("scale", "Create a scale lab (one namespace answering for a whole prefix), print it as JSON, wait, tear it down.")
+	scale.Flag("bits", "Prefix length of the lab: 16 (65,536 addresses) to 23.").Default("16").IntVar(&so.bits)
+	scale.Flag("out", "Also write the JSON to this file (written once the lab is up).").StringVar(&so.out)
+	scale.Flag("truth", "Write the open (address, port) pairs to this file, one \"ADDR PORT\" a line.").StringVar(&so.truth)
+	scale.Flag("for", "Tear down after this long instead of waiting for a signal (0 = wait).").Default("0").DurationVar(&so.duration)
 	cmd, err := app.Parse(os.Args[1:])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "labctl: %v\n", err)
@@ -103,6 +113,13 @@ func main() {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		if err := run(ctx, o, os.Stdout, logger); err != nil {
+			logger.Error("labctl failed", "err", err)
+			os.Exit(1)
+		}
+	case scale.FullCommand():
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := runScale(ctx, so, os.Stdout, logger); err != nil {
 			logger.Error("labctl failed", "err", err)
 			os.Exit(1)
 		}

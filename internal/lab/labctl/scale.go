@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/exposure-monitor/exposure/internal/lab"
+)
+
+type scaleOptions struct {
+	bits     int
+	out      string
+	truth    string
+	duration time.Duration
+}
+
+// ScaleOutput is what labctl scale prints once the lab is up.
+type ScaleOutput struct {
+	Prefix    netip.Prefix `json:"prefix"`
+	Interface string       `json:"interface"`
+	Gateway   netip.Addr   `json:"gateway"`
+	Ports     []uint16     `json:"ports"`
+	Open      uint64       `json:"open"`
+	Rule      string       `json:"rule"`
+	// SetupSeconds is the time the lab took to come up.
+	SetupSeconds float64 `json:"setup_seconds"`
+}
+
+// runScale brings a scale lab up, reports it and keeps it until ctx ends.
+func runScale(ctx context.Context, o scaleOptions, stdout io.Writer, logger *slog.Logger) (err error) {
+	start := time.Now()
+	setupCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	s, err := lab.OpenScale(setupCtx, lab.ScaleOptions{Bits: o.bits, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := s.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("tear down scale lab: %w", cerr))
+		}
+	}()
+	if o.truth != "" {
+		if err := writeTruth(o.truth, s); err != nil {
+			return err
+		}
+		defer os.Remove(o.truth)
+	}
+	out := ScaleOutput{
+		Prefix: s.Prefix(), Interface: s.Interface(), Gateway: s.Gateway(), Ports: lab.ScalePorts(),
+		Open: s.OpenCount(), Rule: "80 open on every address, 22 on the even ones", SetupSeconds: time.Since(start).Seconds(),
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if o.out != "" {
+		tmp := o.out + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, o.out); err != nil {
+			return err
+		}
+		defer os.Remove(o.out)
+	}
+	if _, err := stdout.Write(b); err != nil {
+		return err
+	}
+	wait := ctx
+	if o.duration > 0 {
+		var cancel context.CancelFunc
+		wait, cancel = context.WithTimeout(ctx, o.duration)
+		defer cancel()
+	}
+	<-wait.Done()
+	logger.Info("tearing down")
+	return nil
+}
+
+// writeTruth writes every open (address, port) pair in address order.
+func writeTruth(path string, s *lab.ScaleLab) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	var line []byte
+	for i := uint64(0); i < s.Size(); i++ {
+		a := s.Addr(i)
+		for _, p := range lab.ScalePorts() {
+			if s.Open(a, p) {
+				line = a.AppendTo(line[:0])
+				line = append(line, ' ')
+				line = strconv.AppendUint(line, uint64(p), 10)
+				line = append(line, '\n')
+				w.Write(line)
+			}
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("write truth: %w", err)
+	}
+	return f.Close()
+}
