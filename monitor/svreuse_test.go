@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"sync"
@@ -44,8 +45,15 @@ func newBannerPort(t *testing.T) *bannerPort {
 			b.conns++
 			banner := b.banner
 			b.mu.Unlock()
-			c.Write([]byte(banner))
-			c.Close()
+			// As sshd: the banner, then the connection stays until the
+			// client goes (closing at once would reset the connections
+			// of probes that send a payload, and lose the banner).
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				_, _ = c.Write([]byte(banner))
+				_, _ = io.Copy(io.Discard, c)
+			}()
 		}
 	}()
 	return b
