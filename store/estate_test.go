@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"testing"
@@ -73,4 +74,123 @@ func TestEstateBytesPerOpenPort(t *testing.T) {
 	got, err := s.LatestComplete("estate")
 	require.NoError(t, err)
 	require.Equal(t, open, got.OpenPorts())
+}
+
+// BenchmarkPruneYear stores a year of daily scans of an estate (a /20's
+// 6,144 open ports; EXPOSURE_BENCH_OCTETS=256 for the /16) in which every
+// day 2% of the services change version, 1% of the ports close and as many
+// reopen, with a change record for each, then prunes to 90 days while a
+// scan commits every 50 ms, as the daemon's would. It reports the prune's
+// time and the longest a concurrent commit took (commit-max-ms), next to
+// the same commit's time without a prune running (commit-idle-ms). With
+// -benchtime=1x it runs once.
+func BenchmarkPruneYear(b *testing.B) {
+	octets := 16
+	if v := os.Getenv("EXPOSURE_BENCH_OCTETS"); v != "" {
+		_, err := fmt.Sscan(v, &octets)
+		require.NoError(b, err)
+	}
+	for _, batch := range []int{defaultPruneBatch, 1 << 30} {
+		name := "batched"
+		if batch > defaultPruneBatch {
+			name = "one-transaction-per-bucket"
+		}
+		b.Run(name, func(b *testing.B) {
+			for range b.N {
+				pruneYear(b, octets, batch)
+			}
+		})
+	}
+}
+
+func pruneYear(b *testing.B, octets, batch int) {
+	b.StopTimer()
+	path := b.TempDir() + "/year.db"
+	s, err := Open(path, Options{NoSync: true})
+	require.NoError(b, err)
+	defer s.Close()
+	s.pruneBatch = batch
+	ctx := context.Background()
+	day0 := time.Date(2025, 11, 25, 6, 0, 0, 0, time.UTC)
+	sn := estate(day0, octets)
+	require.NoError(b, s.Commit(ctx, Commit{Snapshot: sn}))
+	ports := sn.OpenPorts()
+	for d := 1; d < 365; d++ {
+		at := day0.Add(time.Duration(d) * 24 * time.Hour)
+		next := *sn
+		next.ID, next.StartedAt, next.FinishedAt = snapshot.NewID("estate", at), at, at.Add(time.Minute)
+		next.Hosts = append([]snapshot.Host(nil), sn.Hosts...)
+		var changes []snapshot.Change
+		for i := range ports / 50 { // 2% change version
+			h := &next.Hosts[(d*7919+i*104729)%len(next.Hosts)]
+			h.Ports = append([]snapshot.Port(nil), h.Ports...)
+			p := &h.Ports[len(h.Ports)-1]
+			svc := *p.Service
+			svc.Version = fmt.Sprintf("1.%d.%d", d, i)
+			p.Service = &svc
+			changes = append(changes, snapshot.Change{Kind: snapshot.VersionChanged, Address: h.Address, Port: p.Port, Protocol: "tcp"})
+		}
+		for i := range ports / 100 { // 1% close, the 1% closed yesterday reopen
+			h := &next.Hosts[(d*104723+i*7907)%len(next.Hosts)]
+			if len(h.Ports) == 2 {
+				h.Ports = h.Ports[1:]
+				changes = append(changes, snapshot.Change{Kind: snapshot.PortClosed, Address: h.Address, Port: 22, Protocol: "tcp"})
+			}
+		}
+		require.NoError(b, s.Commit(ctx, Commit{Snapshot: &next, Changes: changes}))
+		// Tomorrow starts from the full estate again: the closed reopen.
+		sn.Hosts = estate(at, octets).Hosts
+		for hi := range next.Hosts {
+			if len(next.Hosts[hi].Ports) == 2 {
+				sn.Hosts[hi].Ports = next.Hosts[hi].Ports
+			}
+		}
+	}
+	size, err := s.Size()
+	require.NoError(b, err)
+
+	last := day0.Add(364 * 24 * time.Hour)
+	commitOnce := func(i int) time.Duration {
+		at := last.Add(time.Duration(i) * time.Minute)
+		c := *sn
+		c.ID, c.StartedAt, c.FinishedAt = snapshot.NewID("estate", at), at, at.Add(time.Second)
+		start := time.Now()
+		require.NoError(b, s.Commit(ctx, Commit{Snapshot: &c}))
+		return time.Since(start)
+	}
+	var idle time.Duration
+	for i := 1; i <= 5; i++ {
+		idle = max(idle, commitOnce(i))
+	}
+	done := make(chan struct{})
+	worst := make(chan time.Duration)
+	go func() {
+		var w time.Duration
+		for i := 10; ; i++ {
+			select {
+			case <-done:
+				worst <- w
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			w = max(w, commitOnce(i))
+		}
+	}()
+	b.StartTimer()
+	start := time.Now()
+	n, err := s.Prune(ctx, last.Add(-90*24*time.Hour))
+	took := time.Since(start)
+	b.StopTimer()
+	close(done)
+	w := <-worst
+	require.NoError(b, err)
+	require.Equal(b, 364-90, n)
+	size2, err := s.Size()
+	require.NoError(b, err)
+	b.ReportMetric(float64(ports), "open-ports")
+	b.ReportMetric(float64(size)/1e6, "MB-before")
+	b.ReportMetric(float64(size2)/1e6, "MB-after")
+	b.ReportMetric(took.Seconds(), "prune-s")
+	b.ReportMetric(float64(idle.Milliseconds()), "commit-idle-ms")
+	b.ReportMetric(float64(w.Milliseconds()), "commit-max-ms")
 }

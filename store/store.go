@@ -82,6 +82,8 @@ func (o *Options) validate() error {
 type Store struct {
 	db   *bolt.DB
 	path string
+	// pruneBatch bounds the keys of one prune transaction (tests lower it).
+	pruneBatch int
 }
 
 // migration moves a database from version i to i+1 inside tx.
@@ -147,7 +149,7 @@ func openWith(path string, o Options, migs []migration) (s *Store, err error) {
 	if err != nil {
 		return nil, openError(path, o, err)
 	}
-	s = &Store{db: db, path: path}
+	s = &Store{db: db, path: path, pruneBatch: defaultPruneBatch}
 	defer func() {
 		if err != nil {
 			_ = db.Close()
