@@ -82,7 +82,9 @@ func TestEstateBytesPerOpenPort(t *testing.T) {
 // reopen, with a change record for each, then prunes to 90 days while a
 // scan commits every 50 ms, as the daemon's would. It reports the prune's
 // time and the longest a concurrent commit took (commit-max-ms), next to
-// the same commit's time without a prune running (commit-idle-ms). With
+// the same commit's time without a prune running (commit-idle-ms), and the
+// longest transaction of the prune (longest-prune-tx-ms): the most a
+// commit can wait for it. With
 // -benchtime=1x it runs once.
 func BenchmarkPruneYear(b *testing.B) {
 	octets := 16
@@ -193,4 +195,5 @@ func pruneYear(b *testing.B, octets, batch int) {
 	b.ReportMetric(took.Seconds(), "prune-s")
 	b.ReportMetric(float64(idle.Milliseconds()), "commit-idle-ms")
 	b.ReportMetric(float64(w.Milliseconds()), "commit-max-ms")
+	b.ReportMetric(float64(time.Duration(s.pruneLongest.Load()).Milliseconds()), "longest-prune-tx-ms")
 }

@@ -51,12 +51,16 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 				if err := ctx.Err(); err != nil {
 					return total, fmt.Errorf("store: prune: %w", err)
 				}
+				start := time.Now()
 				err := s.update(func(tx *bolt.Tx) error {
 					next, n, err := step(tx, t, from, cut, s.pruneBatch)
 					from = next
 					total += n
 					return err
 				})
+				if d := time.Since(start); d > time.Duration(s.pruneLongest.Load()) {
+					s.pruneLongest.Store(int64(d))
+				}
 				if err != nil {
 					return total, fmt.Errorf("store: prune %s: %w", t, err)
 				}

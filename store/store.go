@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -84,6 +85,9 @@ type Store struct {
 	path string
 	// pruneBatch bounds the keys of one prune transaction (tests lower it).
 	pruneBatch int
+	// pruneLongest is the longest prune transaction so far, in
+	// nanoseconds, for BenchmarkPruneYear.
+	pruneLongest atomic.Int64
 }
 
 // migration moves a database from version i to i+1 inside tx.
