@@ -44,11 +44,11 @@ const (
 	DefaultEngine      = scanner.KindAuto
 	DefaultIntensity   = service.DefaultIntensity // -sV's defaults are the detector's
 	DefaultSVTimeout   = model.Duration(service.DefaultTimeout)
-	// DefaultSVRefresh is 0: every scan re-detects every open port, so a
-	// version that changes behind an open port is seen in the next scan.
-	// A positive refresh lets an unchanged port keep its detection that
-	// long (incremental -sV) at the price of seeing such drift later.
-	DefaultSVRefresh = model.Duration(0)
+	// DefaultSVRefresh bounds how long a port whose cheap fingerprint (the
+	// reply bytes that matched, or the TLS certificate) is unchanged keeps
+	// its detection: a version that changes behind such a fingerprint is
+	// found within a day. 0 detects every open port in full every scan.
+	DefaultSVRefresh = model.Duration(24 * time.Hour)
 
 	DefaultReceiverTimeout = model.Duration(10 * time.Second)
 	DefaultEventLifetime   = model.Duration(time.Hour)
@@ -175,9 +175,10 @@ type ServiceDetection struct {
 	// Timeout per port.
 	Timeout model.Duration `yaml:"timeout"`
 	// Refresh is the longest a port open in the previous complete scan
-	// keeps that scan's detection before it is probed again; 0 (the
-	// default) probes every open port every scan. A version changed behind
-	// a port that stays open is found within Refresh.
+	// whose cheap fingerprint is unchanged keeps its detection before it
+	// is detected in full again (spread over the scans of the period); 0
+	// detects every open port in full every scan. A version changed behind
+	// an unchanged fingerprint is found within Refresh.
 	Refresh model.Duration `yaml:"refresh"`
 	// ProbeFiles are extra nmap-service-probes files read in addition to
 	// the embedded database.

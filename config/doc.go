@@ -60,8 +60,8 @@
 //	    enabled: true
 //	    intensity: 7              # 0-9, as nmap --version-intensity
 //	    timeout: 5s               # per port
-//	    refresh: 0s               # 0: probe every open port every scan; > 0: a port open
-//	                              # in the last complete scan keeps its service this long
+//	    refresh: 24h              # an open port whose banner/certificate is unchanged keeps its
+//	                              # service up to this long; 0: full detection every scan
 //	    probe_files: []           # extra nmap-service-probes files
 //	targets:                      # required, at least one
 //	  - name: dmz                 # required, unique; letters, digits, . _ -; max 64

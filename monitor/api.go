@@ -25,6 +25,9 @@ const (
 	MaxChangesLimit       = 10000
 	DefaultSnapshotsLimit = 100
 	MaxSnapshotsLimit     = 10000
+	// MaxSnapshotHostsLimit bounds a page of a snapshot's hosts
+	// (GET /api/v1/snapshot?limit=).
+	MaxSnapshotHostsLimit = 10000
 )
 
 // ScanInfo is one entry of GET /api/v1/snapshots: a stored scan without its
@@ -66,10 +69,13 @@ var _ apiStore = (*store.Store)(nil)
 //	    since and until are RFC 3339 times or durations ago (24h, 7d);
 //	    when more remain, a Link header with rel="next" names the next page
 //	    (with until pinned, so pages do not shift as scans commit)
-//	GET /api/v1/snapshot?target=NAME[&at=TIME]
-//	    the latest complete scan of NAME, or the one as it was at TIME
-//	GET /api/v1/snapshot?id=ID
-//	    one scan by id
+//	GET /api/v1/snapshot?target=NAME[&at=TIME][&limit=N[&offset=M]]
+//	    the latest complete scan of NAME, or the one as it was at TIME;
+//	    with limit, a page of its hosts (offset..offset+limit) with the
+//	    totals in X-Total-Hosts and X-Total-Open-Ports and, when more
+//	    remain, a Link rel="next" to the next page of the same scan (by id)
+//	GET /api/v1/snapshot?id=ID[&limit=N[&offset=M]]
+//	    one scan by id, paged the same way
 //	GET /api/v1/snapshots?target=NAME[&limit=N]
 //	    the scans of NAME, newest first, without hosts
 //
@@ -273,7 +279,12 @@ func nextChanges(u *url.URL, q url.Values, sent []snapshot.Change, until, now ti
 }
 
 func (a *api) snapshot(w http.ResponseWriter, r *http.Request) {
-	q, err := query(r, "target", "at", "id")
+	q, err := query(r, "target", "at", "id", "limit", "offset")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	pg, err := hostsPageParams(q)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -296,7 +307,7 @@ func (a *api) snapshot(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, r, err)
 			return
 		}
-		a.writeJSON(w, sn)
+		a.writeSnapshot(w, r, sn, pg)
 		return
 	}
 	target, err := targetParam(q, true)
@@ -328,7 +339,50 @@ func (a *api) snapshot(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	a.writeJSON(w, sn)
+	a.writeSnapshot(w, r, sn, pg)
+}
+
+// hostsPage picks a page of a snapshot's hosts; limit 0 means all.
+type hostsPage struct{ offset, limit int }
+
+func hostsPageParams(q url.Values) (hostsPage, error) {
+	var p hostsPage
+	var err error
+	if p.limit, err = intParam(q, "limit", 0, 1, MaxSnapshotHostsLimit); err != nil {
+		return p, err
+	}
+	if p.offset, err = intParam(q, "offset", 0, 0, 1<<30); err != nil {
+		return p, err
+	}
+	if q.Has("offset") && !q.Has("limit") {
+		return p, &badParam{"offset", q.Get("offset"), "needs limit"}
+	}
+	return p, nil
+}
+
+// writeSnapshot answers with sn, or with the page of its hosts pg picks:
+// the same document with hosts offset..offset+limit, the totals in
+// X-Total-Hosts and X-Total-Open-Ports, and, when more hosts remain, a
+// Link rel="next" that names the snapshot by id, so the pages of one
+// listing all come from the same scan while new scans commit.
+func (a *api) writeSnapshot(w http.ResponseWriter, r *http.Request, sn *snapshot.Snapshot, pg hostsPage) {
+	if pg.limit == 0 {
+		a.writeJSON(w, sn)
+		return
+	}
+	w.Header().Set("X-Total-Hosts", strconv.Itoa(len(sn.Hosts)))
+	w.Header().Set("X-Total-Open-Ports", strconv.Itoa(sn.OpenPorts()))
+	page := *sn
+	page.Hosts = sn.Hosts[min(pg.offset, len(sn.Hosts)):]
+	if len(page.Hosts) > pg.limit {
+		page.Hosts = page.Hosts[:pg.limit]
+		next := url.Values{}
+		next.Set("id", sn.ID)
+		next.Set("offset", strconv.Itoa(pg.offset+pg.limit))
+		next.Set("limit", strconv.Itoa(pg.limit))
+		w.Header().Set("Link", "<"+r.URL.Path+"?"+next.Encode()+`>; rel="next"`)
+	}
+	a.writeJSON(w, &page)
 }
 
 func (a *api) snapshots(w http.ResponseWriter, r *http.Request) {

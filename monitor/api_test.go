@@ -214,6 +214,58 @@ func TestAPISnapshot(t *testing.T) {
 	}
 }
 
+// TestAPISnapshotPages stores a scan of 25 hosts, then pages it 10 hosts
+// at a time by following the Link headers, while a newer scan commits
+// between the pages: the pages are exactly the first scan's hosts, with
+// its totals.
+func TestAPISnapshotPages(t *testing.T) {
+	f := newAPIFixture(t)
+	at := f.scans[1].StartedAt.Add(time.Hour)
+	mk := func(at time.Time, hosts int) *snapshot.Snapshot {
+		sn := &snapshot.Snapshot{Target: "big", ID: snapshot.NewID("big", at), StartedAt: at, FinishedAt: at, Complete: true}
+		for i := range hosts {
+			sn.Hosts = append(sn.Hosts, snapshot.Host{Address: "198.18.1." + strconv.Itoa(i+1), State: snapshot.HostUp,
+				Ports: []snapshot.Port{{Port: 22, Protocol: "tcp", State: snapshot.StateOpen}, {Port: 80, Protocol: "tcp", State: snapshot.StateOpen}}})
+		}
+		return sn
+	}
+	first := mk(at, 25)
+	require.NoError(t, f.store.Commit(t.Context(), store.Commit{Snapshot: first}))
+
+	var addrs []string
+	path, pages := "/api/v1/snapshot?target=big&limit=10", 0
+	for path != "" {
+		resp, err := f.srv.Client().Get(f.srv.URL + path)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+		require.Equal(t, "25", resp.Header.Get("X-Total-Hosts"))
+		require.Equal(t, "50", resp.Header.Get("X-Total-Open-Ports"))
+		var got snapshot.Snapshot
+		require.NoError(t, json.Unmarshal(body, &got))
+		require.Equal(t, first.ID, got.ID)
+		for _, h := range got.Hosts {
+			addrs = append(addrs, h.Address)
+		}
+		pages++
+		if pages == 1 {
+			require.NoError(t, f.store.Commit(t.Context(), store.Commit{Snapshot: mk(at.Add(time.Minute), 3)}))
+		}
+		path = ""
+		if m := regexp.MustCompile(`^<([^>]+)>; rel="next"$`).FindStringSubmatch(resp.Header.Get("Link")); m != nil {
+			path = m[1]
+		}
+	}
+	require.Equal(t, 3, pages)
+	var want []string
+	for _, h := range first.Hosts {
+		want = append(want, h.Address)
+	}
+	require.Equal(t, want, addrs)
+}
+
 func TestAPISnapshots(t *testing.T) {
 	f := newAPIFixture(t)
 	code, body, _ := f.get(t, "/api/v1/snapshots?target=dmz")
@@ -257,6 +309,8 @@ func TestAPIErrors(t *testing.T) {
 		{"/api/v1/snapshot", 400, `parameter target="": required`},
 		{"/api/v1/snapshot?target=dmz&at=soon", 400, `parameter at="soon"`},
 		{"/api/v1/snapshot?id=dmz/1&target=dmz", 400, `parameter id="dmz/1": give either id or target`},
+		{"/api/v1/snapshot?target=dmz&limit=0", 400, `parameter limit="0": out of range 1..10000`},
+		{"/api/v1/snapshot?target=dmz&offset=2", 400, `parameter offset="2": needs limit`},
 		{"/api/v1/snapshots", 400, `parameter target="": required`},
 		{"/api/v1/snapshots?target=dmz&limit=100000", 400, `parameter limit="100000": out of range 1..10000`},
 

@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/exposure-monitor/exposure/diff"
 	"github.com/exposure-monitor/exposure/scanner"
 	"github.com/exposure-monitor/exposure/scanner/netif"
+	"github.com/exposure-monitor/exposure/scanner/service"
 	"github.com/exposure-monitor/exposure/scanner/spec"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
@@ -156,11 +158,12 @@ func (p *udpPool) Scan(ctx context.Context, job scanner.Job, emit func(scanner.R
 	return u.Scan(ctx, job, emit)
 }
 
-// annotator fills in the services of the open ports of a snapshot:
-// the TCP ports that have none yet (service.Detector.AnnotateMissing) and
-// every open UDP port (service.Detector.AnnotateUDP).
+// annotator detects the services of the open ports of a snapshot: the
+// TCP ports, keeping those whose cheap fingerprint still holds
+// (service.Detector.AnnotateIncremental), and the UDP ports given to it
+// (service.Detector.AnnotateUDP).
 type annotator interface {
-	AnnotateMissing(ctx context.Context, s *snapshot.Snapshot)
+	AnnotateIncremental(ctx context.Context, s *snapshot.Snapshot, prior func(addr string, port uint16) (service.Prior, bool), done func(service.Detected))
 	AnnotateUDP(ctx context.Context, s *snapshot.Snapshot)
 }
 
@@ -181,18 +184,22 @@ func sweepTarget(ctx context.Context, e scanner.Engines, bind *netif.Binding, de
 	return snap, nil
 }
 
-// detectServices runs service detection on a complete sweep: first the
-// services the job's reuse plan (on ctx, see withReuse) keeps are copied
-// onto their ports, then det probes the open ports left without one, TCP
-// and UDP.
+// detectServices runs service detection on a complete sweep. With the
+// job's reuse plan (on ctx, see withReuse) a TCP port the plan offers
+// keeps its previous service when its Check still holds, a UDP port (UDP
+// detection has no Check: its probes are a few datagrams) keeps it until
+// its refresh is due, and the plan learns every port's outcome; without
+// one every open port is detected in full.
 func detectServices(ctx context.Context, det annotator, snap *snapshot.Snapshot) {
 	if !snap.Complete || det == nil || snap.OpenPorts() == 0 {
 		return
 	}
-	if r := reuseFrom(ctx); r != nil {
-		r.apply(snap)
+	r := reuseFrom(ctx)
+	if r == nil {
+		r = &svReuse{}
 	}
-	det.AnnotateMissing(ctx, snap)
+	r.applyUDP(snap)
+	det.AnnotateIncremental(ctx, snap, r.prior, r.done)
 	annotateMissingUDP(ctx, det, snap)
 	if ctx.Err() != nil {
 		snap.Complete = false
@@ -239,16 +246,26 @@ func annotateMissingUDP(ctx context.Context, det annotator, snap *snapshot.Snaps
 
 // Incremental service detection. The daemon remembers, per target and
 // (address, port, protocol), when the service of each open port was last
-// really detected. Before a scan's detection, a port that was open with
-// the same protocol in the previous complete scan, and whose service was
-// detected less than service_detection.refresh ago, gets that scan's
-// Service copied and is not probed; new ports, ports without a remembered
-// detection and ports whose detection is older than refresh are probed.
+// detected in full and that detection's cheap fingerprint
+// (service.Check: the hash of the reply bytes that matched, or of the TLS
+// certificate). On a re-scan a port that was open in the previous
+// complete scan gets only the cheap check (one connection) and keeps its
+// previous service when the fingerprint is the same; new ports, ports
+// whose fingerprint changed or that have none, and ports due for their
+// refresh get a full detection.
 //
-// The times live in memory only (snapshot.Service has no timestamp, and
-// the store keeps none per port): after a restart every open port is
-// probed once, which is the safe side. The cost is one map entry per open
-// port with a service.
+// A port is due once per service_detection.refresh, at a point of that
+// period fixed by a hash of the target and port (refreshDue), so the full
+// detections of a large estate spread over the scans of the period
+// instead of coming all at once refresh after the baseline. A version
+// that changes behind an unchanged fingerprint is found within refresh
+// (plus one scan interval); one behind a changed banner or certificate in
+// the same scan.
+//
+// The state lives in memory only (about 60 bytes per open port; nothing
+// is stored, so an unchanged scan still adds nothing to the database):
+// after a restart every open port is detected once in full, which is the
+// safe side.
 
 // svKey names one port of one host.
 type svKey struct {
@@ -257,101 +274,176 @@ type svKey struct {
 	proto string
 }
 
-// svDetections holds the detection times of every target, for the
-// daemon's lifetime. Safe for concurrent jobs.
+// svEntry is a port's last full detection: when (unix nanoseconds) and
+// its cheap fingerprint.
+type svEntry struct {
+	at    int64
+	check service.Check
+}
+
+// svDetections holds the detections of every target, for the daemon's
+// lifetime. Safe for concurrent jobs.
 type svDetections struct {
 	mu sync.Mutex
-	m  map[string]map[svKey]time.Time
+	m  map[string]map[svKey]svEntry
 }
 
 func newSVDetections() *svDetections {
-	return &svDetections{m: map[string]map[svKey]time.Time{}}
+	return &svDetections{m: map[string]map[svKey]svEntry{}}
 }
 
-// svReuse is one job's reuse plan: the services to copy, by port, and
-// their detection times.
+// svReuse is one job's reuse plan: the services it offers for a cheap
+// check, by port, and what detection did on each port.
 type svReuse struct {
 	keep map[svKey]reused
+
+	mu      sync.Mutex
+	results map[svKey]svEntry
 }
 
 type reused struct {
-	svc *snapshot.Service
-	at  time.Time
+	svc   *snapshot.Service
+	entry svEntry
 }
 
-// plan picks the services of prev (the previous complete snapshot; nil
-// for none) detected less than refresh before now. Nil when there is
-// nothing to reuse.
+// refreshDue reports whether a port detected at (unix nanos) is due for
+// a full detection at now: each port's refresh period is shifted by an
+// offset in [0, refresh) taken from a hash of target and key, and a port
+// is due once now has crossed a period boundary since at. So each port is
+// detected in full at least once per refresh, and the ports detected
+// together at a baseline come due at different scans.
+func refreshDue(target string, k svKey, at, now int64, refresh time.Duration) bool {
+	if refresh <= 0 || now-at >= int64(refresh) {
+		return true
+	}
+	h := fnv.New64a()
+	h.Write([]byte(target))
+	h.Write([]byte{0})
+	h.Write([]byte(k.addr))
+	h.Write([]byte{byte(k.port >> 8), byte(k.port), 0})
+	h.Write([]byte(k.proto))
+	off := int64(h.Sum64() % uint64(refresh))
+	return floorDiv(now+off, int64(refresh)) != floorDiv(at+off, int64(refresh))
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+// plan returns the job's reuse plan: the services of prev (the previous
+// complete snapshot; nil for none) whose last full detection left a
+// fingerprint and is not due for refresh at now. A plan is returned even
+// when it keeps nothing, so the job learns the fingerprints of its
+// detections.
 func (d *svDetections) plan(target string, prev *snapshot.Snapshot, now time.Time, refresh time.Duration) *svReuse {
+	r := &svReuse{keep: map[svKey]reused{}, results: map[svKey]svEntry{}}
 	if prev == nil || !prev.Complete || refresh <= 0 {
-		return nil
+		return r
 	}
 	d.mu.Lock()
-	times := d.m[target]
+	entries := d.m[target]
 	d.mu.Unlock()
-	if len(times) == 0 {
-		return nil
+	if len(entries) == 0 {
+		return r
 	}
-	keep := map[svKey]reused{}
 	for _, h := range prev.Hosts {
 		for _, p := range h.Ports {
 			if p.State != snapshot.StateOpen || p.Service == nil {
 				continue
 			}
 			k := svKey{h.Address, p.Port, p.Protocol}
-			at, ok := times[k]
-			if !ok || now.Sub(at) >= refresh {
+			e, ok := entries[k]
+			if !ok || (p.Protocol == spec.ProtoTCP && !e.check.Valid()) || refreshDue(target, k, e.at, now.UnixNano(), refresh) {
 				continue
 			}
-			keep[k] = reused{p.Service, at}
+			r.keep[k] = reused{p.Service, e}
 		}
 	}
-	if len(keep) == 0 {
-		return nil
-	}
-	return &svReuse{keep: keep}
+	return r
 }
 
-// apply copies the kept services onto the ports of snap still open with
-// the same protocol.
-func (r *svReuse) apply(snap *snapshot.Snapshot) {
+// prior offers the kept service of a TCP port for its cheap check.
+func (r *svReuse) prior(addr string, port uint16) (service.Prior, bool) {
+	k, ok := r.keep[svKey{addr, port, "tcp"}]
+	if !ok {
+		return service.Prior{}, false
+	}
+	return service.Prior{Service: k.svc, Check: k.entry.check}, true
+}
+
+// applyUDP copies the kept services of the open UDP ports of snap that
+// have none onto them, and keeps their entries.
+func (r *svReuse) applyUDP(snap *snapshot.Snapshot) {
 	for hi := range snap.Hosts {
 		h := &snap.Hosts[hi]
 		for pi := range h.Ports {
 			p := &h.Ports[pi]
-			if p.State != snapshot.StateOpen || p.Service != nil {
+			if p.Protocol != spec.ProtoUDP || p.State != snapshot.StateOpen || p.Service != nil {
 				continue
 			}
-			if k, ok := r.keep[svKey{h.Address, p.Port, p.Protocol}]; ok {
-				p.Service = k.svc
+			k := svKey{h.Address, p.Port, p.Protocol}
+			if kept, ok := r.keep[k]; ok {
+				p.Service = kept.svc
+				if r.results != nil {
+					r.results[k] = kept.entry
+				}
 			}
 		}
 	}
 }
 
-// record replaces the target's detection times from a complete snapshot:
-// a service copied by r keeps its time, any other one was detected in
-// this scan, started at now. Ports without a service are forgotten.
-func (d *svDetections) record(target string, snap *snapshot.Snapshot, r *svReuse, now time.Time) {
-	times := map[svKey]time.Time{}
+// done learns one port's outcome: a kept service keeps its entry, a full
+// detection gets a new one, stamped with the job's start by record.
+func (r *svReuse) done(o service.Detected) {
+	if r.results == nil {
+		return
+	}
+	k := svKey{o.Address, o.Port.Port, o.Port.Protocol}
+	e := svEntry{check: o.Check}
+	if o.Kept {
+		e = r.keep[k].entry
+	} else {
+		e.at = -1 // detected in this job
+	}
+	r.mu.Lock()
+	r.results[k] = e
+	r.mu.Unlock()
+}
+
+// record replaces the target's detections from a complete snapshot: a
+// port whose service passed its check keeps its entry, any other service
+// was detected in this scan, started at now. Ports without a service are
+// forgotten. It returns how many services r kept and how many it saw
+// detected in full.
+func (d *svDetections) record(target string, snap *snapshot.Snapshot, r *svReuse, now time.Time) (kept, full int) {
+	entries := make(map[svKey]svEntry, snap.OpenPorts())
 	for _, h := range snap.Hosts {
 		for _, p := range h.Ports {
 			if p.State != snapshot.StateOpen || p.Service == nil {
 				continue
 			}
 			k := svKey{h.Address, p.Port, p.Protocol}
-			at := now
+			e := svEntry{at: now.UnixNano()}
 			if r != nil {
-				if kept, ok := r.keep[k]; ok && kept.svc == p.Service {
-					at = kept.at
+				if got, ok := r.results[k]; ok && got.at >= 0 {
+					e = got
+					kept++
+				} else if ok {
+					e.check = got.check
+					full++
 				}
 			}
-			times[k] = at
+			entries[k] = e
 		}
 	}
 	d.mu.Lock()
-	d.m[target] = times
+	d.m[target] = entries
 	d.mu.Unlock()
+	return kept, full
 }
 
 type reuseCtxKey struct{}

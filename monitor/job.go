@@ -154,8 +154,11 @@ func (j *scanJob) scan() {
 	if sd := j.t.ServiceDetection; sd.Enabled && j.d.detections != nil {
 		j.prev, j.prevErr = j.d.store.LatestComplete(name)
 		j.prevRead = true
-		if j.prevErr == nil {
+		switch {
+		case j.prevErr == nil:
 			j.reuse = j.d.detections.plan(name, j.prev, j.started, time.Duration(sd.Refresh))
+		case errors.Is(j.prevErr, store.ErrNotFound):
+			j.reuse = j.d.detections.plan(name, nil, j.started, time.Duration(sd.Refresh))
 		} // else probe everything; diff reports an unreadable store
 	}
 	snap, err := j.d.scan(withReuse(j.ctx, j.reuse), j.t)
@@ -340,7 +343,9 @@ func (j *scanJob) publish() {
 	out.Changes = len(j.dr.Changes)
 	if j.snap.Complete && j.t.ServiceDetection.Enabled && j.d.detections != nil {
 		// Only now is snap the previous complete scan of the next job.
-		j.d.detections.record(j.t.Name, j.snap, j.reuse, j.started)
+		kept, full := j.d.detections.record(j.t.Name, j.snap, j.reuse, j.started)
+		j.d.metrics.svDetections.WithLabelValues(j.t.Name, svKept).Add(float64(kept))
+		j.d.metrics.svDetections.WithLabelValues(j.t.Name, svFull).Add(float64(full))
 	}
 	j.d.collector.set(j.snap)
 	for _, c := range j.dr.Changes {

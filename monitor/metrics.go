@@ -28,6 +28,7 @@ type metrics struct {
 	openPorts        *prometheus.GaugeVec
 	hostsUp          *prometheus.GaugeVec
 	changes          *prometheus.CounterVec
+	svDetections     *prometheus.CounterVec
 	probesSent       *prometheus.CounterVec
 	retransmits      *prometheus.CounterVec
 	reloadSuccessful prometheus.Gauge
@@ -70,6 +71,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: namespace, Name: "changes_total",
 			Help: "Changes and policy verdicts committed, by kind.",
 		}, []string{"target", "kind"}),
+		svDetections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "service_detections_total",
+			Help: "Open ports after service detection, by result: kept (the cheap fingerprint held, the last detection was kept) or full (detected in full).",
+		}, []string{"target", "result"}),
 		probesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "probes_sent_total",
 			Help: "Probes sent by the scan engine.",
@@ -93,7 +98,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.scanDuration, m.scans, m.skipped, m.running, m.lastSuccess, m.openPorts, m.hostsUp,
-		m.changes, m.probesSent, m.retransmits, m.reloadSuccessful, m.reloadTimestamp, m.targets,
+		m.changes, m.svDetections, m.probesSent, m.retransmits, m.reloadSuccessful, m.reloadTimestamp, m.targets,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
@@ -119,7 +124,19 @@ func (m *metrics) init(target string) {
 		m.scans.WithLabelValues(target, r)
 	}
 	m.skipped.WithLabelValues(target)
+	for _, r := range svResults {
+		m.svDetections.WithLabelValues(target, r)
+	}
 }
+
+// Service detection results, the values of the result label of
+// exposure_service_detections_total.
+const (
+	svKept = "kept"
+	svFull = "full"
+)
+
+var svResults = [...]string{svKept, svFull}
 
 // setLatest sets the gauges of a target from its latest complete snapshot.
 func (m *metrics) setLatest(s *snapshot.Snapshot) {
@@ -139,6 +156,7 @@ func (m *metrics) forget(target string) {
 	m.openPorts.DeletePartialMatch(l)
 	m.hostsUp.DeletePartialMatch(l)
 	m.changes.DeletePartialMatch(l)
+	m.svDetections.DeletePartialMatch(l)
 	m.probesSent.DeletePartialMatch(l)
 	m.retransmits.DeletePartialMatch(l)
 }

@@ -2,10 +2,10 @@ package monitor
 
 import (
 	"bytes"
-	"cmp"
 	_ "embed"
 	"html/template"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -162,8 +162,82 @@ type statusData struct {
 	// Problems is everything above that needs a look: failing targets, a
 	// failed reload, failing receivers.
 	Problems int
-	Ports    []statusPort
-	Changes  []statusChange
+	// Ports is one page of the open ports of the latest complete scans
+	// (PortsPage), of the target PortsTarget when one is picked; Targets
+	// is one page of the targets (TargetsPage).
+	Ports       []statusPort
+	PortsPage   statusPager
+	PortsTarget string
+	TargetsPage statusPager
+	Changes     []statusChange
+}
+
+// Status page paging: the open-ports and targets tables show a page each,
+// chosen with ?offset=&limit= (ports; &target= picks one target's) and
+// ?targets_offset=&targets_limit=, so a page stays a few hundred
+// kilobytes at any estate size.
+const (
+	DefaultStatusPorts   = 500
+	MaxStatusPorts       = 5000
+	DefaultStatusTargets = 200
+	MaxStatusTargets     = 2000
+)
+
+// statusPager is the position of one table's page: rows First..Last
+// (1-based) of Total, and the links to the neighbouring pages ("" at
+// either end).
+type statusPager struct {
+	Offset, Limit, Total int
+	First, Last          int
+	Prev, Next           string
+}
+
+func newStatusPager(u *url.URL, offKey, limKey string, offset, limit, total, shown int) statusPager {
+	p := statusPager{Offset: offset, Limit: limit, Total: total}
+	if shown > 0 {
+		p.First, p.Last = offset+1, offset+shown
+	}
+	link := func(off int) string {
+		q := u.Query()
+		q.Set(offKey, strconv.Itoa(off))
+		q.Set(limKey, strconv.Itoa(limit))
+		return "/?" + q.Encode()
+	}
+	if offset > 0 {
+		p.Prev = link(max(0, offset-limit))
+	}
+	if offset+limit < total {
+		p.Next = link(offset + limit)
+	}
+	return p
+}
+
+// statusParams reads the paging parameters of the status page.
+type statusParams struct {
+	portsOffset, portsLimit     int
+	targetsOffset, targetsLimit int
+	target                      string
+}
+
+func parseStatusParams(q url.Values) (statusParams, error) {
+	var p statusParams
+	var err error
+	for _, f := range []struct {
+		dst          *int
+		name         string
+		def, lo, max int
+	}{
+		{&p.portsOffset, "offset", 0, 0, 1 << 30},
+		{&p.portsLimit, "limit", DefaultStatusPorts, 1, MaxStatusPorts},
+		{&p.targetsOffset, "targets_offset", 0, 0, 1 << 30},
+		{&p.targetsLimit, "targets_limit", DefaultStatusTargets, 1, MaxStatusTargets},
+	} {
+		if *f.dst, err = intParam(q, f.name, f.def, f.lo, f.max); err != nil {
+			return p, err
+		}
+	}
+	p.target = q.Get("target")
+	return p, nil
 }
 
 // recentChanges bounds the timeline.
@@ -173,10 +247,15 @@ const (
 )
 
 func (d *daemonState) statusPage(w http.ResponseWriter, r *http.Request) {
+	params, err := parseStatusParams(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	rc := d.current.Load()
 	now := d.opts.Now()
-	data := statusData{Now: now, Config: configName(rc.cfg)}
-	for _, t := range rc.targets {
+	data := statusData{Now: now, Config: configName(rc.cfg), PortsTarget: params.target}
+	for i, t := range rc.targets {
 		st := statusTarget{
 			Name: t.Name, Hosts: strings.Join(t.Hosts, ", "), Ports: t.Ports, Schedule: t.Schedule,
 			Next: d.sched.next(t.Name),
@@ -186,18 +265,16 @@ func (d *daemonState) statusPage(w http.ResponseWriter, r *http.Request) {
 		if st.Scanned && st.Last.Result != resultSuccess {
 			data.Failing++
 		}
-		data.Targets = append(data.Targets, st)
+		if i >= params.targetsOffset && i < params.targetsOffset+params.targetsLimit {
+			data.Targets = append(data.Targets, st)
+		}
 	}
+	data.TargetsPage = newStatusPager(r.URL, "targets_offset", "targets_limit",
+		params.targetsOffset, params.targetsLimit, len(rc.targets), len(data.Targets))
 	d.statusHealth(&data)
-	d.collector.mu.RLock()
-	for _, s := range d.collector.latest {
-		data.Ports = append(data.Ports, statusPorts(s)...)
-	}
-	d.collector.mu.RUnlock()
-	slices.SortFunc(data.Ports, func(a, b statusPort) int {
-		return cmp.Or(cmp.Compare(a.Target, b.Target), cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port),
-			cmp.Compare(a.Protocol, b.Protocol))
-	})
+	var total int
+	data.Ports, total = d.collector.portsPage(params.target, params.portsOffset, params.portsLimit)
+	data.PortsPage = newStatusPager(r.URL, "offset", "limit", params.portsOffset, params.portsLimit, total, len(data.Ports))
 	if changes, err := d.store.Changes("", now.Add(-recentChangesWindow), time.Time{}); err == nil {
 		if len(changes) > recentChangesMax {
 			changes = changes[len(changes)-recentChangesMax:]
@@ -216,6 +293,43 @@ func (d *daemonState) statusPage(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_, _ = w.Write(buf.Bytes())
+}
+
+// portsPage returns the open ports offset..offset+limit of the latest
+// complete scans, target by target in name order (only target's when it
+// is not ""), each in its snapshot's order (hosts by address, ports by
+// number), and how many there are in all. Only the page is built: the
+// rest is counted.
+func (c *portCollector) portsPage(target string, offset, limit int) ([]statusPort, int) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	names := make([]string, 0, len(c.latest))
+	for name := range c.latest {
+		if target == "" || name == target {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	var out []statusPort
+	total := 0
+	for _, name := range names {
+		s := c.latest[name]
+		for i := range s.Hosts {
+			n := 0
+			for _, p := range s.Hosts[i].Ports {
+				if p.State == snapshot.StateOpen {
+					n++
+				}
+			}
+			if n > 0 && total+n > offset && len(out) < limit {
+				ps := statusPorts(&snapshot.Snapshot{Target: s.Target, Hosts: s.Hosts[i : i+1]})
+				ps = ps[min(len(ps), max(0, offset-total)):]
+				out = append(out, ps[:min(len(ps), limit-len(out))]...)
+			}
+			total += n
+		}
+	}
+	return out, total
 }
 
 func statusPorts(s *snapshot.Snapshot) []statusPort {

@@ -2,14 +2,16 @@ package monitor
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"path/filepath"
-	"sort"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/exposure-monitor/exposure/config"
@@ -20,17 +22,18 @@ import (
 )
 
 // bannerPort is a loopback SSH-like listener that counts the connections
-// service detection makes to it.
+// service detection makes to it; its banner can be changed.
 type bannerPort struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns int
+	ln     net.Listener
+	mu     sync.Mutex
+	conns  int
+	banner string
 }
 
 func newBannerPort(t *testing.T) *bannerPort {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	b := &bannerPort{ln: ln}
+	b := &bannerPort{ln: ln, banner: "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -40,15 +43,29 @@ func newBannerPort(t *testing.T) *bannerPort {
 			}
 			b.mu.Lock()
 			b.conns++
+			banner := b.banner
 			b.mu.Unlock()
-			c.Write([]byte("SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"))
-			c.Close()
+			// As sshd: the banner, then the connection stays until the
+			// client goes (closing at once would reset the connections
+			// of probes that send a payload, and lose the banner).
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				_, _ = c.Write([]byte(banner))
+				_, _ = io.Copy(io.Discard, c)
+			}()
 		}
 	}()
 	return b
 }
 
 func (b *bannerPort) port() uint16 { return uint16(b.ln.Addr().(*net.TCPAddr).Port) }
+
+func (b *bannerPort) setBanner(s string) {
+	b.mu.Lock()
+	b.banner = s
+	b.mu.Unlock()
+}
 
 // take returns and resets the count. A detection may leave connections
 // (of probes it no longer needed) in the accept queue when it returns, so
@@ -63,9 +80,12 @@ func (b *bannerPort) take() int {
 }
 
 // TestIncrementalServiceDetection runs daemon jobs (real store, real
-// detector on loopback listeners) and counts the ports -sV probes: none
-// on an unchanged re-scan, a newly opened one, and all again once
-// service_detection.refresh has passed.
+// detector on loopback listeners) and checks what -sV does to each port:
+// an unchanged re-scan keeps every detection after one connection per port
+// (the cheap check), a newly opened port and a port whose banner changed
+// are detected in full in the same scan, every port is detected in full
+// again once within service_detection.refresh, and refresh 0 detects every
+// port in full every scan.
 func TestIncrementalServiceDetection(t *testing.T) {
 	st, err := store.Open(filepath.Join(t.TempDir(), "exposure.db"), store.Options{NoSync: true})
 	require.NoError(t, err)
@@ -94,58 +114,125 @@ func TestIncrementalServiceDetection(t *testing.T) {
 	tg.ServiceDetection = config.ServiceDetection{
 		Enabled: true, Intensity: 7, Timeout: model.Duration(3 * time.Second), Refresh: model.Duration(time.Hour)}
 
-	// probed runs one job a minute after the last one and returns the
-	// listeners that were connected to, and the stored snapshot's services.
-	probed := func(step time.Duration) ([]string, []string) {
-		now = now.Add(step)
+	// step runs one job step after the last one and returns, per
+	// listener, the connections it got, how many ports kept their
+	// detection and how many were detected in full, and the stored
+	// snapshot's services.
+	var lastKept, lastFull float64
+	type result struct {
+		conns      map[string]int
+		kept, full int
+		svcs       map[uint16]string
+	}
+	step := func(d time.Duration) result {
+		now = now.Add(d)
 		out := runScan(context.Background(), deps, tg, config.Global{}, planInfo{})
 		require.Equal(t, resultSuccess, out.Result, out.Err)
-		var got []string
+		r := result{conns: map[string]int{}, svcs: map[uint16]string{}}
 		for name, p := range map[string]*bannerPort{"a": a, "b": b} {
-			if p.take() > 0 {
-				got = append(got, name)
+			if n := p.take(); n > 0 {
+				r.conns[name] = n
 			}
 		}
-		sort.Strings(got)
+		kept := testutil.ToFloat64(m.svDetections.WithLabelValues("web", svKept))
+		full := testutil.ToFloat64(m.svDetections.WithLabelValues("web", svFull))
+		r.kept, r.full = int(kept-lastKept), int(full-lastFull)
+		lastKept, lastFull = kept, full
 		latest, err := st.LatestComplete("web")
 		require.NoError(t, err)
-		var svcs []string
 		for _, p := range latest.Hosts[0].Ports {
-			svcs = append(svcs, p.Service.Describe())
+			r.svcs[p.Port] = p.Service.Describe()
 		}
-		return got, svcs
+		return r
 	}
 	ssh := "ssh OpenSSH 9.2p1 Debian 2 (protocol 2.0)"
+	ssh96 := "ssh OpenSSH 9.6p1 Debian 4 (protocol 2.0)"
 
 	open = []*bannerPort{a}
-	got, svcs := probed(0)
-	require.Equal(t, []string{"a"}, got, "baseline")
-	require.Equal(t, []string{ssh}, svcs)
+	r := step(0)
+	require.Equal(t, 1, r.full, "baseline")
+	require.Equal(t, map[uint16]string{a.port(): ssh}, r.svcs)
 
-	got, svcs = probed(time.Minute)
-	require.Empty(t, got, "(a) unchanged re-scan probes no port")
-	require.Equal(t, []string{ssh}, svcs, "the copied service is stored")
+	r = step(time.Minute)
+	require.Equal(t, 0, r.full, "(a) unchanged re-scan detects no port in full")
+	require.Equal(t, 1, r.kept)
+	require.Equal(t, map[string]int{"a": 1}, r.conns, "(a) the cheap check is one connection")
+	require.Equal(t, map[uint16]string{a.port(): ssh}, r.svcs, "the kept service is stored")
 
 	open = []*bannerPort{a, b}
-	got, svcs = probed(time.Minute)
-	require.Equal(t, []string{"b"}, got, "(b) only the newly opened port is probed")
-	require.Equal(t, []string{ssh, ssh}, svcs)
+	r = step(time.Minute)
+	require.Equal(t, []int{1, 1}, []int{r.kept, r.full}, "(b) only the newly opened port is detected in full")
+	require.Equal(t, 1, r.conns["a"])
+	require.Equal(t, map[uint16]string{a.port(): ssh, b.port(): ssh}, r.svcs)
 
-	// a was detected 2 min ago, b 0: after 59 more minutes a's refresh has
-	// passed (detection times are kept across copies), b's has not.
-	got, _ = probed(59 * time.Minute)
-	require.Equal(t, []string{"a"}, got, "(c) a is re-probed once refresh has passed")
-	got, _ = probed(2 * time.Minute)
-	require.Equal(t, []string{"b"}, got, "(c) then b")
-	got, _ = probed(time.Minute)
-	require.Empty(t, got)
-	// refresh 0, the default: every open port is probed every scan, so a
-	// version change behind an open port is seen at once.
+	a.setBanner("SSH-2.0-OpenSSH_9.6p1 Debian-4\r\n")
+	r = step(time.Minute)
+	require.Equal(t, []int{1, 1}, []int{r.kept, r.full}, "(c) the changed banner is detected in full")
+	require.Equal(t, map[uint16]string{a.port(): ssh96, b.port(): ssh}, r.svcs, "(c) the new version is found in the same scan")
+
+	// (d) refresh: over the next hour, a scan every 2 minutes, each port is
+	// detected in full exactly once (at a point of the hour its hash
+	// picks) and kept at every other scan.
+	fullAt := map[string][]int{}
+	keys := map[string]svKey{"a": {"127.0.0.1", a.port(), "tcp"}, "b": {"127.0.0.1", b.port(), "tcp"}}
+	before := map[string]int64{}
+	for name, k := range keys {
+		before[name] = deps.detections.m["web"][k].at
+	}
+	for i := 1; i <= 30; i++ {
+		r = step(2 * time.Minute)
+		require.Equal(t, 2, r.kept+r.full)
+		for name, k := range keys {
+			if at := deps.detections.m["web"][k].at; at != before[name] {
+				fullAt[name] = append(fullAt[name], i)
+				before[name] = at
+			}
+		}
+	}
+	require.Len(t, fullAt["a"], 1, "(d) a detected in full once within refresh: %v", fullAt)
+	require.Len(t, fullAt["b"], 1, "(d) b detected in full once within refresh: %v", fullAt)
+
+	// refresh 0: every open port is detected in full every scan.
 	tg.ServiceDetection.Refresh = 0
-	got, _ = probed(time.Minute)
-	require.Equal(t, []string{"a", "b"}, got, "refresh 0 probes every open port")
-	got, _ = probed(time.Minute)
-	require.Equal(t, []string{"a", "b"}, got, "refresh 0 probes every open port")
+	r = step(time.Minute)
+	require.Equal(t, []int{0, 2}, []int{r.kept, r.full}, "refresh 0 detects every open port")
+	r = step(time.Minute)
+	require.Equal(t, []int{0, 2}, []int{r.kept, r.full}, "refresh 0 detects every open port")
+}
+
+// TestRefreshSpread checks that refreshDue spreads the full detections of
+// ports detected together: 2,000 ports of a baseline, scanned every 15
+// minutes with refresh 24h, each come due exactly once in the next 24h,
+// and no scan gets more than three times its share.
+func TestRefreshSpread(t *testing.T) {
+	const ports, refresh, every = 2000, 24 * time.Hour, 15 * time.Minute
+	base := time.Date(2026, 1, 1, 6, 0, 0, 0, time.UTC).UnixNano()
+	at := make([]int64, ports)
+	keys := make([]svKey, ports)
+	for i := range keys {
+		keys[i] = svKey{fmt.Sprintf("198.18.%d.%d", i/256, i%256), 443, "tcp"}
+		at[i] = base
+	}
+	scans := int(refresh / every)
+	perScan := make([]int, scans)
+	for s := 1; s <= scans; s++ {
+		now := base + int64(s)*int64(every)
+		for i, k := range keys {
+			if refreshDue("dmz", k, at[i], now, refresh) {
+				perScan[s-1]++
+				at[i] = now
+			}
+		}
+	}
+	total := 0
+	for i, n := range perScan {
+		total += n
+		require.LessOrEqual(t, n, 3*ports/scans, "scan %d: %d of %d ports due at once", i+1, n, ports)
+	}
+	require.Equal(t, ports, total, "each port due once within refresh")
+	for i := range at {
+		require.Greater(t, at[i], base, "port %d never refreshed", i)
+	}
 }
 
 // memcacheUDP is a loopback UDP server answering memcached's UDP stats

@@ -43,4 +43,15 @@
 // head and B+tree overhead); the file itself grows in bbolt's doubling steps
 // (about 0.5 to 1 KB per scan over that run). A commit takes about 15 ms
 // and rebuilding the latest snapshot about 8 ms on a 2-core machine.
+//
+// At estate scale (TestEstateBytesPerOpenPort: 65,536 hosts, 98,304 open
+// ports with services) the baseline takes 256 bytes of allocated space per
+// open port and commits in about 1.8 s: the host and port runs are written
+// in key order into pages packed 95% full (runsFillPercent). An unchanged
+// re-scan of the estate allocates nothing new.
+//
+// Prune works in transactions of at most defaultPruneBatch keys of one
+// bucket, so a scan's commit never waits for more than one batch
+// (BenchmarkPruneYear: a year of daily scans of an estate with daily churn,
+// pruned to 90 days while scans commit).
 package store

@@ -13,7 +13,13 @@ import (
 // before (except each target's latest complete scan, so Latest and At keep
 // working), changes older than before, runs that ended before before and
 // service or hostname values superseded before it. It returns the number of
-// scans deleted. Each target is pruned in its own transaction.
+// scans deleted.
+//
+// It works in bounded transactions: each examines at most the store's
+// prune batch of keys (defaultPruneBatch) of one bucket of one target and
+// commits, so a scan's commit, which needs the one writer lock, waits for
+// one batch at most, never for a whole year of an estate's history. Each
+// batch re-reads what it decides on, so commits between batches are safe.
 func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 	var targets []string
 	err := s.view(func(tx *bolt.Tx) error {
@@ -39,101 +45,149 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 	cut := nanos(before)
 	total := 0
 	for _, t := range targets {
-		if err := ctx.Err(); err != nil {
-			return total, fmt.Errorf("store: prune: %w", err)
+		for _, step := range []pruneStep{pruneScans, pruneChanges, pruneRunsIn(bucketHosts), pruneRunsIn(bucketPorts)} {
+			from := prefix(t)
+			for from != nil {
+				if err := ctx.Err(); err != nil {
+					return total, fmt.Errorf("store: prune: %w", err)
+				}
+				start := time.Now()
+				err := s.update(func(tx *bolt.Tx) error {
+					next, n, err := step(tx, t, from, cut, s.pruneBatch)
+					from = next
+					total += n
+					return err
+				})
+				if d := time.Since(start); d > time.Duration(s.pruneLongest.Load()) {
+					s.pruneLongest.Store(int64(d))
+				}
+				if err != nil {
+					return total, fmt.Errorf("store: prune %s: %w", t, err)
+				}
+			}
 		}
-		n := 0
-		err := s.update(func(tx *bolt.Tx) error {
-			var err error
-			n, err = pruneTarget(tx, t, cut)
-			return err
-		})
-		if err != nil {
-			return total, fmt.Errorf("store: prune %s: %w", t, err)
-		}
-		total += n
 	}
 	return total, nil
 }
 
-func pruneTarget(tx *bolt.Tx, target string, cut int64) (int, error) {
+// defaultPruneBatch bounds the keys one prune transaction examines: about
+// 1,000 port runs decode, trim and rewrite in some 10 ms.
+const defaultPruneBatch = 1000
+
+// pruneStep prunes at most batch keys of target's from from (a key of the
+// target, its prefix at first) and returns the key to go on from (nil when
+// the target's keys of the step are done) and the scans it deleted.
+type pruneStep func(tx *bolt.Tx, target string, from []byte, cut int64, batch int) ([]byte, int, error)
+
+// batchWalk visits up to batch keys of bucket b from from under target's
+// prefix p, and returns where the next batch starts. Keys are collected
+// first: deleting under a cursor skips the next key in bbolt.
+func batchWalk(b *bolt.Bucket, p, from []byte, batch int, visit func(k, v []byte) (stop bool, err error)) ([]byte, error) {
+	c := b.Cursor()
+	n := 0
+	for k, v := c.Seek(from); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+		if n == batch {
+			return bytes.Clone(k), nil
+		}
+		n++
+		stop, err := visit(k, v)
+		if err != nil || stop {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+func pruneScans(tx *bolt.Tx, target string, from []byte, cut int64, batch int) ([]byte, int, error) {
 	var hd head
 	if v := tx.Bucket(bucketTargets).Get([]byte(target)); v != nil {
 		if err := decode(v, &hd); err != nil {
-			return 0, fmt.Errorf("decode head: %w", err)
+			return nil, 0, fmt.Errorf("decode head: %w", err)
 		}
 	}
-	p := prefix(target)
-	n := 0
-	// Deleting under a cursor skips the next key in bbolt; collect first.
-	var old [][]byte
-	c := tx.Bucket(bucketScans).Cursor()
-	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+	var old, ids [][]byte
+	next, err := batchWalk(tx.Bucket(bucketScans), prefix(target), from, batch, func(k, v []byte) (bool, error) {
 		_, started, _ := splitScanKey(k)
 		if started >= cut {
-			break
+			return true, nil
 		}
 		if started == hd.LastComplete {
-			continue
+			return false, nil
 		}
 		var rec scanRecord
 		if err := decode(v, &rec); err != nil {
-			return 0, fmt.Errorf("decode scan %q: %w", k, err)
+			return false, fmt.Errorf("decode scan %q: %w", k, err)
 		}
 		old = append(old, bytes.Clone(k))
 		if rec.ID != "" {
-			old = append(old, append([]byte{sep}, rec.ID...)) // marker for the ids index
+			ids = append(ids, []byte(rec.ID))
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, id := range ids {
+		if err := tx.Bucket(bucketIDs).Delete(id); err != nil {
+			return nil, 0, err
 		}
 	}
 	for _, k := range old {
-		if k[0] == sep {
-			if err := tx.Bucket(bucketIDs).Delete(k[1:]); err != nil {
-				return 0, err
-			}
-			continue
-		}
 		if err := tx.Bucket(bucketScans).Delete(k); err != nil {
-			return 0, err
+			return nil, 0, err
 		}
 		if err := tx.Bucket(bucketBlobs).Delete(k); err != nil {
-			return 0, err
+			return nil, 0, err
 		}
-		n++
 	}
+	return next, len(old), nil
+}
 
-	old = old[:0]
-	c = tx.Bucket(bucketChanges).Cursor()
-	for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+func pruneChanges(tx *bolt.Tx, target string, from []byte, cut int64, batch int) ([]byte, int, error) {
+	var old [][]byte
+	next, err := batchWalk(tx.Bucket(bucketChanges), prefix(target), from, batch, func(k, _ []byte) (bool, error) {
 		if _, at, _ := splitChangeKey(k); at >= cut {
-			break
+			return true, nil
 		}
 		old = append(old, bytes.Clone(k))
+		return false, nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
 	for _, k := range old {
 		if err := tx.Bucket(bucketChanges).Delete(k); err != nil {
-			return 0, err
+			return nil, 0, err
 		}
 	}
+	return next, 0, nil
+}
 
-	for _, name := range [][]byte{bucketHosts, bucketPorts} {
+// pruneRunsIn is the step that trims the runs of the hosts or ports bucket.
+func pruneRunsIn(name []byte) pruneStep {
+	return func(tx *bolt.Tx, target string, from []byte, cut int64, batch int) ([]byte, int, error) {
 		type kv struct{ k, v []byte }
 		var edits []kv
 		b := tx.Bucket(name)
-		c := b.Cursor()
-		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+		b.FillPercent = runsFillPercent
+		next, err := batchWalk(b, prefix(target), from, batch, func(k, v []byte) (bool, error) {
 			rs, err := decodeRuns(v)
 			if err != nil {
-				return 0, fmt.Errorf("decode %s %q: %w", name, k, err)
+				return false, fmt.Errorf("decode %s %q: %w", name, k, err)
 			}
 			kept, changed := pruneRuns(rs, cut)
 			if !changed {
-				continue
+				return false, nil
 			}
 			var nv []byte
 			if len(kept) > 0 {
 				nv = encodeRuns(kept)
 			}
 			edits = append(edits, kv{bytes.Clone(k), nv})
+			return false, nil
+		})
+		if err != nil {
+			return nil, 0, err
 		}
 		for _, e := range edits {
 			var err error
@@ -143,11 +197,11 @@ func pruneTarget(tx *bolt.Tx, target string, cut int64) (int, error) {
 				err = b.Put(e.k, e.v)
 			}
 			if err != nil {
-				return 0, err
+				return nil, 0, err
 			}
 		}
+		return next, 0, nil
 	}
-	return n, nil
 }
 
 // pruneRuns drops runs that ended before cut and, inside the rest, values

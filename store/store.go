@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -82,6 +83,11 @@ func (o *Options) validate() error {
 type Store struct {
 	db   *bolt.DB
 	path string
+	// pruneBatch bounds the keys of one prune transaction (tests lower it).
+	pruneBatch int
+	// pruneLongest is the longest prune transaction so far, in
+	// nanoseconds, for BenchmarkPruneYear.
+	pruneLongest atomic.Int64
 }
 
 // migration moves a database from version i to i+1 inside tx.
@@ -147,7 +153,7 @@ func openWith(path string, o Options, migs []migration) (s *Store, err error) {
 	if err != nil {
 		return nil, openError(path, o, err)
 	}
-	s = &Store{db: db, path: path}
+	s = &Store{db: db, path: path, pruneBatch: defaultPruneBatch}
 	defer func() {
 		if err != nil {
 			_ = db.Close()

@@ -415,8 +415,17 @@ func TestSchemaVersions(t *testing.T) {
 	require.NoError(t, s3.Close())
 }
 
+// TestPrune prunes in one batch per bucket (the default) and in batches of
+// one and two keys, so every batch boundary is crossed.
 func TestPrune(t *testing.T) {
+	for _, batch := range []int{defaultPruneBatch, 1, 2} {
+		t.Run(fmt.Sprint(batch), func(t *testing.T) { testPrune(t, batch) })
+	}
+}
+
+func testPrune(t *testing.T, batch int) {
 	s, _ := openTemp(t)
+	s.pruneBatch = batch
 	var scans []*snapshot.Snapshot
 	for i := range 10 {
 		ports := []string{"22/ssh/" + fmt.Sprint(i/3)} // version changes every 3 scans

@@ -175,26 +175,36 @@ func (d *Detector) regex(m *Match) bool {
 
 // Detect identifies the service on addr:port (TCP).
 func (d *Detector) Detect(ctx context.Context, addr netip.Addr, port uint16) (*snapshot.Service, error) {
+	s, _, err := d.detect(ctx, addr, port)
+	return s, err
+}
+
+// detect is Detect that also returns the detection's Check (reuse.go).
+func (d *Detector) detect(ctx context.Context, addr netip.Addr, port uint16) (*snapshot.Service, Check, error) {
 	if d.db.Exclude.Contains(port) {
-		return nil, ErrExcluded
+		return nil, Check{}, ErrExcluded
 	}
 	target := netip.AddrPortFrom(addr, port).String()
-	plain := func(ctx context.Context) (net.Conn, error) { return d.dialer.DialContext(ctx, "tcp", target) }
+	plain := d.plainDial(target)
 	res := d.detectPhase(ctx, plain, port, false)
 	if ctx.Err() != nil {
-		return nil, fmt.Errorf("detect %s: %w", target, ctx.Err())
+		return nil, Check{}, fmt.Errorf("detect %s: %w", target, ctx.Err())
 	}
 	if res.unreachable != nil {
-		return nil, fmt.Errorf("detect %s: %w", target, res.unreachable)
+		return nil, Check{}, fmt.Errorf("detect %s: %w", target, res.unreachable)
 	}
 	if !res.tls {
-		return res.service(), nil
+		return res.service(), res.check, nil
 	}
 	s, err := d.detectInTLS(ctx, plain, port, res.cert)
 	if err != nil {
-		return nil, fmt.Errorf("detect %s inside tls: %w", target, err)
+		return nil, Check{}, fmt.Errorf("detect %s inside tls: %w", target, err)
 	}
-	return s, nil
+	return s, tlsCheck(res.cert), nil
+}
+
+func (d *Detector) plainDial(target string) dialFunc {
+	return func(ctx context.Context) (net.Conn, error) { return d.dialer.DialContext(ctx, "tcp", target) }
 }
 
 // Annotate fills Service on every open TCP port of s, concurrently, at most
@@ -206,15 +216,20 @@ func (d *Detector) Annotate(ctx context.Context, s *snapshot.Snapshot) {
 // annotatePort sets the Service of one open TCP port from Detect.
 func (d *Detector) annotatePort(ctx context.Context, addr netip.Addr, p *snapshot.Port) {
 	svc, err := d.Detect(ctx, addr, p.Port)
-	switch {
-	case errors.Is(err, ErrExcluded):
-	case err != nil:
-		if ctx.Err() == nil {
-			d.logger.Warn("service detection failed", "address", addr, "port", p.Port, "err", err)
-		}
-	default:
-		p.Service = svc
+	if err != nil {
+		d.logDetectErr(ctx, addr, p.Port, err)
+		return
 	}
+	p.Service = svc
+}
+
+// logDetectErr logs a failed detection, unless the port is excluded or
+// ctx ended.
+func (d *Detector) logDetectErr(ctx context.Context, addr netip.Addr, port uint16, err error) {
+	if errors.Is(err, ErrExcluded) || ctx.Err() != nil {
+		return
+	}
+	d.logger.Warn("service detection failed", "address", addr, "port", port, "err", err)
 }
 
 // eachOpenPort runs fn for every open port of protocol proto in s, at most
@@ -345,6 +360,7 @@ func (d *Detector) match(p *Probe, resp []byte) (Fields, bool, bool) {
 				continue
 			}
 			if !m.Soft {
+				f.matched = m.sum(groups)
 				return f, true, false
 			}
 			soft = &f

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,6 +85,24 @@ func (m *Match) exec(resp []rune, timeout time.Duration) ([][]byte, error) {
 	return out, nil
 }
 
+// sum hashes which pattern matched and the bytes its groups captured:
+// the reply's part of a Check. Not group 0, the whole match: patterns
+// that read up to a page title span the Date header and session cookies
+// of an HTTP reply, and Exim's banner carries the time, so the bytes
+// around the captures differ at every connection while the service does
+// not.
+func (m *Match) sum(groups [][]byte) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s:%d", m.File, m.Line)
+	var n [4]byte
+	for _, g := range groups[1:] {
+		binary.BigEndian.PutUint32(n[:], uint32(len(g)))
+		h.Write(n[:])
+		h.Write(g)
+	}
+	return h.Sum64()
+}
+
 // bytesToRunes maps every byte to the rune of the same value, so that \xff in
 // a pattern matches the byte 0xff and binary responses never hit UTF-8
 // decoding.
@@ -107,6 +126,8 @@ func runesToBytes(r []rune) []byte {
 type Fields struct {
 	Service, Product, Version, Info, Hostname, OS, Device string
 	CPE                                                   []string
+	// matched is a hard match's Match.sum, the reply's part of a Check.
+	matched uint64
 }
 
 // fill substitutes the captured groups into m's templates.

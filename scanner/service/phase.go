@@ -51,6 +51,8 @@ type phaseResult struct {
 	cut bool
 	// fingerprint is what answered when nothing matched (fingerprint.go).
 	fingerprint string
+	// check is the cheap fingerprint of a complete hard match (reuse.go).
+	check Check
 }
 
 func (r phaseResult) service() *snapshot.Service {
@@ -410,7 +412,11 @@ func (p *phase) ready() bool {
 func (p *phase) heldResult() phaseResult {
 	h := p.held.fields
 	cut := h.Version == "" && (p.expired() || p.versionWaitOver && p.mayMatch(h.Service))
-	return phaseResult{fields: h, found: true, cut: cut}
+	r := phaseResult{fields: h, found: true, cut: cut}
+	if !cut && p.held.idx >= 0 && p.held.idx < len(p.probes) {
+		r.check = Check{Probe: p.probes[p.held.idx].Name, Sum: h.matched}
+	}
+	return r
 }
 
 // ended is the verdict once every probe has ended: it takes what they
