@@ -176,7 +176,7 @@ type phase struct {
 	// sent to HTTPS port"), or (b) it has no version and a probe still
 	// running could give one, within a grace period (the version wait).
 	held *outcome
-	// best is the earliest probe's softmatch.
+	// best is the softmatch that says most (softer), earliest first.
 	best *outcome
 	// fp keeps the first bytes that answered, for an unknown service.
 	fp         fingerprint
@@ -361,7 +361,7 @@ func (p *phase) take(o outcome) (phaseResult, bool) {
 	case o.soft:
 		// o.tcpwrapped with data elsewhere: the service answered
 		// another probe and merely drops idle connections.
-		if p.best == nil || o.idx < p.best.idx {
+		if p.best == nil || softer(*p.best, o) {
 			p.best = &o
 		}
 		p.narrow(o.fields.Service)
@@ -375,16 +375,40 @@ func (p *phase) take(o outcome) (phaseResult, bool) {
 	return phaseResult{}, false
 }
 
-// hold keeps a hard match as the verdict unless one with a version is
-// held already, and starts the version wait: as long again as the phase
-// has taken so far, at least 500 ms.
+// hold keeps a hard match as the verdict unless one that says more (a
+// version, else a product) is held already, and starts the version wait:
+// as long again as the phase has taken so far, at least 500 ms.
 func (p *phase) hold(o outcome) {
-	if p.held == nil || p.held.fields.Version == "" && o.fields.Version != "" {
+	if p.held == nil || says(o.fields) > says(p.held.fields) {
 		p.held = &o
 	}
 	if p.versionWait == nil {
 		p.versionWait = time.After(max(500*time.Millisecond, time.Since(p.start)))
 	}
+}
+
+// says ranks what a match tells: 2 with a version, 1 with a product only.
+func says(f Fields) int {
+	switch {
+	case f.Version != "":
+		return 2
+	case f.Product != "":
+		return 1
+	}
+	return 0
+}
+
+// softer reports whether softmatch b should replace a as the verdict: it
+// says more (says, then an info), or as much from an earlier probe.
+func softer(a, b outcome) bool {
+	ra, rb := 2*says(a.fields), 2*says(b.fields)
+	if a.fields.Info != "" {
+		ra++
+	}
+	if b.fields.Info != "" {
+		rb++
+	}
+	return rb > ra || rb == ra && b.idx < a.idx
 }
 
 // ready reports whether the held match is final.
