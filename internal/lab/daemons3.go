@@ -11,9 +11,8 @@ import (
 // or Active Directory estate exposes, served by the Debian daemons that
 // speak it (Samba's file server, xrdp, OpenLDAP with LDAPS, an MIT
 // Kerberos KDC), and the Unix infrastructure found next to it (rpcbind,
-// ngircd's own TLS). CUPS is not here: without a certificate it can use,
-// cupsd stalls every client for seconds on a TLS ClientHello, and -sV's
-// handshake probe meets it on 631. Like the other groups, each uses only files
+// CUPS, ngircd's own TLS). cupsd has no certificate it can use: it stalls
+// every client for seconds on a TLS ClientHello, as such an install does. Like the other groups, each uses only files
 // under the lab's directory; they run on a host of their own.
 func WindowsDaemons() []Daemon {
 	return []Daemon{
@@ -22,6 +21,7 @@ func WindowsDaemons() []Daemon {
 		{Name: "slapd", Services: map[uint16]string{389: "ldap", 636: "ssl/ldap"}, Ports: []uint16{389, 636}, Binaries: []string{"slapd"}, prepare: prepareSlapd},
 		{Name: "krb5kdc", Services: map[uint16]string{88: "kerberos-sec"}, Ports: []uint16{88}, Binaries: []string{"krb5kdc", "kdb5_util", "env"}, prepare: prepareKrb5kdc},
 		{Name: "rpcbind", Services: map[uint16]string{111: "rpcbind"}, Ports: []uint16{111}, Binaries: []string{"rpcbind", "sh", "mount"}, prepare: prepareRpcbind},
+		{Name: "cupsd", Services: map[uint16]string{631: "ipp"}, Ports: []uint16{631}, Binaries: []string{"cupsd"}, prepare: prepareCupsd},
 		{Name: "ngircd-tls", Services: map[uint16]string{6697: "ssl/irc"}, Ports: []uint16{6697}, Binaries: []string{"ngircd"}, prepare: prepareNgircdTLS},
 	}
 }
@@ -193,6 +193,52 @@ func prepareRpcbind(_ context.Context, c *daemonContext) ([]string, error) {
 	// rpcbind's socket (/run/rpcbind.sock) and state directory are
 	// compiled in; -h limits its UDP sockets to the host's address.
 	return privateRun([]string{"/run", "/run/rpcbind"}, []string{"rpcbind", "-f", "-w", "-h", c.host.addr.String()}), nil
+}
+
+func prepareCupsd(_ context.Context, c *daemonContext) ([]string, error) {
+	h := c.host
+	for _, d := range []string{"cache", "state", "spool", "tmp", "log", "serverroot"} {
+		if err := os.MkdirAll(c.path(d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := c.write("serverroot/printers.conf", ""); err != nil {
+		return nil, err
+	}
+	// cupsd treats a configuration without a loopback listener as fatal
+	// and signals its process group; the namespace's loopback is its own.
+	conf, err := c.write("cupsd.conf", fmt.Sprintf(`Listen 127.0.0.1:631
+Listen %[1]s:631
+Listen [%[2]s]:631
+Browsing Off
+WebInterface Yes
+LogLevel warn
+<Location />
+  Order allow,deny
+  Allow all
+</Location>
+`, h.addr, h.addr6))
+	if err != nil {
+		return nil, err
+	}
+	// cupsd refuses to run its filters as root; lp and lpadmin come with
+	// the package.
+	files, err := c.write("cups-files.conf", fmt.Sprintf(`User lp
+Group lp
+SystemGroup lpadmin
+ServerRoot %[1]s/serverroot
+CacheDir %[1]s/cache
+StateDir %[1]s/state
+RequestRoot %[1]s/spool
+TempDir %[1]s/tmp
+ErrorLog stderr
+AccessLog %[1]s/log/access_log
+PageLog %[1]s/log/page_log
+`, c.dir))
+	if err != nil {
+		return nil, err
+	}
+	return []string{"cupsd", "-f", "-c", conf, "-s", files}, nil
 }
 
 func prepareNgircdTLS(_ context.Context, c *daemonContext) ([]string, error) {

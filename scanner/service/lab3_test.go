@@ -15,8 +15,8 @@ import (
 )
 
 // TestLabWindowsEstate runs the third daemon group (lab.WindowsDaemons:
-// Samba, xrdp, OpenLDAP with LDAPS, an MIT KDC, rpcbind, ngircd over TLS)
-// and checks every port's service, product and version over IPv4 and
+// Samba, xrdp, OpenLDAP with LDAPS, an MIT KDC, rpcbind, CUPS, ngircd over
+// TLS) and checks every port's service, product and version over IPv4 and
 // IPv6. Versions come from the installed packages; where the protocol does
 // not reveal the package's version the test demands none, so a version
 // made up from the protocol's features fails it.
@@ -32,7 +32,7 @@ func TestLabWindowsEstate(t *testing.T) {
 	// The packages are the products named below; each must be installed
 	// (upstream fails the test otherwise) even where its reply hides the
 	// version.
-	for _, pkg := range []string{"samba", "xrdp", "slapd", "krb5-kdc", "rpcbind"} {
+	for _, pkg := range []string{"samba", "xrdp", "slapd", "krb5-kdc", "rpcbind", "cups-daemon"} {
 		t.Logf("%s %s", pkg, upstream(t, pkg))
 	}
 	type want struct {
@@ -50,7 +50,10 @@ func TestLabWindowsEstate(t *testing.T) {
 		636:  {snapshot.Service{Name: "ldap", Product: "OpenLDAP", Tunnel: "ssl"}, "naming context dc=lab,dc=example"},
 		88:   {snapshot.Service{Name: "kerberos-sec", Product: "MIT Kerberos"}, "KDC error "},
 		// The portmapper protocol versions it lists for itself.
-		111:  {snapshot.Service{Name: "rpcbind", Version: "2-4"}, "RPC #100000"},
+		111: {snapshot.Service{Name: "rpcbind", Version: "2-4"}, "RPC #100000"},
+		// CUPS names its major.minor in the Server header; cupsd stalls
+		// on the TLS handshake probe, which must not cost this answer.
+		631:  {snapshot.Service{Name: "ipp", Product: "CUPS", Version: cupsMinor(t)}, "IPP 2.1"},
 		6697: {snapshot.Service{Name: "irc", Product: "ngircd", Version: upstream(t, "ngircd"), Tunnel: "ssl"}, ""},
 	}
 	bind, err := netif.New(h.Lab().Interface())
@@ -105,4 +108,13 @@ func TestLabWindowsEstate(t *testing.T) {
 		require.Equal(t, w.Tunnel, g.Tunnel, "port %d v6 %v", k.port, k.v6)
 		require.True(t, strings.HasPrefix(g.Info, w.infoPrefix), "port %d v6 %v: info %q, want prefix %q", k.port, k.v6, g.Info, w.infoPrefix)
 	}
+}
+
+// cupsMinor is the installed CUPS's major.minor (2.4.2-3+deb12u10 -> 2.4),
+// what its Server header says.
+func cupsMinor(t *testing.T) string {
+	v := upstream(t, "cups-daemon")
+	parts := strings.SplitN(v, ".", 3)
+	require.GreaterOrEqual(t, len(parts), 2, v)
+	return parts[0] + "." + parts[1]
 }

@@ -100,6 +100,37 @@ func (d *Detector) plan(port uint16, inTLS bool) []*Probe {
 	return append(append([]*Probe{null}, first...), rest...)
 }
 
+// plainFirst is how long the TLS handshake probe waits on a port that
+// belongs to a plain-text protocol (see tlsDelay).
+const plainFirst = 300 * time.Millisecond
+
+// tlsDelay is how long the TLS handshake probe of a plain phase waits
+// before it starts: plainFirst on a port a probe is registered for in
+// plain text (ports, never sslports), so that port's own probe answers
+// first; at once elsewhere. Some single-threaded servers (cupsd without a
+// usable certificate) stall every client for seconds on a ClientHello, and
+// the handshake sent alongside the plain probes would stall the answer
+// that names them.
+func (d *Detector) tlsDelay(port uint16, inTLS bool) time.Duration {
+	if inTLS {
+		return 0
+	}
+	plain := false
+	for _, p := range d.db.Probes {
+		if p.Protocol != "TCP" || p.IsNull() {
+			continue
+		}
+		if p.SSLPorts.Contains(port) {
+			return 0
+		}
+		plain = plain || p.Ports.Contains(port)
+	}
+	if plain {
+		return plainFirst
+	}
+	return 0
+}
+
 // canMatch reports whether p (or its fallbacks) has a hard match for
 // service. The NULL probe as a fallback does not count: through it a probe
 // can only see the banner again, which the NULL probe itself has matched.
@@ -137,6 +168,7 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 		pending:    map[int]*Probe{},
 		cancels:    map[int]context.CancelFunc{},
 		tlsPending: !inTLS,
+		tlsDelay:   d.tlsDelay(port, inTLS),
 	}
 	launched := p.launch()
 	return p.collect(launched)
@@ -150,6 +182,8 @@ type phase struct {
 	d     *Detector
 	dial  dialFunc
 	inTLS bool
+	// tlsDelay holds the TLS handshake probe back (see Detector.tlsDelay).
+	tlsDelay time.Duration
 	// ctx carries the phase's timeout, which ends at deadline; cancel
 	// stops every probe.
 	ctx      context.Context
@@ -210,6 +244,12 @@ func (p *phase) launch() <-chan struct{} {
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
+				if p.tlsDelay > 0 {
+					select {
+					case <-time.After(p.tlsDelay):
+					case <-p.ctx.Done():
+					}
+				}
 				p.results <- p.d.tlsProbe(p.ctx, p.dial)
 			}()
 		}

@@ -83,7 +83,7 @@ func main() {
 	up.Flag("hosts", "Number of hosts.").Default("1").IntVar(&o.hosts)
 	up.Flag("daemons", "Start the real daemons (sshd, nginx, postgresql, ...) on the first host.").BoolVar(&o.daemons)
 	up.Flag("service-daemons", "Start the second daemon group (ngircd, haproxy, varnish, tomcat, ...) on the first host, instead of --daemons.").BoolVar(&o.services)
-	up.Flag("windows-daemons", "Start the third daemon group (smbd, xrdp, slapd, krb5kdc, rpcbind, ngircd over TLS) on the first host, instead of --daemons.").BoolVar(&o.windows)
+	up.Flag("windows-daemons", "Start the third daemon group (smbd, xrdp, slapd, krb5kdc, rpcbind, cupsd, ngircd over TLS) on the first host, instead of --daemons.").BoolVar(&o.windows)
 	up.Flag("all-groups", "Start every TCP daemon group, each on a host of its own (hosts 1, 2, 3 in the order daemons, services, windows).").BoolVar(&o.allGroups)
 	up.Flag("udp-daemons", "Start the UDP daemons (named, snmpd, tftpd, memcached -U) on the first host, instead of --daemons.").BoolVar(&o.udp)
 	up.Flag("loss", "Drop this fraction of incoming packets on every host (iptables statistic).").Default("0").Float64Var(&o.loss)
