@@ -26,6 +26,8 @@
 //     a hard match ends the phase, except that a versionless one waits a
 //     moment for a probe that may still give the version, and an HTTP one
 //     for the TLS handshake (HTTPS servers answer plain HTTP with a 400);
+//     of several, the one that says most (a version, else a product) is
+//     kept, and of softmatches also (then an info), the earliest on a tie;
 //   - a softmatch narrows the probes to those that can name that service:
 //     the others are not sent and those running are stopped; with no hard
 //     match it is the verdict;
