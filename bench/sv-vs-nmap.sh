@@ -4,6 +4,8 @@
 #
 #   sudo bench/sv-vs-nmap.sh            # needs root (network namespaces) and nmap
 #   sudo bench/sv-vs-nmap.sh --services # the second daemon group (lab.ServiceDaemons)
+#   sudo bench/sv-vs-nmap.sh --windows  # the third (lab.WindowsDaemons: Samba, xrdp, ...)
+#   sudo bench/sv-vs-nmap.sh --all      # the whole lab: every group on a host of its own
 #
 # It brings up a lab host with every daemon of internal/lab (labctl), runs
 # `nmap -sV` and exposure's detector over the same ports, and prints both
@@ -22,22 +24,34 @@ for b in nmap jq python3 go; do
 done
 
 group=--daemons
-if [ "${1:-}" = "--services" ]; then group=--service-daemons; fi
+HOSTS=1
+case "${1:-}" in
+--services) group=--service-daemons ;;
+--windows) group=--windows-daemons ;;
+--all) group=--all-groups HOSTS=3 ;;
+"") ;;
+*) echo "sv-vs-nmap: unknown argument ${1}; want --services, --windows or --all" >&2; exit 2 ;;
+esac
 
 NAME=sv-vs-nmap
 # shellcheck source=bench/onehost.sh
 . bench/onehost.sh
 onehost_up "$group"
-ports=$(jq -r '.hosts[0].open | map(tostring) | join(",")' "$work/lab.json")
-echo "lab host $addr on $bridge, ports $ports ($(jq -r '.hosts[0].daemons | join(" ")' "$work/lab.json"))"
+# One port list for every host (the union of the groups' ports): both tools
+# get the same workload, and the ports closed on a host answer with RST.
+ports=$(jq -r '[.hosts[].open // [] | .[]] | unique | map(tostring) | join(",")' "$work/lab.json")
+jq -r '.hosts[] | select(.daemons) | "lab host \(.addr): \(.open | map(tostring) | join(",")) (\(.daemons | join(" ")))"' "$work/lab.json"
+echo "on $bridge, ports scanned on each: $ports"
 
-check_route
+for a in $addrs; do check_route "$a"; done
 t0=$(date +%s.%N)
-nmap -sV -Pn -n -e "$bridge" -p "$ports" -oX "$work/nmap.xml" "$addr" >/dev/null
+# shellcheck disable=SC2086 # addrs is a list
+nmap -sV -Pn -n -e "$bridge" -p "$ports" -oX "$work/nmap.xml" $addrs >/dev/null
 t1=$(date +%s.%N)
-check_route
+for a in $addrs; do check_route "$a"; done
 t1b=$(date +%s.%N)
-"$work/exposure" scan --sV --engine connect -e "$bridge" -p "$ports" --format json "$addr" >"$work/ours.json"
+# shellcheck disable=SC2086
+"$work/exposure" scan --sV --engine connect -e "$bridge" -p "$ports" --format json $addrs >"$work/ours.json"
 t2=$(date +%s.%N)
 
 python3 - "$work/nmap.xml" "$work/ours.json" "$t0" "$t1" "$t1b" "$t2" <<'PY'
@@ -55,18 +69,24 @@ def fmt(s):
     return (name + " " + rest).strip()
 
 nm = {}
-for p in ET.parse(nmapxml).getroot().iter("port"):
-    sv = p.find("service")
-    d = {} if sv is None else {k: sv.get(k, "") for k in ("name", "product", "version", "tunnel", "method")}
-    if d.get("method") == "table":
-        # nmap guessed the name from the port number: it found nothing.
-        d = {"name": "unknown", "guess": d["name"]}
-    nm[int(p.get("portid"))] = d
+for h in ET.parse(nmapxml).getroot().iter("host"):
+    addr = h.find("address").get("addr")
+    for p in h.iter("port"):
+        if p.find("state").get("state") != "open":
+            continue
+        sv = p.find("service")
+        d = {} if sv is None else {k: sv.get(k, "") for k in ("name", "product", "version", "tunnel", "method")}
+        if d.get("method") == "table":
+            # nmap guessed the name from the port number: it found nothing.
+            d = {"name": "unknown", "guess": d["name"]}
+        nm[(addr, int(p.get("portid")))] = d
 
 ours = {}
 for h in json.load(open(oursf)).get("hosts", []):
     for p in h.get("ports", []):
-        ours[p["port"]] = p.get("service") or {}
+        ours[(h["address"], p["port"])] = p.get("service") or {}
+hosts = sorted({a for a, _ in set(nm) | set(ours)}, key=lambda a: tuple(int(x) for x in a.split(".")))
+multi = len(hosts) > 1
 
 def later(a, b):
     # a >= b for dotted versions like 14.0 and 9.6.0
@@ -77,8 +97,9 @@ def later(a, b):
     return pa >= pb
 
 rows, agree, vagree, vtotal, better = [], 0, 0, 0, 0
-for port in sorted(set(nm) | set(ours)):
-    n, o = nm.get(port, {}), ours.get(port, {})
+for key in sorted(set(nm) | set(ours), key=lambda k: (hosts.index(k[0]), k[1])):
+    n, o = nm.get(key, {}), ours.get(key, {})
+    port = (key[0] + ":" if multi else "") + str(key[1])
     n_unknown = not n.get("product") and n.get("name") in ("", "unknown", None)
     same = (n.get("name") == o.get("name") and n.get("product", "") == o.get("product", "")
             and (n.get("tunnel", "") == o.get("tunnel", "")))
@@ -113,6 +134,7 @@ for port in sorted(set(nm) | set(ours)):
     rows.append((str(port), fmt(n), fmt(o), verdict))
 
 w = [max(len(r[i]) for r in rows + [("PORT", "NMAP -sV", "EXPOSURE", "AGREE")]) for i in range(4)]
+named = sum(1 for r in rows if not r[1].startswith("unknown") and r[1] != "-")
 line = lambda r: "  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip()
 print(line(("PORT", "NMAP -sV", "EXPOSURE", "AGREE")))
 for r in rows:
@@ -121,6 +143,6 @@ total = len(rows)
 print()
 print(f"nmap -sV:        {nmap_s:7.2f} s")
 print(f"exposure:        {ours_s:7.2f} s   ratio {ours_s / nmap_s:.3f} of nmap's time")
-print(f"service+product agree: {agree}/{total}; better where nmap said unknown: {better}; "
+print(f"service+product agree: {agree}/{total} ({named} ports nmap names); better where nmap said unknown: {better}; "
       f"versions agree where nmap has one: {vagree}/{vtotal}")
 PY

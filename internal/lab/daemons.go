@@ -31,10 +31,26 @@ func Daemons() []Daemon {
 	}
 }
 
-// DaemonByName returns the daemon of Daemons() or ServiceDaemons() with
-// that name.
+// DaemonGroup is a set of TCP daemons that runs on a lab host of its own
+// (the groups' ports overlap).
+type DaemonGroup struct {
+	Name    string // "daemons", "services", "windows"
+	Daemons []Daemon
+}
+
+// DaemonGroups returns the TCP daemon groups in order: Daemons,
+// ServiceDaemons and WindowsDaemons, the whole lab of service detection.
+func DaemonGroups() []DaemonGroup {
+	return []DaemonGroup{{"daemons", Daemons()}, {"services", ServiceDaemons()}, {"windows", WindowsDaemons()}}
+}
+
+// DaemonByName returns the daemon of any of DaemonGroups() with that name.
 func DaemonByName(name string) (Daemon, bool) {
-	for _, d := range append(Daemons(), ServiceDaemons()...) {
+	var all []Daemon
+	for _, g := range DaemonGroups() {
+		all = append(all, g.Daemons...)
+	}
+	for _, d := range all {
 		if d.Name == name {
 			return d, true
 		}

@@ -7,18 +7,18 @@ import (
 	"path/filepath"
 )
 
-// ServiceDaemons returns the second group of real daemons: directory,
-// chat, version control, proxies and caches, remote desktop, Kerberos, a
-// TLS wrapper, and daemons on ports that belong to other services, so
-// service detection is measured on what it must find by behaviour. Like
-// Daemons, each uses only files under the lab's directory; they run on a
-// host of their own (their ports overlap the first group's).
+// ServiceDaemons returns the second group of real daemons: chat, version
+// control, proxies and caches, a remote framebuffer, a TLS wrapper, and
+// daemons on ports that belong to other services, so service detection is
+// measured on what it must find by behaviour (the directory server is in
+// WindowsDaemons, with LDAPS). Like Daemons, each uses only files under
+// the lab's directory; they run on a host of their own (their ports
+// overlap the first group's).
 func ServiceDaemons() []Daemon {
 	return []Daemon{
 		{Name: "svnserve", Services: map[uint16]string{3690: "svnserve"}, Ports: []uint16{3690}, Binaries: []string{"svnserve", "svnadmin"}, Banner: "( success", prepare: prepareSvnserve},
 		{Name: "git-daemon", Services: map[uint16]string{9418: "git"}, Ports: []uint16{9418}, Binaries: []string{"git"}, prepare: prepareGitDaemon},
 		{Name: "ngircd", Services: map[uint16]string{6667: "irc"}, Ports: []uint16{6667}, Binaries: []string{"ngircd"}, prepare: prepareNgircd},
-		{Name: "slapd", Services: map[uint16]string{389: "ldap"}, Ports: []uint16{389}, Binaries: []string{"slapd"}, prepare: prepareSlapd},
 		// HAProxy with no backend server answers 503 on 8080, and the
 		// same frontend on 22: an HTTP server on the SSH port.
 		{Name: "haproxy", Services: map[uint16]string{8080: "http-proxy", 22: "http-proxy"}, Ports: []uint16{8080, 22}, Binaries: []string{"haproxy"}, prepare: prepareHAProxy},
@@ -81,28 +81,6 @@ func prepareNgircd(_ context.Context, c *daemonContext) ([]string, error) {
 		return nil, err
 	}
 	return []string{"ngircd", "--nodaemon", "--config", conf}, nil
-}
-
-func prepareSlapd(_ context.Context, c *daemonContext) ([]string, error) {
-	h := c.host
-	db := c.path("db")
-	if err := os.MkdirAll(db, 0o700); err != nil {
-		return nil, err
-	}
-	conf, err := c.write("slapd.conf", fmt.Sprintf(`include /etc/ldap/schema/core.schema
-pidfile %[1]s/slapd.pid
-modulepath /usr/lib/ldap
-moduleload back_mdb
-database mdb
-suffix "dc=lab,dc=example"
-rootdn "cn=admin,dc=lab,dc=example"
-directory %[2]s
-maxsize 10485760
-`, c.dir, db))
-	if err != nil {
-		return nil, err
-	}
-	return []string{"slapd", "-d", "0", "-f", conf, "-h", fmt.Sprintf("ldap://%s/ ldap://[%s]/", h.addr, h.addr6)}, nil
 }
 
 func prepareHAProxy(_ context.Context, c *daemonContext) ([]string, error) {

@@ -23,9 +23,13 @@
 //
 // Hosts are configured over rtnetlink from a thread inside each namespace
 // (254 hosts take about a second). Listeners are opened the same way, so a
-// test serves ports of many hosts from its own process. Real daemons
-// (Daemons) run under `ip netns exec` with configuration and data under the
-// lab's directory. SetLoss and Filter load iptables rules inside the
+// test serves ports of many hosts from its own process. Real daemons run
+// under `ip netns exec` with configuration and data under the lab's
+// directory, in groups whose ports overlap, each for a host of its own
+// (DaemonGroups): Daemons, ServiceDaemons and WindowsDaemons over TCP,
+// UDPDaemons over UDP. Daemons whose pid or socket path is compiled in
+// under /run get a tmpfs there, in the mount namespace ip netns exec gives
+// each command. SetLoss and Filter load iptables rules inside the
 // namespace (chains EXPLAB-LOSS and EXPLAB-FILTER).
 //
 // The scale lab (OpenScale, NewScale) is one namespace, explab<k>-scale,

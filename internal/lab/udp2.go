@@ -108,18 +108,6 @@ verb 3
 	return []string{"openvpn", "--config", conf}, nil
 }
 
-// privateRun runs argv with a /run of its own (an empty tmpfs in a private
-// mount namespace): rpcbind's lock and socket and charon's pid file have
-// fixed paths there, and the lab tests of several packages run at once.
-func privateRun(argv ...string) []string {
-	return append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
-		`mount -t tmpfs -o mode=0755 lab-run /run && mkdir -p /run/rpcbind && exec "$@"`, "sh"}, argv...)
-}
-
-func prepareRpcbind(_ context.Context, c *daemonContext) ([]string, error) {
-	return privateRun("rpcbind", "-f", "-w", "-h", c.host.addr.String(), "-h", c.host.addr6.String()), nil
-}
-
 // NmbdWorkgroup and NmbdName are the lab's NetBIOS workgroup and name.
 const (
 	NmbdWorkgroup = "EXPOSURELAB"
@@ -214,7 +202,7 @@ func prepareCharon(_ context.Context, c *daemonContext) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return privateRun("env", "STRONGSWAN_CONF="+conf, charon), nil
+	return privateRun([]string{"/run"}, []string{"env", "STRONGSWAN_CONF=" + conf, charon}), nil
 }
 
 func prepareCoturn(_ context.Context, c *daemonContext) ([]string, error) {

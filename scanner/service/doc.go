@@ -26,12 +26,16 @@
 //     a hard match ends the phase, except that a versionless one waits a
 //     moment for a probe that may still give the version, and an HTTP one
 //     for the TLS handshake (HTTPS servers answer plain HTTP with a 400);
+//     of several, the one that says most (a version, else a product) is
+//     kept, and of softmatches also (then an info), the earliest on a tie;
 //   - a softmatch narrows the probes to those that can name that service:
 //     the others are not sent and those running are stopped; with no hard
 //     match it is the verdict;
-//   - a TLS handshake (crypto/tls) runs alongside; when it succeeds the
-//     whole detection is repeated inside TLS, reported as tunnel "ssl" with
-//     the leaf certificate's facts;
+//   - a TLS handshake (crypto/tls) runs alongside (300 ms late on a port a
+//     plain-text probe is registered for and none lists as TLS: a server
+//     that stalls on a ClientHello answers its own probe first); when it
+//     succeeds the whole detection is repeated inside TLS, reported as
+//     tunnel "ssl" with the leaf certificate's facts;
 //   - tcpwrapped, as in nmap: the NULL probe's connection was accepted and
 //     then closed by the peer, with no data, within tcpwrappedms;
 //   - Options.Timeout bounds each phase of a port, the caller's context the

@@ -45,7 +45,6 @@ func TestLabServiceBreadth(t *testing.T) {
 		3690: {Name: "svnserve", Product: "Subversion"},
 		9418: {Name: "git", Product: "git daemon"},
 		6667: {Name: "irc", Product: "ngircd", Version: ngircd},
-		389:  {Name: "ldap", Product: "OpenLDAP"},
 		8080: {Name: "http-proxy", Product: "HAProxy http proxy"},
 		22:   {Name: "http-proxy", Product: "HAProxy http proxy"},
 		8888: {Name: "http-proxy", Product: "tinyproxy", Version: upstream(t, "tinyproxy")},
@@ -58,7 +57,7 @@ func TestLabServiceBreadth(t *testing.T) {
 		8180: {Name: "http", Product: "Apache Tomcat"},
 		8181: {Name: "http", Product: "Apache Tomcat", Version: upstream(t, "tomcat10")},
 	}
-	v6 := []uint16{9418, 6667, 389, 8080, 6081, 8180, 8181}
+	v6 := []uint16{9418, 6667, 8080, 6081, 8180, 8181}
 	bind, err := netif.New(h.Lab().Interface())
 	require.NoError(t, err)
 	d, err := New(Options{Intensity: DefaultIntensity, Timeout: 10 * time.Second, Bind: bind})

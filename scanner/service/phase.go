@@ -102,6 +102,37 @@ func (d *Detector) plan(port uint16, inTLS bool) []*Probe {
 	return append(append([]*Probe{null}, first...), rest...)
 }
 
+// plainFirst is how long the TLS handshake probe waits on a port that
+// belongs to a plain-text protocol (see tlsDelay).
+const plainFirst = 300 * time.Millisecond
+
+// tlsDelay is how long the TLS handshake probe of a plain phase waits
+// before it starts: plainFirst on a port a probe is registered for in
+// plain text (ports, never sslports), so that port's own probe answers
+// first; at once elsewhere. Some single-threaded servers (cupsd without a
+// usable certificate) stall every client for seconds on a ClientHello, and
+// the handshake sent alongside the plain probes would stall the answer
+// that names them.
+func (d *Detector) tlsDelay(port uint16, inTLS bool) time.Duration {
+	if inTLS {
+		return 0
+	}
+	plain := false
+	for _, p := range d.db.Probes {
+		if p.Protocol != "TCP" || p.IsNull() {
+			continue
+		}
+		if p.SSLPorts.Contains(port) {
+			return 0
+		}
+		plain = plain || p.Ports.Contains(port)
+	}
+	if plain {
+		return plainFirst
+	}
+	return 0
+}
+
 // canMatch reports whether p (or its fallbacks) has a hard match for
 // service. The NULL probe as a fallback does not count: through it a probe
 // can only see the banner again, which the NULL probe itself has matched.
@@ -139,6 +170,7 @@ func (d *Detector) detectPhase(ctx context.Context, dial dialFunc, port uint16, 
 		pending:    map[int]*Probe{},
 		cancels:    map[int]context.CancelFunc{},
 		tlsPending: !inTLS,
+		tlsDelay:   d.tlsDelay(port, inTLS),
 	}
 	launched := p.launch()
 	return p.collect(launched)
@@ -152,6 +184,8 @@ type phase struct {
 	d     *Detector
 	dial  dialFunc
 	inTLS bool
+	// tlsDelay holds the TLS handshake probe back (see Detector.tlsDelay).
+	tlsDelay time.Duration
 	// ctx carries the phase's timeout, which ends at deadline; cancel
 	// stops every probe.
 	ctx      context.Context
@@ -178,7 +212,7 @@ type phase struct {
 	// sent to HTTPS port"), or (b) it has no version and a probe still
 	// running could give one, within a grace period (the version wait).
 	held *outcome
-	// best is the earliest probe's softmatch.
+	// best is the softmatch that says most (softer), earliest first.
 	best *outcome
 	// fp keeps the first bytes that answered, for an unknown service.
 	fp         fingerprint
@@ -212,6 +246,12 @@ func (p *phase) launch() <-chan struct{} {
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
+				if p.tlsDelay > 0 {
+					select {
+					case <-time.After(p.tlsDelay):
+					case <-p.ctx.Done():
+					}
+				}
 				p.results <- p.d.tlsProbe(p.ctx, p.dial)
 			}()
 		}
@@ -363,7 +403,7 @@ func (p *phase) take(o outcome) (phaseResult, bool) {
 	case o.soft:
 		// o.tcpwrapped with data elsewhere: the service answered
 		// another probe and merely drops idle connections.
-		if p.best == nil || o.idx < p.best.idx {
+		if p.best == nil || softer(*p.best, o) {
 			p.best = &o
 		}
 		p.narrow(o.fields.Service)
@@ -377,16 +417,40 @@ func (p *phase) take(o outcome) (phaseResult, bool) {
 	return phaseResult{}, false
 }
 
-// hold keeps a hard match as the verdict unless one with a version is
-// held already, and starts the version wait: as long again as the phase
-// has taken so far, at least 500 ms.
+// hold keeps a hard match as the verdict unless one that says more (a
+// version, else a product) is held already, and starts the version wait:
+// as long again as the phase has taken so far, at least 500 ms.
 func (p *phase) hold(o outcome) {
-	if p.held == nil || p.held.fields.Version == "" && o.fields.Version != "" {
+	if p.held == nil || says(o.fields) > says(p.held.fields) {
 		p.held = &o
 	}
 	if p.versionWait == nil {
 		p.versionWait = time.After(max(500*time.Millisecond, time.Since(p.start)))
 	}
+}
+
+// says ranks what a match tells: 2 with a version, 1 with a product only.
+func says(f Fields) int {
+	switch {
+	case f.Version != "":
+		return 2
+	case f.Product != "":
+		return 1
+	}
+	return 0
+}
+
+// softer reports whether softmatch b should replace a as the verdict: it
+// says more (says, then an info), or as much from an earlier probe.
+func softer(a, b outcome) bool {
+	ra, rb := 2*says(a.fields), 2*says(b.fields)
+	if a.fields.Info != "" {
+		ra++
+	}
+	if b.fields.Info != "" {
+		rb++
+	}
+	return rb > ra || rb == ra && b.idx < a.idx
 }
 
 // ready reports whether the held match is final.

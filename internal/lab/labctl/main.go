@@ -35,6 +35,8 @@ type options struct {
 	hosts     int
 	daemons   bool
 	services  bool
+	windows   bool
+	allGroups bool
 	udp       bool
 	loss      float64
 	openPorts string
@@ -47,6 +49,9 @@ type options struct {
 func (o options) validate() error {
 	if o.hosts < 1 || o.hosts > 509 {
 		return fmt.Errorf("--hosts %d: want 1..509", o.hosts)
+	}
+	if o.allGroups && o.hosts < len(lab.DaemonGroups()) {
+		return fmt.Errorf("--all-groups needs --hosts >= %d (one host per group), not %d", len(lab.DaemonGroups()), o.hosts)
 	}
 	if o.loss < 0 || o.loss >= 1 {
 		return fmt.Errorf("--loss %v: want 0 <= P < 1", o.loss)
@@ -84,7 +89,9 @@ func main() {
 	up := app.Command("up", "Create the lab, print it as JSON, wait for SIGINT/SIGTERM, tear it down.")
 	up.Flag("hosts", "Number of hosts.").Default("1").IntVar(&o.hosts)
 	up.Flag("daemons", "Start the real daemons (sshd, nginx, postgresql, ...) on the first host.").BoolVar(&o.daemons)
-	up.Flag("service-daemons", "Start the second daemon group (slapd, ngircd, haproxy, varnish, ...) on the first host, instead of --daemons.").BoolVar(&o.services)
+	up.Flag("service-daemons", "Start the second daemon group (ngircd, haproxy, varnish, tomcat, ...) on the first host, instead of --daemons.").BoolVar(&o.services)
+	up.Flag("windows-daemons", "Start the third daemon group (smbd, xrdp, slapd, krb5kdc, rpcbind, cupsd, ngircd over TLS) on the first host, instead of --daemons.").BoolVar(&o.windows)
+	up.Flag("all-groups", "Start every TCP daemon group, each on a host of its own (hosts 1, 2, 3 in the order daemons, services, windows).").BoolVar(&o.allGroups)
 	up.Flag("udp-daemons", "Start the UDP daemons (lab.UDPDaemons: named, snmpd, tftpd, memcached -U, ntpsec, freeradius, openvpn, rpcbind, nmbd, krb5kdc, charon, coturn) on the first host, instead of --daemons.").BoolVar(&o.udp)
 	up.Flag("loss", "Drop this fraction of incoming packets on every host (iptables statistic).").Default("0").Float64Var(&o.loss)
 	up.Flag("open-ports", `Ports every host listens on: a list like "22,80" plus "rand:N" for N ports per host chosen from nmap's top 100 by --seed.`).Default("rand:3").StringVar(&o.openPorts)
@@ -126,6 +133,26 @@ func main() {
 	}
 }
 
+// daemonsFor returns the daemons host i runs, nil for none.
+func (o options) daemonsFor(i int) []lab.Daemon {
+	groups := lab.DaemonGroups()
+	switch {
+	case o.allGroups && i < len(groups):
+		return groups[i].Daemons
+	case i != 0 || o.allGroups:
+		return nil
+	case o.services:
+		return lab.ServiceDaemons()
+	case o.windows:
+		return lab.WindowsDaemons()
+	case o.udp:
+		return lab.UDPDaemons()
+	case o.daemons:
+		return lab.Daemons()
+	}
+	return nil
+}
+
 // run brings the lab up, reports it on stdout and keeps it until ctx ends.
 func run(ctx context.Context, o options, stdout io.Writer, logger *slog.Logger) (err error) {
 	plan, err := lab.ParsePortPlan(o.openPorts)
@@ -152,14 +179,7 @@ func run(ctx context.Context, o options, stdout io.Writer, logger *slog.Logger) 
 	for i, h := range hosts {
 		ho := HostOutput{Name: h.Name(), Addr: h.Addr(), Addr6: h.Addr6()}
 		var taken []uint16
-		if i == 0 && (o.daemons || o.services || o.udp) {
-			ds := lab.Daemons()
-			if o.services {
-				ds = lab.ServiceDaemons()
-			}
-			if o.udp {
-				ds = lab.UDPDaemons()
-			}
+		if ds := o.daemonsFor(i); ds != nil {
 			if err := h.StartDaemons(setupCtx, ds); err != nil {
 				return err
 			}

@@ -1,0 +1,120 @@
+package service
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/exposure-monitor/exposure/internal/lab"
+	"github.com/exposure-monitor/exposure/scanner/netif"
+	"github.com/exposure-monitor/exposure/snapshot"
+)
+
+// TestLabWindowsEstate runs the third daemon group (lab.WindowsDaemons:
+// Samba, xrdp, OpenLDAP with LDAPS, an MIT KDC, rpcbind, CUPS, ngircd over
+// TLS) and checks every port's service, product and version over IPv4 and
+// IPv6. Versions come from the installed packages; where the protocol does
+// not reveal the package's version the test demands none, so a version
+// made up from the protocol's features fails it.
+func TestLabWindowsEstate(t *testing.T) {
+	l := lab.New(t)
+	h := l.AddHost("win")
+	var names []string
+	for _, d := range lab.WindowsDaemons() {
+		names = append(names, d.Name)
+	}
+	lab.Start(t, h, names...)
+
+	// The packages are the products named below; each must be installed
+	// (upstream fails the test otherwise) even where its reply hides the
+	// version.
+	for _, pkg := range []string{"samba", "xrdp", "slapd", "krb5-kdc", "rpcbind", "cups-daemon"} {
+		t.Logf("%s %s", pkg, upstream(t, pkg))
+	}
+	type want struct {
+		snapshot.Service
+		infoPrefix string
+	}
+	wants := map[uint16]want{
+		// Samba names its NetBIOS name and workgroup and the dialect, not
+		// its version (SMB1, whose session setup would, is off); the
+		// workgroup follows when the NTLMSSP challenge came in time.
+		445:  {snapshot.Service{Name: "netbios-ssn", Product: "Samba smbd"}, "SMB 3.0.2"},
+		139:  {snapshot.Service{Name: "netbios-ssn", Product: "Samba smbd"}, "SMB 3.0.2"},
+		3389: {snapshot.Service{Name: "ms-wbt-server", Product: "xrdp"}, "RDP negotiation: protocol 1"},
+		389:  {snapshot.Service{Name: "ldap", Product: "OpenLDAP"}, "naming context dc=lab,dc=example"},
+		636:  {snapshot.Service{Name: "ldap", Product: "OpenLDAP", Tunnel: "ssl"}, "naming context dc=lab,dc=example"},
+		88:   {snapshot.Service{Name: "kerberos-sec", Product: "MIT Kerberos"}, "KDC error "},
+		// The portmapper protocol versions it lists for itself.
+		111: {snapshot.Service{Name: "rpcbind", Version: "2-4"}, "RPC #100000"},
+		// CUPS names its major.minor in the Server header; cupsd stalls
+		// on the TLS handshake probe, which must not cost this answer.
+		631:  {snapshot.Service{Name: "ipp", Product: "CUPS", Version: cupsMinor(t)}, "IPP 2.1"},
+		6697: {snapshot.Service{Name: "irc", Product: "ngircd", Version: upstream(t, "ngircd"), Tunnel: "ssl"}, ""},
+	}
+	bind, err := netif.New(h.Lab().Interface())
+	require.NoError(t, err)
+	d, err := New(Options{Intensity: DefaultIntensity, Timeout: 10 * time.Second, Bind: bind})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	type key struct {
+		port uint16
+		v6   bool
+	}
+	var mu sync.Mutex
+	got := map[key]*snapshot.Service{}
+	var wg sync.WaitGroup
+	for port := range wants {
+		for _, v6 := range []bool{false, true} {
+			k := key{port, v6}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if k.port == 6697 && k.v6 {
+					// One IRC client at a time: ngircd hands the
+					// probe's nicknames to the first connection.
+					time.Sleep(3 * time.Second)
+				}
+				addr := h.Addr()
+				if k.v6 {
+					addr = h.Addr6()
+				}
+				s, err := d.Detect(ctx, addr, k.port)
+				if err != nil {
+					t.Errorf("port %d (v6 %v): %v", k.port, k.v6, err)
+					return
+				}
+				mu.Lock()
+				got[k] = s
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	for k, g := range got {
+		t.Logf("%5d v6=%-5v %s %q %q %q %v", k.port, k.v6, g.FullName(), g.Product, g.Version, g.Info, g.CPE)
+	}
+	require.Len(t, got, 2*len(wants))
+	for k, g := range got {
+		w := wants[k.port]
+		require.Equal(t, w.Name, g.Name, "port %d v6 %v", k.port, k.v6)
+		require.Equal(t, w.Product, g.Product, "port %d v6 %v", k.port, k.v6)
+		require.Equal(t, w.Version, g.Version, "port %d v6 %v", k.port, k.v6)
+		require.Equal(t, w.Tunnel, g.Tunnel, "port %d v6 %v", k.port, k.v6)
+		require.True(t, strings.HasPrefix(g.Info, w.infoPrefix), "port %d v6 %v: info %q, want prefix %q", k.port, k.v6, g.Info, w.infoPrefix)
+	}
+}
+
+// cupsMinor is the installed CUPS's major.minor (2.4.2-3+deb12u10 -> 2.4),
+// what its Server header says.
+func cupsMinor(t *testing.T) string {
+	v := upstream(t, "cups-daemon")
+	parts := strings.SplitN(v, ".", 3)
+	require.GreaterOrEqual(t, len(parts), 2, v)
+	return parts[0] + "." + parts[1]
+}
