@@ -36,56 +36,17 @@ for b in nmap jq /usr/bin/time ip iptables; do
 	command -v "$b" >/dev/null || { echo "scale-vs-nmap: $b is missing (see .ci/install-deps)" >&2; exit 1; }
 done
 
+NAME=scale-vs-nmap
 WORK=$(mktemp -d /tmp/scale-vs-nmap.XXXXXX)
-LABPID=
+# shellcheck source=bench/scalelab.sh
+. bench/scalelab.sh
 cleanup() {
-	if [ -n "$LABPID" ]; then
-		kill -TERM "$LABPID" 2>/dev/null || true
-		wait "$LABPID" 2>/dev/null || true
-	fi
+	scalelab_down
 	rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
-export CGO_ENABLED=0
-make -s build BIN="$WORK/exposure" # as `make build` ships it, version stamped
-go build -o "$WORK/labctl" ./internal/lab/labctl
-
-"$WORK/labctl" scale --bits "$BITS" --for 60m --out "$WORK/lab.json" --truth "$WORK/truth.raw" \
-	>/dev/null 2>"$WORK/labctl.log" &
-LABPID=$!
-for _ in $(seq 1200); do
-	[ -s "$WORK/lab.json" ] && break
-	kill -0 "$LABPID" 2>/dev/null || { cat "$WORK/labctl.log" >&2; exit 1; }
-	sleep 0.25
-done
-[ -s "$WORK/lab.json" ] || { echo "scale-vs-nmap: the scale lab did not come up" >&2; exit 1; }
-PREFIX=$(jq -r .prefix "$WORK/lab.json")
-IFACE=$(jq -r .interface "$WORK/lab.json")
-GW=$(jq -r .gateway "$WORK/lab.json")
-OPEN=$(jq -r .open "$WORK/lab.json")
-sort -u "$WORK/truth.raw" >"$WORK/truth"
-[ "$(wc -l <"$WORK/truth")" = "$OPEN" ] || { echo "scale-vs-nmap: truth has $(wc -l <"$WORK/truth") lines, want $OPEN" >&2; exit 1; }
-
-# check_route: aborts unless the first, a middle and the last address of the
-# prefix route via the lab's gateway into its veth. `ip route get` sends
-# nothing; the prefix is one route, so three samples cover it.
-check_route() {
-	local first last a r
-	first=${PREFIX%/*}
-	last=$(jq -rn --arg p "$PREFIX" '$p | split("/") | .[0] | split(".") | map(tonumber) as $o
-		| ($p | split("/") | .[1] | tonumber) as $b
-		| ($o[0]*16777216 + $o[1]*65536 + $o[2]*256 + $o[3] + pow(2; 32 - $b) - 1) as $v
-		| [($v / 16777216 | floor), ($v / 65536 | floor) % 256, ($v / 256 | floor) % 256, $v % 256] | map(tostring) | join(".")')
-	for a in "$first" "$last"; do
-		if ! r=$(ip -j route get "$a"); then
-			echo "scale-vs-nmap: ip route get $a failed; aborting" >&2; exit 1
-		fi
-		if [ "$(jq -r --arg d "$IFACE" --arg g "$GW" '.[0] | .dev == $d and .gateway == $g' <<<"$r")" != true ]; then
-			echo "scale-vs-nmap: $a does not route via $GW into $IFACE ($r); aborting" >&2; exit 1
-		fi
-	done
-}
+scalelab_up "$BITS"
 
 nmap_open() { # grepable output -> "addr port" lines
 	sed -n 's/^Host: \([^ ]*\) .*Ports: \(.*\)$/\1 \2/p' "$1" |

@@ -156,7 +156,9 @@ func TestLabSystemdSecurity(t *testing.T) {
 // TestLabSystemdVerify runs `systemd-analyze verify` on a copy of the unit
 // whose binary path points at a freshly built daemon (verify insists that
 // the ExecStart program exists and is executable). Any output counts as a
-// finding.
+// finding, but for what it says of other units: verify loads the units ours
+// pulls in (multi-user.target's wants), and a package installed on the
+// machine (freeradius' MemoryLimit=) is not ours to fix.
 func TestLabSystemdVerify(t *testing.T) {
 	lab.RequireBinary(t, "systemd-analyze", "go")
 	dir := t.TempDir()
@@ -171,7 +173,18 @@ func TestLabSystemdVerify(t *testing.T) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "systemd-analyze", "verify", "--no-pager", unitCopy).CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	require.Empty(t, strings.TrimSpace(string(out)), "systemd-analyze verify findings")
+	var findings []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line == "" {
+			continue
+		}
+		if f, _, ok := strings.Cut(line, ":"); ok && strings.HasPrefix(f, "/") && f != unitCopy {
+			t.Logf("about another unit: %s", line)
+			continue
+		}
+		findings = append(findings, line)
+	}
+	require.Empty(t, findings, "systemd-analyze verify findings")
 }
 
 // TestLabSystemdCapabilities runs a SYN scan of a loopback listener the way

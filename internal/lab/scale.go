@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,16 @@ const (
 // ScalePorts are the ports the scale lab serves on every address: 80 is
 // open everywhere, 22 on the even addresses only (see ScaleLab.Open).
 var scalePorts = []uint16{22, 80}
+
+// The scale lab's services, so that -sV has something to name on each of
+// its open ports and a cheap re-check something to compare: an OpenSSH
+// banner on 22, an nginx answer on 80, and the banner of the port that
+// ScaleLab.OpenExtra opens.
+const (
+	ScaleSSHBanner   = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
+	ScaleHTTPServer  = "nginx/1.22.1"
+	ScaleExtraBanner = "SSH-2.0-OpenSSH_9.6\r\n"
+)
 
 // ScalePorts returns the TCP ports a scale lab listens on.
 func ScalePorts() []uint16 { return append([]uint16(nil), scalePorts...) }
@@ -277,10 +288,74 @@ func (s *ScaleLab) create(ctx context.Context) error {
 		s.mu.Lock()
 		s.listeners = append(s.listeners, ln)
 		s.mu.Unlock()
-		go serve(ln, "")
+		if p == 80 {
+			go serveHTTP(ln, ScaleHTTPServer)
+		} else {
+			go serve(ln, ScaleSSHBanner)
+		}
 	}
 	last := s.Addr(uint64(1)<<(32-s.prefix.Bits()) - 1)
 	return s.checkRoutes(ctx, []netip.Addr{s.prefix.Addr(), s.Addr(1), last})
+}
+
+// OpenExtra opens port on the single address a of the prefix, with the
+// ScaleExtraBanner: the port a scan of the estate must find opened, with
+// its service. It is closed with the lab.
+func (s *ScaleLab) OpenExtra(a netip.Addr, port uint16) error {
+	if !s.prefix.Contains(a) {
+		return fmt.Errorf("scale lab: %s is not in %s", a, s.prefix)
+	}
+	var ln net.Listener
+	err := inNamespace(s.ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp4", netip.AddrPortFrom(a, port).String())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("scale lab: listen on %s port %d: %w", a, port, err)
+	}
+	s.mu.Lock()
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	go serve(ln, ScaleExtraBanner)
+	return nil
+}
+
+// serveHTTP answers every request on ln with an empty 200 from server,
+// as a web server's default page would, and anything that is not HTTP
+// (a TLS ClientHello) at once with a 400, as nginx does; then it closes the
+// connection.
+func serveHTTP(ln net.Listener, server string) {
+	ok := []byte("HTTP/1.1 200 OK\r\nServer: " + server + "\r\nContent-Type: text/html\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	bad := []byte("HTTP/1.1 400 Bad Request\r\nServer: " + server + "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		go func() {
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 0, 1024)
+			tmp := make([]byte, 512)
+			for !bytes.Contains(buf, []byte("\r\n\r\n")) && len(buf) < 8192 {
+				n, err := c.Read(tmp)
+				buf = append(buf, tmp[:n]...)
+				if len(buf) > 0 && (buf[0] < 'A' || buf[0] > 'Z') {
+					_, _ = c.Write(bad)
+					return
+				}
+				if err != nil {
+					return
+				}
+			}
+			_, _ = c.Write(ok)
+		}()
+	}
 }
 
 // Prefix is the prefix the lab answers for; OpenScale checked that it

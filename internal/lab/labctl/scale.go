@@ -10,11 +10,16 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/exposure-monitor/exposure/internal/lab"
 )
+
+// scaleExtraPort is the port SIGUSR1 opens on one address.
+const scaleExtraPort = 8080
 
 type scaleOptions struct {
 	bits     int
@@ -33,6 +38,9 @@ type ScaleOutput struct {
 	Rule      string       `json:"rule"`
 	// SetupSeconds is the time the lab took to come up.
 	SetupSeconds float64 `json:"setup_seconds"`
+	// Extra is the address and port that SIGUSR1 opens (with
+	// lab.ScaleExtraBanner): a port opened between two scans.
+	Extra netip.AddrPort `json:"extra"`
 }
 
 // runScale brings a scale lab up, reports it and keeps it until ctx ends.
@@ -58,7 +66,20 @@ func runScale(ctx context.Context, o scaleOptions, stdout io.Writer, logger *slo
 	out := ScaleOutput{
 		Prefix: s.Prefix(), Interface: s.Interface(), Gateway: s.Gateway(), Ports: lab.ScalePorts(),
 		Open: s.OpenCount(), Rule: "80 open on every address, 22 on the even ones", SetupSeconds: time.Since(start).Seconds(),
+		Extra: netip.AddrPortFrom(s.Addr(2), scaleExtraPort),
 	}
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		for range usr1 {
+			if err := s.OpenExtra(out.Extra.Addr(), out.Extra.Port()); err != nil {
+				logger.Error("open the extra port", "err", err)
+				continue
+			}
+			logger.Info("opened the extra port", "addr", out.Extra)
+		}
+	}()
 	b, err := json.Marshal(out)
 	if err != nil {
 		return err
