@@ -181,6 +181,7 @@ func sweepTarget(ctx context.Context, e scanner.Engines, bind *netif.Binding, de
 		return snap, fmt.Errorf("sweep: %w", err)
 	}
 	detectServices(ctx, det, snap)
+	snap.ShareServices()
 	return snap, nil
 }
 
@@ -296,6 +297,9 @@ func newSVDetections() *svDetections {
 // check, by port, and what detection did on each port.
 type svReuse struct {
 	keep map[svKey]reused
+	// pool shares the services detected as they come (done), so that
+	// an estate's ports do not each hold a copy of the same few.
+	pool snapshot.ServicePool
 
 	mu      sync.Mutex
 	results map[svKey]svEntry
@@ -399,6 +403,7 @@ func (r *svReuse) applyUDP(snap *snapshot.Snapshot) {
 // done learns one port's outcome: a kept service keeps its entry, a full
 // detection gets a new one, stamped with the job's start by record.
 func (r *svReuse) done(o service.Detected) {
+	o.Port.Service = r.pool.Share(o.Port.Service)
 	if r.results == nil {
 		return
 	}

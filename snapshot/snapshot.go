@@ -269,3 +269,64 @@ func (s *Snapshot) HostsUp() int {
 	}
 	return n
 }
+
+// ServicePool hands out one Service value per distinct service: a large
+// estate runs the same few products on most of its ports (98,304 ports of
+// nginx and OpenSSH in the scale lab), so a Service per port costs memory
+// and encoding work in proportion to the estate where its distinct values
+// are a handful. Services are read-only once detected: nothing may modify
+// a Service of a snapshot after it was shared. The zero value is ready to
+// use; it is not safe for concurrent use.
+type ServicePool struct {
+	m   map[string]*Service
+	key strings.Builder
+}
+
+// Share returns the pool's Service equal to sv, adding sv when there is
+// none; nil and a service with a certificate (each its own) are returned
+// as they are.
+func (p *ServicePool) Share(sv *Service) *Service {
+	if sv == nil || sv.Cert != nil {
+		return sv
+	}
+	p.key.Reset()
+	for _, f := range []string{sv.Name, sv.Product, sv.Version, sv.Info, sv.Tunnel, sv.Fingerprint} {
+		p.key.WriteString(f)
+		p.key.WriteByte(0)
+	}
+	for _, c := range sv.CPE {
+		p.key.WriteString(c)
+		p.key.WriteByte(1)
+	}
+	if sv.CPE == nil {
+		p.key.WriteByte(2) // nil and empty CPE lists are kept apart
+	}
+	if sv.Incomplete {
+		p.key.WriteByte(3)
+	}
+	if shared, ok := p.m[p.key.String()]; ok {
+		return shared
+	}
+	if p.m == nil {
+		p.m = map[string]*Service{}
+	}
+	p.m[p.key.String()] = sv
+	return sv
+}
+
+// Len is the number of distinct services in the pool.
+func (p *ServicePool) Len() int { return len(p.m) }
+
+// ShareServices makes the ports of s whose services are equal share one
+// Service value (ServicePool), and returns how many distinct services
+// without a certificate there are.
+func (s *Snapshot) ShareServices() int {
+	var pool ServicePool
+	for hi := range s.Hosts {
+		for pi := range s.Hosts[hi].Ports {
+			p := &s.Hosts[hi].Ports[pi]
+			p.Service = pool.Share(p.Service)
+		}
+	}
+	return pool.Len()
+}

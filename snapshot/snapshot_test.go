@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 func TestServiceDescribe(t *testing.T) {
@@ -49,4 +51,26 @@ func TestServiceJSON(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestShareServices(t *testing.T) {
+	nginx := func() *Service { return &Service{Name: "http", Product: "nginx", Version: "1.22.1", CPE: []string{"cpe:/a:f5:nginx:1.22.1"}} }
+	withCert := nginx()
+	withCert.Cert = &Cert{Fingerprint: "ab"}
+	noCPE := nginx()
+	noCPE.CPE = nil
+	s := &Snapshot{Hosts: []Host{
+		{Address: "198.18.0.1", Ports: []Port{{Port: 80, Service: nginx()}, {Port: 81, Service: &Service{Name: "http", Product: "nginx", Version: "1.24.0"}}}},
+		{Address: "198.18.0.2", Ports: []Port{{Port: 80, Service: nginx()}, {Port: 443, Service: withCert}, {Port: 82, Service: noCPE}, {Port: 22}}},
+	}}
+	want := &Snapshot{}
+	b, _ := json.Marshal(s)
+	require.NoError(t, json.Unmarshal(b, want))
+	require.Equal(t, 3, s.ShareServices()) // nginx 1.22.1, 1.24.0, and 1.22.1 without a CPE list
+	require.Same(t, s.Hosts[0].Ports[0].Service, s.Hosts[1].Ports[0].Service)
+	require.NotSame(t, s.Hosts[0].Ports[0].Service, s.Hosts[0].Ports[1].Service)
+	require.NotSame(t, s.Hosts[0].Ports[0].Service, s.Hosts[1].Ports[2].Service)
+	require.Same(t, withCert, s.Hosts[1].Ports[1].Service, "a service with a certificate is its own")
+	got, _ := json.Marshal(s)
+	require.JSONEq(t, string(b), string(got), "sharing changes nothing a reader sees")
 }

@@ -232,14 +232,20 @@ type observations struct {
 
 func observe(sn *snapshot.Snapshot) (*observations, error) {
 	o := &observations{hosts: map[string]observation{}, ports: map[string]observation{}}
+	// Ports that share a Service (snapshot.ShareServices) share its
+	// encoding too.
+	encoded := map[*snapshot.Service]json.RawMessage{}
 	for _, h := range sn.Hosts {
 		o.hosts[string(hostKey(sn.Target, h.Address))] = observation{h.State, encodeHostValue(h)}
 		for _, p := range h.Ports {
 			var svc json.RawMessage
 			if p.Service != nil {
-				var err error
-				if svc, err = json.Marshal(p.Service); err != nil {
-					return nil, fmt.Errorf("encode service: %w", err)
+				if svc = encoded[p.Service]; svc == nil {
+					var err error
+					if svc, err = json.Marshal(p.Service); err != nil {
+						return nil, fmt.Errorf("encode service: %w", err)
+					}
+					encoded[p.Service] = svc
 				}
 			}
 			o.ports[string(portKey(sn.Target, h.Address, p.Port, p.Protocol))] = observation{p.State, svc}
