@@ -114,6 +114,8 @@ printf 'ran %d s: %d scans (%d failed or incomplete, %d skipped), %.1f CPU s, %.
   "$duration" "$scans" "$failed" "$skipped" "$cpu" "$(echo "$cpu / $scans" | bc -l)"
 awk '/^exposure_scan_duration_seconds_sum/ {s += $2} /^exposure_scan_duration_seconds_count/ {n += $2}
   END {printf "scan duration: mean %.3f s (sweep, -sV on every tenth target, diff, commit)\n", s / n}' "$work/metrics"
+awk '/^exposure_service_detections_total\{.*result="kept"/ {k += $2} /^exposure_service_detections_total\{.*result="full"/ {f += $2}
+  END {printf "service detection: %d ports kept after the cheap check, %d detected in full\n", k, f}' "$work/metrics"
 sort -n "$work/scrapes" | awk '{a[NR]=$1} END {printf "/metrics scrape: median %.3f s, max %.3f s over %d scrapes\n", a[int((NR+1)/2)], a[NR], NR}'
 printf 'series budget: %d open ports, %d exposure_port_open series exported, %s dropped\n' "$open" "$series" "$dropped"
 sort -n "$work/rss" | awk '{a[NR]=$1} END {printf "RSS: median %d kB, max sampled %d kB", a[int((NR+1)/2)], a[NR]}'
