@@ -130,13 +130,13 @@ for i in $(seq 0 999); do
   curl -s "$durl/api/v1/snapshots?target=$(printf 't%04d' "$i")&limit=10000" |
     jq -r 'if type == "array" then .[].started_at else empty end' # a target not run yet: 404
 done >"$work/starts"
-python3 - "$work/starts" "$t0" <<'PY'
+python3 - "$work/starts" "$t0" "$duration" <<'PY'
 import sys, datetime, collections
-t0 = int(sys.argv[2])
+t0, duration = int(sys.argv[2]), int(sys.argv[3])
 b = collections.Counter()
 for line in open(sys.argv[1]):
     t = datetime.datetime.fromisoformat(line.strip().replace("Z", "+00:00")).timestamp()
-    if t >= t0 + 60:
+    if t0 + 60 <= t < t0 + duration // 10 * 10:
         b[int((t - t0) // 10)] += 1
 if b:
     lo, hi = min(b), max(b)
