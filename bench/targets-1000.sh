@@ -114,6 +114,8 @@ printf 'ran %d s: %d scans (%d failed or incomplete, %d skipped), %.1f CPU s, %.
   "$duration" "$scans" "$failed" "$skipped" "$cpu" "$(echo "$cpu / $scans" | bc -l)"
 awk '/^exposure_scan_duration_seconds_sum/ {s += $2} /^exposure_scan_duration_seconds_count/ {n += $2}
   END {printf "scan duration: mean %.3f s (sweep, -sV on every tenth target, diff, commit)\n", s / n}' "$work/metrics"
+awk '/^exposure_service_detections_total\{.*result="kept"/ {k += $2} /^exposure_service_detections_total\{.*result="full"/ {f += $2}
+  END {printf "service detection: %d ports kept after the cheap check, %d detected in full\n", k, f}' "$work/metrics"
 sort -n "$work/scrapes" | awk '{a[NR]=$1} END {printf "/metrics scrape: median %.3f s, max %.3f s over %d scrapes\n", a[int((NR+1)/2)], a[NR], NR}'
 printf 'series budget: %d open ports, %d exposure_port_open series exported, %s dropped\n' "$open" "$series" "$dropped"
 sort -n "$work/rss" | awk '{a[NR]=$1} END {printf "RSS: median %d kB, max sampled %d kB", a[int((NR+1)/2)], a[NR]}'
@@ -128,13 +130,13 @@ for i in $(seq 0 999); do
   curl -s "$durl/api/v1/snapshots?target=$(printf 't%04d' "$i")&limit=10000" |
     jq -r 'if type == "array" then .[].started_at else empty end' # a target not run yet: 404
 done >"$work/starts"
-python3 - "$work/starts" "$t0" <<'PY'
+python3 - "$work/starts" "$t0" "$duration" <<'PY'
 import sys, datetime, collections
-t0 = int(sys.argv[2])
+t0, duration = int(sys.argv[2]), int(sys.argv[3])
 b = collections.Counter()
 for line in open(sys.argv[1]):
     t = datetime.datetime.fromisoformat(line.strip().replace("Z", "+00:00")).timestamp()
-    if t >= t0 + 60:
+    if t0 + 60 <= t < t0 + duration // 10 * 10:
         b[int((t - t0) // 10)] += 1
 if b:
     lo, hi = min(b), max(b)

@@ -251,7 +251,7 @@ func TestSpreadOffset(t *testing.T) {
 	intervals := []time.Duration{time.Second, 3 * time.Second, time.Minute, 15 * time.Minute, 24 * time.Hour}
 	for _, interval := range intervals {
 		for _, jitter := range []time.Duration{0, time.Second, 30 * time.Second, time.Hour} {
-			bound := min(jitter, interval/2)
+			bound := min(jitter, time.Duration(float64(interval)*maxOffsetShare))
 			seen := map[time.Duration]bool{}
 			for i := range 200 {
 				name := fmt.Sprintf("target-%d", i)
@@ -268,6 +268,27 @@ func TestSpreadOffset(t *testing.T) {
 			if bound > 0 {
 				require.Greater(t, len(seen), 150, "names spread over [0, %s)", bound)
 			}
+		}
+	}
+}
+
+// TestSpreadOffsetEven checks that 1,000 targets on one schedule, with a
+// jitter as long as the interval, spread over the whole period: no tenth
+// of it gets more than one and a half times its share, and each but the
+// last (which the offsets' bound cuts) at least half of it.
+func TestSpreadOffsetEven(t *testing.T) {
+	const targets, buckets = 1000, 10
+	interval := 5 * time.Minute
+	var got [buckets]int
+	for i := range targets {
+		off := spreadOffset(fmt.Sprintf("t%04d", i), interval, interval)
+		got[int(off*buckets/interval)]++
+	}
+	share := targets / buckets
+	for b, n := range got {
+		require.LessOrEqual(t, n, share*3/2, "tenth %d of the period: %v", b, got)
+		if b < buckets-1 {
+			require.GreaterOrEqual(t, n, share/2, "tenth %d of the period: %v", b, got)
 		}
 	}
 }

@@ -360,7 +360,7 @@ func (d *Detector) match(p *Probe, resp []byte) (Fields, bool, bool) {
 				continue
 			}
 			if !m.Soft {
-				f.matched = m.sum(groups)
+				f.matched = m.sum(f)
 				return f, true, false
 			}
 			soft = &f

@@ -85,20 +85,22 @@ func (m *Match) exec(resp []rune, timeout time.Duration) ([][]byte, error) {
 	return out, nil
 }
 
-// sum hashes which pattern matched and the bytes its groups captured:
-// the reply's part of a Check. Not group 0, the whole match: patterns
-// that read up to a page title span the Date header and session cookies
-// of an HTTP reply, and Exim's banner carries the time, so the bytes
-// around the captures differ at every connection while the service does
-// not.
-func (m *Match) sum(groups [][]byte) uint64 {
+// sum hashes which pattern matched and the service, product and version
+// it filled in from the bytes it captured: the reply's part of a Check.
+// Not the whole match (group 0): patterns that read up to a page title span
+// the Date header and session cookies of an HTTP reply, and Exim's banner
+// carries the time. Not the info either: a server that sends its headers
+// and its page in two writes is matched on whatever has arrived, with the
+// title or without it, so the info can differ from one connection to the
+// next while the service does not.
+func (m *Match) sum(f Fields) uint64 {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s:%d", m.File, m.Line)
 	var n [4]byte
-	for _, g := range groups[1:] {
-		binary.BigEndian.PutUint32(n[:], uint32(len(g)))
+	for _, s := range []string{f.Service, f.Product, f.Version} {
+		binary.BigEndian.PutUint32(n[:], uint32(len(s)))
 		h.Write(n[:])
-		h.Write(g)
+		h.Write([]byte(s))
 	}
 	return h.Sum64()
 }

@@ -28,9 +28,9 @@ func (d *Detector) annotate(ctx context.Context, s *snapshot.Snapshot, want func
 
 // Check is the cheap fingerprint of one TCP detection: the probe whose
 // reply the service was matched on and a 64-bit hash of the pattern that
-// matched and the reply bytes it captured (Match.sum: product, version,
-// info, hostname as the reply spelled them), or, for a service found
-// inside TLS, a hash of the leaf certificate. Re-checking it
+// matched and the service, product and version it captured from the reply
+// (Match.sum), or, for a service found inside TLS, a hash of the leaf
+// certificate. Re-checking it
 // costs one connection and one probe (or one handshake), where a detection
 // costs up to a dozen. A detection that was cut short, a softmatch, an
 // unknown or tcpwrapped service has no Check (the zero value), so it is
@@ -38,9 +38,9 @@ func (d *Detector) annotate(ctx context.Context, s *snapshot.Snapshot, want func
 //
 // The trade-off: a change behind an unchanged Check (the same certificate
 // in front of a new server inside TLS, a server that hides its version
-// from the probe that matched but shows it to another) is not seen by the
-// Check; only the periodic full detection (the daemon's
-// service_detection.refresh) finds it.
+// from the probe that matched but shows it to another, a new page title
+// or other info) is not seen by the Check; only the periodic full
+// detection (the daemon's service_detection.refresh) finds it.
 type Check struct {
 	// Probe is the TCP probe whose reply matched; "" with TLS.
 	Probe string

@@ -37,6 +37,8 @@ func TestRecheck(t *testing.T) {
 		{name: "banner version changed", reply: sshBanner, change: true},
 		{name: "http, same Server line, new Date", reply: nginx(date), kept: true},
 		{name: "http, new version", reply: nginx(date), change: true},
+		{name: "http, page after the headers, title or not", reply: splitHTTP(false), kept: true},
+		{name: "http, page after the headers, new version", reply: splitHTTP(true), change: true},
 		{name: "tls certificate unchanged", tls: true, reply: sshBanner, kept: true},
 		{name: "tls certificate changed", tls: true, change: true},
 		{name: "unknown service", reply: func(c net.Conn, v int) { _, _ = io.WriteString(c, "\x01\x02 nothing "+date()+"\r\n") }, noCheck: true},
@@ -108,6 +110,32 @@ func nginx(date func() string) func(net.Conn, int) {
 		}
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nServer: nginx/"+[]string{"1.22.1", "1.24.0"}[v]+
 			"\r\nDate: "+date()+"\r\nContent-Type: text/html\r\nContent-Length: 31\r\n\r\n<html><title>Lab</title></html>")
+		idle(c)
+	}
+}
+
+// splitHTTP answers a GET as Python's http.server does, the headers and
+// the page in two writes, so a match sees the title on one connection and
+// not on the next (alternating). With newVersion, version 1 is a new
+// server version.
+func splitHTTP(newVersion bool) func(net.Conn, int) {
+	var n atomic.Int64
+	return func(c net.Conn, v int) {
+		buf := make([]byte, 512)
+		k, _ := c.Read(buf)
+		if !strings.HasPrefix(string(buf[:k]), "GET / ") {
+			_, _ = io.WriteString(c, "HTTP/1.0 400 Bad request\r\nServer: SimpleHTTP/0.6 Python/3.11.7\r\n\r\n")
+			return
+		}
+		ver := "0.6"
+		if newVersion && v == 1 {
+			ver = "0.7"
+		}
+		_, _ = io.WriteString(c, "HTTP/1.0 200 OK\r\nServer: SimpleHTTP/"+ver+" Python/3.11.7\r\nContent-type: text/html\r\n\r\n")
+		if n.Add(1)%2 == 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+		_, _ = io.WriteString(c, "<html><head><title>Directory listing for /</title></head></html>\n")
 		idle(c)
 	}
 }
