@@ -82,7 +82,7 @@ type Global struct {
 	// Retention is how long snapshots and changes are kept (90d).
 	Retention model.Duration `yaml:"retention"`
 	// Jitter bounds a fixed per-target offset (a hash of the name) added to
-	// every run, at most half the schedule's interval: targets spread, periods kept.
+	// every run, at most 95% of the schedule's interval: targets spread, periods kept.
 	Jitter model.Duration `yaml:"jitter"`
 	// MaxConcurrentScans caps the number of targets scanned at once.
 	MaxConcurrentScans int `yaml:"max_concurrent_scans"`

@@ -25,7 +25,7 @@
 //	  scan_rate: 20000            # packets per second shared by all scans, >= 1
 //	  retention: 90d              # how long snapshots and changes are kept, > 0
 //	  jitter: 30s                 # bound of a fixed per-target offset (a hash of the name,
-//	                              # at most half the schedule's interval) added to every
+//	                              # at most 95% of the schedule's interval) added to every
 //	                              # run: targets spread, each keeps its period
 //	  max_concurrent_scans: 4     # targets scanned at the same time, >= 1
 //	  run_at_start: false         # scan every target once at start-up
