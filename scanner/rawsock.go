@@ -183,6 +183,19 @@ func connFD(c *net.IPConn) (int, error) {
 	return fd, nil
 }
 
+// drainQueued discards what a raw socket queued before its filter was
+// attached: between socket(2) and SO_ATTACH_FILTER it takes every packet
+// of its protocol (the loopback traffic of every process), which would
+// otherwise be read as the first replies of the scan.
+func drainQueued(fd int) {
+	var buf [64]byte
+	for range 1 << 16 {
+		if _, _, err := unix.Recvfrom(fd, buf[:], unix.MSG_DONTWAIT|unix.MSG_TRUNC); err != nil {
+			return
+		}
+	}
+}
+
 func (f *rawFamily) setup(sport uint16) error {
 	var tcpProg, icmpProg []bpf.Instruction
 	if f.v6 {
@@ -240,6 +253,7 @@ func (f *rawFamily) setup(sport uint16) error {
 		var serr error
 		err = rc.Control(func(fd uintptr) {
 			s := int(fd)
+			drainQueued(s)
 			setBuffer(s, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, rawRecvBuffer)
 			if c == f.tcp && f.v6 {
 				// Sender 0 of IPv6 sends on this socket; the others

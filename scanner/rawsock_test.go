@@ -1,6 +1,7 @@
 package scanner
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"testing"
@@ -42,7 +43,11 @@ func TestReceiverBatches(t *testing.T) {
 			addr := netip.MustParseAddr(tt.addr)
 			key, err := newCookieKey()
 			require.NoError(t, err)
-			const sport = 40999
+			// Below the ephemeral range (32768-60999 by default), so no
+			// loopback connection can use it, and random, so another run
+			// of this test at the same time (its packets loop back too)
+			// does not leak into the count.
+			sport := uint16(20000 + rand.IntN(12000))
 			f, err := openRaw(addr.Is6(), sport, 1, nil)
 			if err != nil && addr.Is6() {
 				t.Skipf("no IPv6 raw sockets: %v", err)
