@@ -55,6 +55,12 @@ func prepareGitDaemon(_ context.Context, c *daemonContext) ([]string, error) {
 }
 
 func prepareNgircd(_ context.Context, c *daemonContext) ([]string, error) {
+	return ngircdArgs(c, "6667", "")
+}
+
+// ngircdArgs writes the lab's ngircd.conf with plain ports (a list, or
+// "") and extra sections, and returns the command line.
+func ngircdArgs(c *daemonContext, ports, extra string) ([]string, error) {
 	h := c.host
 	motd, err := c.write("motd", "exposure lab\n")
 	if err != nil {
@@ -64,7 +70,7 @@ func prepareNgircd(_ context.Context, c *daemonContext) ([]string, error) {
 	Name = irc.%[1]s.lab.example
 	Info = exposure lab
 	Listen = %[2]s,%[3]s
-	Ports = 6667
+	Ports = %[6]s
 	PidFile = %[4]s/ngircd.pid
 	MotdFile = %[5]s
 	ServerUID = nobody
@@ -76,7 +82,7 @@ func prepareNgircd(_ context.Context, c *daemonContext) ([]string, error) {
 	PAM = no
 	Ident = no
 	DNS = no
-`, h.name, h.addr, h.addr6, c.dir, motd))
+`, h.name, h.addr, h.addr6, c.dir, motd, ports)+extra)
 	if err != nil {
 		return nil, err
 	}

@@ -242,12 +242,7 @@ PageLog %[1]s/log/page_log
 }
 
 func prepareNgircdTLS(_ context.Context, c *daemonContext) ([]string, error) {
-	h := c.host
 	cert, key, err := c.tlsFiles()
-	if err != nil {
-		return nil, err
-	}
-	motd, err := c.write("motd", "exposure lab\n")
 	if err != nil {
 		return nil, err
 	}
@@ -255,29 +250,5 @@ func prepareNgircdTLS(_ context.Context, c *daemonContext) ([]string, error) {
 	if err := os.Chmod(key, 0o644); err != nil {
 		return nil, err
 	}
-	conf, err := c.write("ngircd.conf", fmt.Sprintf(`[Global]
-	Name = irc.%[1]s.lab.example
-	Info = exposure lab
-	Listen = %[2]s,%[3]s
-	Ports =
-	PidFile = %[4]s/ngircd.pid
-	MotdFile = %[5]s
-	ServerUID = nobody
-	ServerGID = nogroup
-[Limits]
-	MaxConnectionsIP = 0
-	ConnectRetry = 60
-[Options]
-	PAM = no
-	Ident = no
-	DNS = no
-[SSL]
-	CertFile = %[6]s
-	KeyFile = %[7]s
-	Ports = 6697
-`, h.name, h.addr, h.addr6, c.dir, motd, cert, key))
-	if err != nil {
-		return nil, err
-	}
-	return []string{"ngircd", "--nodaemon", "--config", conf}, nil
+	return ngircdArgs(c, "", fmt.Sprintf("[SSL]\n\tCertFile = %s\n\tKeyFile = %s\n\tPorts = 6697\n", cert, key))
 }

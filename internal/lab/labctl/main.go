@@ -220,34 +220,49 @@ func run(ctx context.Context, o options, stdout io.Writer, logger *slog.Logger) 
 		return err
 	}
 	out.SetupSeconds = time.Since(start).Seconds()
-	b, err := json.Marshal(out)
+	remove, err := publish(out, o.out, stdout)
 	if err != nil {
 		return err
 	}
-	b = append(b, '\n')
-	if o.out != "" {
-		// Written to a temporary name and renamed, so a script polling for
-		// the file never reads half of it.
-		tmp := o.out + ".tmp"
-		if err := os.WriteFile(tmp, b, 0o644); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, o.out); err != nil {
-			return err
-		}
-		defer os.Remove(o.out)
-	}
-	if _, err := stdout.Write(b); err != nil {
-		return err
-	}
+	defer remove()
 	logger.Info("lab ready", "hosts", len(hosts), "setup", time.Since(start).Round(time.Millisecond))
-	wait := ctx
-	if o.duration > 0 {
-		var cancel context.CancelFunc
-		wait, cancel = context.WithTimeout(ctx, o.duration)
-		defer cancel()
-	}
-	<-wait.Done()
+	waitFor(ctx, o.duration)
 	logger.Info("tearing down")
 	return nil
+}
+
+// publish writes out as one JSON line to stdout and, when path is not "",
+// to path: written to a temporary name and renamed, so a script polling
+// for the file never reads half of it. remove deletes the file.
+func publish(out any, path string, stdout io.Writer) (remove func(), err error) {
+	remove = func() {}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return remove, err
+	}
+	b = append(b, '\n')
+	if path != "" {
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			return remove, err
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return remove, err
+		}
+		remove = func() { os.Remove(path) }
+	}
+	if _, err := stdout.Write(b); err != nil {
+		return remove, err
+	}
+	return remove, nil
+}
+
+// waitFor returns when ctx ends or, when d > 0, once d has passed.
+func waitFor(ctx context.Context, d time.Duration) {
+	if d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	<-ctx.Done()
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -80,31 +79,12 @@ func runScale(ctx context.Context, o scaleOptions, stdout io.Writer, logger *slo
 			logger.Info("opened the extra port", "addr", out.Extra)
 		}
 	}()
-	b, err := json.Marshal(out)
+	remove, err := publish(out, o.out, stdout)
 	if err != nil {
 		return err
 	}
-	b = append(b, '\n')
-	if o.out != "" {
-		tmp := o.out + ".tmp"
-		if err := os.WriteFile(tmp, b, 0o644); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, o.out); err != nil {
-			return err
-		}
-		defer os.Remove(o.out)
-	}
-	if _, err := stdout.Write(b); err != nil {
-		return err
-	}
-	wait := ctx
-	if o.duration > 0 {
-		var cancel context.CancelFunc
-		wait, cancel = context.WithTimeout(ctx, o.duration)
-		defer cancel()
-	}
-	<-wait.Done()
+	defer remove()
+	waitFor(ctx, o.duration)
 	logger.Info("tearing down")
 	return nil
 }
