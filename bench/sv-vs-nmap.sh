@@ -28,9 +28,10 @@ HOSTS=1
 case "${1:-}" in
 --services) group=--service-daemons ;;
 --windows) group=--windows-daemons ;;
---all) group=--all-groups HOSTS=3 ;;
+--fourth) group=--fourth-daemons ;;
+--all) group=--all-groups HOSTS=4 ;;
 "") ;;
-*) echo "sv-vs-nmap: unknown argument ${1}; want --services, --windows or --all" >&2; exit 2 ;;
+*) echo "sv-vs-nmap: unknown argument ${1}; want --services, --windows, --fourth or --all" >&2; exit 2 ;;
 esac
 
 NAME=sv-vs-nmap
