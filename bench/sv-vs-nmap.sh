@@ -5,6 +5,7 @@
 #   sudo bench/sv-vs-nmap.sh            # needs root (network namespaces) and nmap
 #   sudo bench/sv-vs-nmap.sh --services # the second daemon group (lab.ServiceDaemons)
 #   sudo bench/sv-vs-nmap.sh --windows  # the third (lab.WindowsDaemons: Samba, xrdp, ...)
+#   sudo bench/sv-vs-nmap.sh --fourth   # the fourth (lab.FourthDaemons: telnetd, Prosody, OpenVPN, ...)
 #   sudo bench/sv-vs-nmap.sh --all      # the whole lab: every group on a host of its own
 #
 # It brings up a lab host with every daemon of internal/lab (labctl), runs
