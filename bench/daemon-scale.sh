@@ -65,6 +65,7 @@ targets:
     hosts: ["$PREFIX"]
     ports: "22,80,8080"
     schedule: "@every $INTERVAL"
+    timeout: 1h # the -sV of 98,304 ports takes longer than the default 10m
     reverse_dns: false
     service_detection: {enabled: true}
 receivers:

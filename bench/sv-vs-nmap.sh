@@ -5,6 +5,7 @@
 #   sudo bench/sv-vs-nmap.sh            # needs root (network namespaces) and nmap
 #   sudo bench/sv-vs-nmap.sh --services # the second daemon group (lab.ServiceDaemons)
 #   sudo bench/sv-vs-nmap.sh --windows  # the third (lab.WindowsDaemons: Samba, xrdp, ...)
+#   sudo bench/sv-vs-nmap.sh --fourth   # the fourth (lab.FourthDaemons: telnetd, Prosody, OpenVPN, ...)
 #   sudo bench/sv-vs-nmap.sh --all      # the whole lab: every group on a host of its own
 #
 # It brings up a lab host with every daemon of internal/lab (labctl), runs
@@ -28,9 +29,10 @@ HOSTS=1
 case "${1:-}" in
 --services) group=--service-daemons ;;
 --windows) group=--windows-daemons ;;
---all) group=--all-groups HOSTS=3 ;;
+--fourth) group=--fourth-daemons ;;
+--all) group=--all-groups HOSTS=4 ;;
 "") ;;
-*) echo "sv-vs-nmap: unknown argument ${1}; want --services, --windows or --all" >&2; exit 2 ;;
+*) echo "sv-vs-nmap: unknown argument ${1}; want --services, --windows, --fourth or --all" >&2; exit 2 ;;
 esac
 
 NAME=sv-vs-nmap

@@ -49,6 +49,9 @@ type Daemon struct {
 	prepare func(ctx context.Context, c *daemonContext) ([]string, error)
 	// stop is the signal for an orderly shutdown (SIGTERM if zero).
 	stop syscall.Signal
+	// ready, if set, waits after the ports accept connections until the
+	// daemon serves (a JVM that listens before it answers).
+	ready func(ctx context.Context, h *Host) error
 }
 
 // daemonContext is what a Daemon's prepare step gets.
@@ -316,7 +319,11 @@ func (h *Host) Start(ctx context.Context, d Daemon) error {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-	if err := errors.Join(h.waitPorts(ctx, p, d.Ports), h.waitUDPPorts(ctx, p, d.UDPPorts)); err != nil {
+	err = errors.Join(h.waitPorts(ctx, p, d.Ports), h.waitUDPPorts(ctx, p, d.UDPPorts))
+	if err == nil && d.ready != nil {
+		err = d.ready(ctx, h)
+	}
+	if err != nil {
 		return fmt.Errorf("start %s on %s: %w\n--- %s log tail ---\n%s", d.Name, h.name, err, d.Name, p.logTail())
 	}
 	l.logger.Info("daemon up", "host", h.name, "daemon", d.Name, "ports", d.Ports, "took", time.Since(start).Round(time.Millisecond))

@@ -39,9 +39,10 @@ type DaemonGroup struct {
 }
 
 // DaemonGroups returns the TCP daemon groups in order: Daemons,
-// ServiceDaemons and WindowsDaemons, the whole lab of service detection.
+// ServiceDaemons, WindowsDaemons and FourthDaemons, the whole lab of
+// service detection.
 func DaemonGroups() []DaemonGroup {
-	return []DaemonGroup{{"daemons", Daemons()}, {"services", ServiceDaemons()}, {"windows", WindowsDaemons()}}
+	return []DaemonGroup{{"daemons", Daemons()}, {"services", ServiceDaemons()}, {"windows", WindowsDaemons()}, {"fourth", FourthDaemons()}}
 }
 
 // DaemonByName returns the daemon of any of DaemonGroups() with that name.

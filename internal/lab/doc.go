@@ -26,10 +26,12 @@
 // test serves ports of many hosts from its own process. Real daemons run
 // under `ip netns exec` with configuration and data under the lab's
 // directory, in groups whose ports overlap, each for a host of its own
-// (DaemonGroups): Daemons, ServiceDaemons and WindowsDaemons over TCP,
-// UDPDaemons over UDP. Daemons whose pid or socket path is compiled in
-// under /run get a tmpfs there, in the mount namespace ip netns exec gives
-// each command. SetLoss and Filter load iptables rules inside the
+// (DaemonGroups): Daemons, ServiceDaemons, WindowsDaemons and
+// FourthDaemons over TCP, UDPDaemons over UDP. Daemons whose pid or socket
+// path is compiled in under /run get a tmpfs there, in the mount namespace
+// ip netns exec gives each command (telnetd's inetd gets a resolv.conf
+// there too, so its reverse lookups fail at once). A daemon that listens
+// before it serves (ZooKeeper) is up when it answers, not when it accepts. SetLoss and Filter load iptables rules inside the
 // namespace (chains EXPLAB-LOSS and EXPLAB-FILTER).
 //
 // The scale lab (OpenScale, NewScale) is one namespace, explab<k>-scale,

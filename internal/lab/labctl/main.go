@@ -36,6 +36,7 @@ type options struct {
 	daemons   bool
 	services  bool
 	windows   bool
+	fourth    bool
 	allGroups bool
 	udp       bool
 	loss      float64
@@ -91,7 +92,8 @@ func main() {
 	up.Flag("daemons", "Start the real daemons (sshd, nginx, postgresql, ...) on the first host.").BoolVar(&o.daemons)
 	up.Flag("service-daemons", "Start the second daemon group (ngircd, haproxy, varnish, tomcat, ...) on the first host, instead of --daemons.").BoolVar(&o.services)
 	up.Flag("windows-daemons", "Start the third daemon group (smbd, xrdp, slapd, krb5kdc, rpcbind, cupsd, ngircd over TLS) on the first host, instead of --daemons.").BoolVar(&o.windows)
-	up.Flag("all-groups", "Start every TCP daemon group, each on a host of its own (hosts 1, 2, 3 in the order daemons, services, windows).").BoolVar(&o.allGroups)
+	up.Flag("fourth-daemons", "Start the fourth daemon group (telnetd under inetd, prosody, openvpn over TCP, zookeeper, influxdb) on the first host, instead of --daemons.").BoolVar(&o.fourth)
+	up.Flag("all-groups", "Start every TCP daemon group, each on a host of its own (hosts 1, 2, 3, 4 in the order daemons, services, windows, fourth).").BoolVar(&o.allGroups)
 	up.Flag("udp-daemons", "Start the UDP daemons (lab.UDPDaemons: named, snmpd, tftpd, memcached -U, ntpsec, freeradius, openvpn, rpcbind, nmbd, krb5kdc, charon, coturn) on the first host, instead of --daemons.").BoolVar(&o.udp)
 	up.Flag("loss", "Drop this fraction of incoming packets on every host (iptables statistic).").Default("0").Float64Var(&o.loss)
 	up.Flag("open-ports", `Ports every host listens on: a list like "22,80" plus "rand:N" for N ports per host chosen from nmap's top 100 by --seed.`).Default("rand:3").StringVar(&o.openPorts)
@@ -145,6 +147,8 @@ func (o options) daemonsFor(i int) []lab.Daemon {
 		return lab.ServiceDaemons()
 	case o.windows:
 		return lab.WindowsDaemons()
+	case o.fourth:
+		return lab.FourthDaemons()
 	case o.udp:
 		return lab.UDPDaemons()
 	case o.daemons:
