@@ -54,7 +54,9 @@ func TestServiceJSON(t *testing.T) {
 }
 
 func TestShareServices(t *testing.T) {
-	nginx := func() *Service { return &Service{Name: "http", Product: "nginx", Version: "1.22.1", CPE: []string{"cpe:/a:f5:nginx:1.22.1"}} }
+	nginx := func() *Service {
+		return &Service{Name: "http", Product: "nginx", Version: "1.22.1", CPE: []string{"cpe:/a:f5:nginx:1.22.1"}}
+	}
 	withCert := nginx()
 	withCert.Cert = &Cert{Fingerprint: "ab"}
 	noCPE := nginx()
