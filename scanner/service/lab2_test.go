@@ -4,15 +4,12 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"github.com/exposure-monitor/exposure/scanner/netif"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/stretchr/testify/require"
 
 	"github.com/exposure-monitor/exposure/internal/lab"
 	"github.com/exposure-monitor/exposure/snapshot"
@@ -58,32 +55,19 @@ func TestLabServiceBreadth(t *testing.T) {
 		8181: {Name: "http", Product: "Apache Tomcat", Version: upstream(t, "tomcat10")},
 	}
 	v6 := []uint16{9418, 6667, 8080, 6081, 8180, 8181}
-	bind, err := netif.New(h.Lab().Interface())
-	require.NoError(t, err)
-	d, err := New(Options{Intensity: DefaultIntensity, Timeout: 10 * time.Second, Bind: bind})
-	require.NoError(t, err)
+	d := labDetector(t, h)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	type key struct {
-		port uint16
-		v6   bool
-	}
+	type key = labKey
 	var mu sync.Mutex
 	got := map[key]*snapshot.Service{}
 	var wg sync.WaitGroup
 	detect := func(k key) {
-		addr := h.Addr()
-		if k.v6 {
-			addr = h.Addr6()
+		if s := detectOne(ctx, t, d, h, k); s != nil {
+			mu.Lock()
+			got[k] = s
+			mu.Unlock()
 		}
-		s, err := d.Detect(ctx, addr, k.port)
-		if err != nil {
-			t.Errorf("port %d (v6 %v): %v", k.port, k.v6, err)
-			return
-		}
-		mu.Lock()
-		got[k] = s
-		mu.Unlock()
 	}
 	// The IRC ports lead to one ngircd, which gives a nickname to one
 	// connection at a time: probing them at once, the probes' NICKs
@@ -124,10 +108,7 @@ func TestLabServiceBreadth(t *testing.T) {
 		t.Logf("%5d v6=%-5v %s %q %q %q fp=%q", k.port, k.v6, g.FullName(), g.Product, g.Version, g.Info, g.Fingerprint)
 	}
 	for _, k := range keys {
-		g, w := got[k], want[k.port]
-		require.Equal(t, w.Name, g.Name, "port %d v6 %v", k.port, k.v6)
-		require.Equal(t, w.Product, g.Product, "port %d v6 %v", k.port, k.v6)
-		require.Equal(t, w.Version, g.Version, "port %d v6 %v", k.port, k.v6)
-		require.Equal(t, w.Tunnel, g.Tunnel, "port %d v6 %v", k.port, k.v6)
+		w := want[k.port]
+		requireService(t, k, &w, got[k])
 	}
 }

@@ -2,14 +2,10 @@ package service
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/require"
-
 	"github.com/exposure-monitor/exposure/internal/lab"
-	"github.com/exposure-monitor/exposure/scanner/netif"
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
@@ -41,50 +37,11 @@ func TestLabFourthGroup(t *testing.T) {
 		2181: {Name: "zookeeper", Product: "Apache ZooKeeper", Version: upstream(t, "zookeeper")},
 		8086: {Name: "http", Product: "InfluxDB http admin", Version: upstream(t, "influxdb")},
 	}
-	bind, err := netif.New(h.Lab().Interface())
-	require.NoError(t, err)
-	d, err := New(Options{Intensity: DefaultIntensity, Timeout: 10 * time.Second, Bind: bind})
-	require.NoError(t, err)
+	d := labDetector(t, h)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	type key struct {
-		port uint16
-		v6   bool
-	}
-	var mu sync.Mutex
-	got := map[key]*snapshot.Service{}
-	var wg sync.WaitGroup
-	for port := range wants {
-		for _, v6 := range []bool{false, true} {
-			k := key{port, v6}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				addr := h.Addr()
-				if k.v6 {
-					addr = h.Addr6()
-				}
-				s, err := d.Detect(ctx, addr, k.port)
-				if err != nil {
-					t.Errorf("port %d (v6 %v): %v", k.port, k.v6, err)
-					return
-				}
-				mu.Lock()
-				got[k] = s
-				mu.Unlock()
-			}()
-		}
-	}
-	wg.Wait()
-	for k, g := range got {
-		t.Logf("%5d v6=%-5v %s %q %q %q %v", k.port, k.v6, g.FullName(), g.Product, g.Version, g.Info, g.CPE)
-	}
-	require.Len(t, got, 2*len(wants))
-	for k, g := range got {
+	for k, g := range detectBoth(ctx, t, d, h, wants, nil) {
 		w := wants[k.port]
-		require.Equal(t, w.Name, g.Name, "port %d v6 %v", k.port, k.v6)
-		require.Equal(t, w.Product, g.Product, "port %d v6 %v", k.port, k.v6)
-		require.Equal(t, w.Version, g.Version, "port %d v6 %v", k.port, k.v6)
-		require.Equal(t, w.Tunnel, g.Tunnel, "port %d v6 %v", k.port, k.v6)
+		requireService(t, k, &w, g)
 	}
 }
