@@ -19,6 +19,9 @@ type labKey struct {
 	v6   bool
 }
 
+// smb reports whether k is one of Samba's ports.
+func (k labKey) smb() bool { return k.port == 139 || k.port == 445 }
+
 // labDetector is a detector bound to h's lab interface with the default
 // intensity and a 10 s timeout per port, as the daemon-group tests use.
 func labDetector(t *testing.T, h *lab.Host) *Detector {
