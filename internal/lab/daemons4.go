@@ -82,32 +82,7 @@ VirtualHost "lab.example"
 }
 
 func prepareOpenVPNTCP(_ context.Context, c *daemonContext) ([]string, error) {
-	cert, key, err := c.tlsFiles()
-	if err != nil {
-		return nil, err
-	}
-	// As the UDP lab's server (prepareOpenVPN), over TCP: TLS mode without
-	// tls-auth, so a client's hard reset gets the server's; a tun device
-	// in the host's namespace, left unconfigured. tcp6-server on the
-	// wildcard is the host's IPv4 and IPv6.
-	conf, err := c.write("openvpn.conf", fmt.Sprintf(`dev tun
-mode server
-tls-server
-proto tcp6-server
-port 1194
-topology subnet
-ifconfig 10.98.1.1 255.255.255.0
-ifconfig-noexec
-ca %[1]s
-cert %[1]s
-key %[2]s
-dh none
-verb 3
-`, cert, key))
-	if err != nil {
-		return nil, err
-	}
-	return []string{"openvpn", "--config", conf}, nil
+	return openVPNArgs(c, "tcp6-server", "10.98.1.1")
 }
 
 func prepareZooKeeper(_ context.Context, c *daemonContext) ([]string, error) {

@@ -279,33 +279,23 @@ func (l *Lab) checkRoutes(ctx context.Context, addrs []netip.Addr) error {
 			return &RouteError{Addr: a, Reason: fmt.Sprintf("outside the lab's blocks %s and %s", l.prefix4, l.prefix6)}
 		}
 	}
-	var in strings.Builder
-	for _, a := range addrs {
-		fmt.Fprintf(&in, "route get %s\n", a.Unmap())
-	}
-	out, err := runIP(ctx, strings.NewReader(in.String()), "-j", "-batch", "-")
+	routes, lines, err := routesOf(ctx, addrs)
 	if err != nil {
-		// A failing line ends the batch; redo one by one to name the address.
-		if len(addrs) > 1 {
+		// A failing line ends the batch (a RouteError without a route);
+		// redo one by one to name the address.
+		var re *RouteError
+		if len(addrs) > 1 && errors.As(err, &re) && re.Route == "" {
 			for _, a := range addrs {
 				if err := l.checkRoutes(ctx, []netip.Addr{a}); err != nil {
 					return err
 				}
 			}
 		}
-		return &RouteError{Addr: addrs[0], Reason: "ip route get failed: " + err.Error()}
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) != len(addrs) {
-		return fmt.Errorf("route check: %d answers for %d addresses", len(lines), len(addrs))
+		return err
 	}
 	for i, a := range addrs {
 		a = a.Unmap()
-		var ri []routeInfo
-		if err := json.Unmarshal([]byte(lines[i]), &ri); err != nil || len(ri) != 1 {
-			return &RouteError{Addr: a, Route: lines[i], Reason: "cannot parse ip route get output"}
-		}
-		r := ri[0]
+		r := routes[i]
 		switch {
 		case a.IsLoopback():
 			if r.Dev != "lo" || r.Type != "local" {
@@ -320,6 +310,35 @@ func (l *Lab) checkRoutes(ctx context.Context, addrs []netip.Addr) error {
 		}
 	}
 	return nil
+}
+
+// routesOf asks the kernel where packets to addrs would go, in one
+// `ip -j -batch` of route gets (which sends nothing), and returns each
+// answer parsed and as its line. A failed batch is a RouteError for the
+// first address without a route; a line that does not parse is a
+// RouteError for its address with the line.
+func routesOf(ctx context.Context, addrs []netip.Addr) ([]routeInfo, []string, error) {
+	var in strings.Builder
+	for _, a := range addrs {
+		fmt.Fprintf(&in, "route get %s\n", a.Unmap())
+	}
+	out, err := runIP(ctx, strings.NewReader(in.String()), "-j", "-batch", "-")
+	if err != nil {
+		return nil, nil, &RouteError{Addr: addrs[0], Reason: "ip route get failed: " + err.Error()}
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != len(addrs) {
+		return nil, nil, fmt.Errorf("route check: %d answers for %d addresses", len(lines), len(addrs))
+	}
+	routes := make([]routeInfo, len(addrs))
+	for i, a := range addrs {
+		var ri []routeInfo
+		if err := json.Unmarshal([]byte(lines[i]), &ri); err != nil || len(ri) != 1 {
+			return nil, nil, &RouteError{Addr: a.Unmap(), Route: lines[i], Reason: "cannot parse ip route get output"}
+		}
+		routes[i] = ri[0]
+	}
+	return routes, lines, nil
 }
 
 // Close kills every process the lab started, closes its listeners, deletes

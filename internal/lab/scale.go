@@ -3,7 +3,6 @@ package lab
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -408,26 +407,18 @@ func (s *ScaleLab) CheckRoute(ctx context.Context, addr netip.Addr) error {
 }
 
 func (s *ScaleLab) checkRoutes(ctx context.Context, addrs []netip.Addr) error {
-	var in strings.Builder
 	for _, a := range addrs {
 		if !a.IsValid() || !s.prefix.Contains(a.Unmap()) {
 			return &RouteError{Addr: a, Reason: fmt.Sprintf("outside the scale lab's prefix %s", s.prefix)}
 		}
-		fmt.Fprintf(&in, "route get %s\n", a.Unmap())
 	}
-	out, err := runIP(ctx, strings.NewReader(in.String()), "-j", "-batch", "-")
+	routes, lines, err := routesOf(ctx, addrs)
 	if err != nil {
-		return &RouteError{Addr: addrs[0], Reason: "ip route get failed: " + err.Error()}
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) != len(addrs) {
-		return fmt.Errorf("route check: %d answers for %d addresses", len(lines), len(addrs))
+		return err
 	}
 	for i, a := range addrs {
-		ri, err := parseRoute(lines[i])
+		ri := routes[i]
 		switch {
-		case err != nil:
-			return &RouteError{Addr: a, Route: lines[i], Reason: "cannot parse ip route get output"}
 		case ri.Dev != s.veth:
 			return &RouteError{Addr: a, Route: lines[i], Reason: fmt.Sprintf("does not route into scale lab veth %s", s.veth)}
 		case ri.Gateway != s.gw.String():
@@ -461,16 +452,4 @@ func (s *ScaleLab) Close() error {
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
-}
-
-// parseRoute reads one line of `ip -j route get` output.
-func parseRoute(line string) (routeInfo, error) {
-	var ri []routeInfo
-	if err := json.Unmarshal([]byte(line), &ri); err != nil {
-		return routeInfo{}, err
-	}
-	if len(ri) != 1 {
-		return routeInfo{}, fmt.Errorf("%d routes", len(ri))
-	}
-	return ri[0], nil
 }

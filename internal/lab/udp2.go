@@ -80,28 +80,35 @@ client lab6 {
 }
 
 func prepareOpenVPN(_ context.Context, c *daemonContext) ([]string, error) {
+	return openVPNArgs(c, "udp6", "10.98.0.1")
+}
+
+// openVPNArgs writes the lab's OpenVPN server config for proto (udp6,
+// tcp6-server: on the wildcard, the host's IPv4 and IPv6) and returns the
+// command line. TLS mode, no tls-auth (a server with tls-auth or tls-crypt
+// answers no one without the key), so a client's hard reset gets the
+// server's. A server (not point to point, which talks to its first peer
+// only) needs a tun device: one in the host's namespace, left unconfigured
+// (ifconfig-noexec: local is never applied).
+func openVPNArgs(c *daemonContext, proto, local string) ([]string, error) {
 	cert, key, err := c.tlsFiles()
 	if err != nil {
 		return nil, err
 	}
-	// TLS mode, no tls-auth (a server with tls-auth or tls-crypt answers
-	// no one without the key). A server (not point to point, which talks
-	// to its first peer only) needs a tun device: one in the host's
-	// namespace, left unconfigured.
 	conf, err := c.write("openvpn.conf", fmt.Sprintf(`dev tun
 mode server
 tls-server
-proto udp6
+proto %[3]s
 port 1194
 topology subnet
-ifconfig 10.98.0.1 255.255.255.0
+ifconfig %[4]s 255.255.255.0
 ifconfig-noexec
 ca %[1]s
 cert %[1]s
 key %[2]s
 dh none
 verb 3
-`, cert, key))
+`, cert, key, proto, local))
 	if err != nil {
 		return nil, err
 	}
