@@ -148,6 +148,23 @@ func TestIncrementalServiceDetection(t *testing.T) {
 	ssh := "ssh OpenSSH 9.2p1 Debian 2 (protocol 2.0)"
 	ssh96 := "ssh OpenSSH 9.6p1 Debian 4 (protocol 2.0)"
 
+	// Steps (a) to (c) span 3 minutes. Each port's refresh falls at a
+	// point of the hour its hash picks (TestRefreshSpread), and the
+	// listeners' ports are random: start where neither port comes due
+	// within those minutes, so that the steps see only the cheap check.
+	keys := map[string]svKey{"a": {"127.0.0.1", a.port(), "tcp"}, "b": {"127.0.0.1", b.port(), "tcp"}}
+	for quiet := false; !quiet; {
+		quiet = true
+		for _, k := range keys {
+			if refreshDue("web", k, now.UnixNano(), now.Add(4*time.Minute).UnixNano(), time.Hour) {
+				quiet = false
+			}
+		}
+		if !quiet {
+			now = now.Add(5 * time.Minute)
+		}
+	}
+
 	open = []*bannerPort{a}
 	r := step(0)
 	require.Equal(t, 1, r.full, "baseline")
@@ -174,7 +191,6 @@ func TestIncrementalServiceDetection(t *testing.T) {
 	// detected in full exactly once (at a point of the hour its hash
 	// picks) and kept at every other scan.
 	fullAt := map[string][]int{}
-	keys := map[string]svKey{"a": {"127.0.0.1", a.port(), "tcp"}, "b": {"127.0.0.1", b.port(), "tcp"}}
 	before := map[string]int64{}
 	for name, k := range keys {
 		before[name] = deps.detections.m["web"][k].at
