@@ -29,9 +29,13 @@ type portCollector struct {
 	budget int
 }
 
-// targetSeries are one target's per-port metrics, by kind.
+// targetSeries are one target's per-port metrics, by kind, and how many
+// of each kind the snapshot has. Only as many are built as the series
+// budget could ever let through (see build): a target of 98,304 open ports
+// keeps 10,000 metrics, not 200,000.
 type targetSeries struct {
 	portOpen, serviceInfo, certExpiry []prometheus.Metric
+	nOpen, nInfo, nCert               int
 }
 
 var _ prometheus.Collector = (*portCollector)(nil)
@@ -71,7 +75,10 @@ func (c *portCollector) set(s *snapshot.Snapshot) {
 	if s == nil || !s.Complete {
 		return
 	}
-	ts := c.build(s)
+	c.mu.RLock()
+	budget := c.budget
+	c.mu.RUnlock()
+	ts := c.build(s, budget)
 	c.mu.Lock()
 	c.latest[s.Target] = s
 	c.series[s.Target] = ts
@@ -90,10 +97,18 @@ func (c *portCollector) retain(keep map[string]bool) {
 	c.mu.Unlock()
 }
 
+// setBudget changes the series budget; a larger one rebuilds the series
+// that the old one left unbuilt.
 func (c *portCollector) setBudget(n int) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	grew := n > c.budget
 	c.budget = n
-	c.mu.Unlock()
+	if grew {
+		for name, s := range c.latest {
+			c.series[name] = c.build(s, n)
+		}
+	}
 }
 
 // Collect implements prometheus.Collector. Series are emitted in a fixed
@@ -114,39 +129,58 @@ func (c *portCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.RUnlock()
 
 	left, dropped := budget, 0
-	emit := func(ms []prometheus.Metric) {
+	emit := func(ms []prometheus.Metric, total int) {
 		n := min(len(ms), max(left, 0))
 		for _, m := range ms[:n] {
 			ch <- m
 		}
 		left -= n
-		dropped += len(ms) - n
+		dropped += total - n
 	}
 	for _, ts := range all {
-		emit(ts.portOpen)
+		emit(ts.portOpen, ts.nOpen)
 	}
 	for _, ts := range all {
-		emit(ts.serviceInfo)
+		emit(ts.serviceInfo, ts.nInfo)
 	}
 	for _, ts := range all {
-		emit(ts.certExpiry)
+		emit(ts.certExpiry, ts.nCert)
 	}
 	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.GaugeValue, float64(dropped))
 }
 
-// build makes the per-port metrics of one snapshot.
-func (c *portCollector) build(s *snapshot.Snapshot) *targetSeries {
+// build makes the per-port metrics of one snapshot that a scrape under
+// budget could emit: Collect emits every target's port_open series before
+// any service_info, and those before any cert expiry, so of this target's
+// service_info at most budget less its own port_open count can be emitted,
+// and so on. The rest is only counted.
+func (c *portCollector) build(s *snapshot.Snapshot, budget int) *targetSeries {
 	ts := &targetSeries{}
-	for i := range s.Hosts {
-		h := &s.Hosts[i]
-		for j := range h.Ports {
-			p := &h.Ports[j]
-			if p.State != snapshot.StateOpen {
-				continue
-			}
-			port := strconv.Itoa(int(p.Port))
+	hasInfo := func(sv *snapshot.Service) bool { return sv != nil && (sv.Product != "" || sv.Version != "") }
+	hasCert := func(sv *snapshot.Service) bool { return sv != nil && sv.Cert != nil && !sv.Cert.NotAfter.IsZero() }
+	s.EachOpenPort(func(_ *snapshot.Host, p *snapshot.Port) {
+		ts.nOpen++
+		if hasInfo(p.Service) {
+			ts.nInfo++
+		}
+		if hasCert(p.Service) {
+			ts.nCert++
+		}
+	})
+	maxOpen, maxInfo := budget, budget-ts.nOpen
+	maxCert := maxInfo - ts.nInfo
+	s.EachOpenPort(func(h *snapshot.Host, p *snapshot.Port) {
+		sv := p.Service
+		open := len(ts.portOpen) < maxOpen
+		info := hasInfo(sv) && len(ts.serviceInfo) < maxInfo
+		cert := hasCert(sv) && len(ts.certExpiry) < maxCert
+		if !open && !info && !cert {
+			return
+		}
+		port := strconv.Itoa(int(p.Port))
+		if open {
 			name := ""
-			if sv := p.Service; sv != nil {
+			if sv != nil {
 				name = sv.Name
 				if sv.Tunnel != "" && name != "" {
 					name = sv.Tunnel + "/" + name
@@ -154,20 +188,16 @@ func (c *portCollector) build(s *snapshot.Snapshot) *targetSeries {
 			}
 			ts.portOpen = append(ts.portOpen, prometheus.MustNewConstMetric(c.portOpen, prometheus.GaugeValue, 1,
 				s.Target, h.Address, port, p.Protocol, cleanLabel(name)))
-			sv := p.Service
-			if sv == nil {
-				continue
-			}
-			if sv.Product != "" || sv.Version != "" {
-				ts.serviceInfo = append(ts.serviceInfo, prometheus.MustNewConstMetric(c.serviceInfo, prometheus.GaugeValue, 1,
-					s.Target, h.Address, port, p.Protocol, cleanLabel(sv.Product), cleanLabel(sv.Version)))
-			}
-			if sv.Cert != nil && !sv.Cert.NotAfter.IsZero() {
-				ts.certExpiry = append(ts.certExpiry, prometheus.MustNewConstMetric(c.certExpiry, prometheus.GaugeValue,
-					float64(sv.Cert.NotAfter.Unix()), s.Target, h.Address, port, p.Protocol))
-			}
 		}
-	}
+		if info {
+			ts.serviceInfo = append(ts.serviceInfo, prometheus.MustNewConstMetric(c.serviceInfo, prometheus.GaugeValue, 1,
+				s.Target, h.Address, port, p.Protocol, cleanLabel(sv.Product), cleanLabel(sv.Version)))
+		}
+		if cert {
+			ts.certExpiry = append(ts.certExpiry, prometheus.MustNewConstMetric(c.certExpiry, prometheus.GaugeValue,
+				float64(sv.Cert.NotAfter.Unix()), s.Target, h.Address, port, p.Protocol))
+		}
+	})
 	return ts
 }
 

@@ -170,3 +170,40 @@ func TestCleanLabel(t *testing.T) {
 		require.Equal(t, tt.want, cleanLabel(tt.in))
 	}
 }
+
+// TestPortCollectorBuildsOnlyBudget: a target's snapshot keeps only the
+// series the budget could let through (the rest is counted as dropped),
+// and a larger budget set later brings the others back.
+func TestPortCollectorBuildsOnlyBudget(t *testing.T) {
+	ssh := &snapshot.Service{Name: "ssh", Product: "OpenSSH"}
+	var ports []snapshot.Port
+	for p := uint16(1); p <= 50; p++ {
+		ports = append(ports, openPort(p, ssh))
+	}
+	c := newPortCollector(20)
+	c.set(testSnapshot("a", true, ports...))
+	ts := c.series["a"]
+	require.Len(t, ts.portOpen, 20)
+	require.Empty(t, ts.serviceInfo, "no service_info can be emitted before the target's 50 port_open")
+	require.Equal(t, []int{50, 50, 0}, []int{ts.nOpen, ts.nInfo, ts.nCert})
+	dropped := func() float64 {
+		reg := prometheus.NewRegistry()
+		require.NoError(t, reg.Register(c))
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() == "exposure_series_dropped" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("no exposure_series_dropped")
+		return 0
+	}
+	require.Equal(t, 80.0, dropped())
+	require.Equal(t, 20, testutil.CollectAndCount(c, "exposure_port_open"))
+
+	c.setBudget(70)
+	require.Equal(t, 50, testutil.CollectAndCount(c, "exposure_port_open"))
+	require.Equal(t, 20, testutil.CollectAndCount(c, "exposure_service_info"))
+	require.Equal(t, 30.0, dropped())
+}

@@ -249,14 +249,20 @@ func addrLess(a, b string) bool {
 // OpenPorts counts the open ports across all hosts.
 func (s *Snapshot) OpenPorts() int {
 	n := 0
-	for _, h := range s.Hosts {
-		for _, p := range h.Ports {
-			if p.State == StateOpen {
-				n++
+	s.EachOpenPort(func(*Host, *Port) { n++ })
+	return n
+}
+
+// EachOpenPort calls f with every open port of s and its host, in order.
+func (s *Snapshot) EachOpenPort(f func(*Host, *Port)) {
+	for i := range s.Hosts {
+		h := &s.Hosts[i]
+		for j := range h.Ports {
+			if h.Ports[j].State == StateOpen {
+				f(h, &h.Ports[j])
 			}
 		}
 	}
-	return n
 }
 
 // HostsUp counts the hosts in state up.

@@ -1,0 +1,133 @@
+package monitor
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	rtmetrics "runtime/metrics"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+
+	"github.com/exposure-monitor/exposure/config"
+	"github.com/exposure-monitor/exposure/scanner/service"
+	"github.com/exposure-monitor/exposure/snapshot"
+	"github.com/exposure-monitor/exposure/store"
+)
+
+// estateScan is a scan function for a /16 of the scale lab's shape
+// (port 80 on every address, 22 on the even ones: 98,304 open ports)
+// without a network: it builds the sweep's snapshot and does what
+// detectServices does with the job's reuse plan, a kept service where the
+// plan offers one, a new one (as a detection makes) elsewhere.
+func estateScan(ctx context.Context, tg *config.Target) (*snapshot.Snapshot, error) {
+	snap := &snapshot.Snapshot{Target: tg.Name, Complete: true, Hosts: make([]snapshot.Host, 0, 1<<16)}
+	for i := range 1 << 16 {
+		h := snapshot.Host{Address: fmt.Sprintf("198.18.%d.%d", i>>8, i&0xff), State: snapshot.HostUp,
+			Unlisted: snapshot.Unlisted{TCPClosed: 1}}
+		if i%2 == 0 {
+			h.Ports = []snapshot.Port{{Port: 22, Protocol: "tcp", State: snapshot.StateOpen}, {Port: 80, Protocol: "tcp", State: snapshot.StateOpen}}
+			h.Unlisted.TCPClosed = 0
+		} else {
+			h.Ports = []snapshot.Port{{Port: 80, Protocol: "tcp", State: snapshot.StateOpen}}
+		}
+		snap.Hosts = append(snap.Hosts, h)
+	}
+	r := reuseFrom(ctx)
+	for hi := range snap.Hosts {
+		h := &snap.Hosts[hi]
+		for pi := range h.Ports {
+			p := &h.Ports[pi]
+			if pr, ok := r.prior(h.Address, p.Port); ok {
+				p.Service = pr.Service
+				r.done(service.Detected{Address: h.Address, Port: p, Check: pr.Check, Kept: true})
+				continue
+			}
+			if p.Port == 22 {
+				p.Service = &snapshot.Service{Name: "ssh", Product: "OpenSSH", Version: "9.2p1 Debian 2+deb12u7", Info: "protocol 2.0",
+					CPE: []string{"cpe:/a:openbsd:openssh:9.2p1", "cpe:/o:linux:linux_kernel"}}
+			} else {
+				p.Service = &snapshot.Service{Name: "http", Product: "nginx", Version: "1.22.1", CPE: []string{"cpe:/a:igor_sysoev:nginx:1.22.1"}}
+			}
+			r.done(service.Detected{Address: h.Address, Port: p, Check: service.Check{Probe: "NULL", Sum: uint64(p.Port)}})
+		}
+	}
+	return snap, nil
+}
+
+// peakHeap samples the live heap every few milliseconds until stop.
+func peakHeap() (stop func() uint64) {
+	var (
+		peak uint64
+		wg   sync.WaitGroup
+		done = make(chan struct{})
+	)
+	sample := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			rtmetrics.Read(sample)
+			peak = max(peak, sample[0].Value.Uint64())
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 { close(done); wg.Wait(); return peak }
+}
+
+// BenchmarkEstateJob runs daemon jobs on a /16 with 98,304 open ports
+// (real store, the job's diff, commit, detections and collector; the
+// sweep and -sV replaced by estateScan): the baseline, then unchanged
+// re-scans. It reports the peak live heap of a re-scan and the live heap
+// the daemon keeps after it.
+func BenchmarkEstateJob(b *testing.B) {
+	st, err := store.Open(filepath.Join(b.TempDir(), "exposure.db"), store.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	deps := jobDeps{store: st, scan: estateScan, differ: &portDiffer{}, collector: newPortCollector(config.DefaultSeriesBudget),
+		metrics: m, logger: discardLogger(), now: func() time.Time { return now }, detections: newSVDetections()}
+	tg := &config.Target{Name: "estate"}
+	tg.ServiceDetection = config.ServiceDetection{Enabled: true, Refresh: model.Duration(24 * time.Hour)}
+	run := func() {
+		now = now.Add(5 * time.Minute)
+		if out := runScan(context.Background(), deps, tg, config.Global{}, planInfo{}); out.Result != resultSuccess || out.OpenPorts != 98304 {
+			b.Fatalf("%s: %d open ports, %s", out.Result, out.OpenPorts, out.Err)
+		}
+	}
+	stop := peakHeap()
+	run()
+	basePeak := stop()
+	var peak, kept uint64
+	b.ResetTimer()
+	for range b.N {
+		runtime.GC()
+		stop := peakHeap()
+		run()
+		peak = max(peak, stop())
+	}
+	b.StopTimer()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	kept = ms.HeapAlloc
+	b.ReportMetric(float64(basePeak)/1e6, "baseline-peak-MB")
+	b.ReportMetric(float64(peak)/1e6, "rescan-peak-MB")
+	b.ReportMetric(float64(kept)/1e6, "kept-MB")
+}
