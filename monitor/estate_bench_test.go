@@ -111,9 +111,12 @@ func BenchmarkEstateJob(b *testing.B) {
 			b.Fatalf("%s: %d open ports, %s", out.Result, out.OpenPorts, out.Err)
 		}
 	}
+	rate := runtime.MemProfileRate
+	runtime.MemProfileRate = 0 // a -memprofile shows the re-scans
 	stop := peakHeap()
 	run()
 	basePeak := stop()
+	runtime.MemProfileRate = rate
 	var peak, kept uint64
 	b.ResetTimer()
 	for range b.N {

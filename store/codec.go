@@ -275,8 +275,9 @@ func encodeRuns(rs []run) []byte {
 }
 
 type runReader struct {
-	b   []byte
-	err error
+	b    []byte
+	err  error
+	view bool // values alias b (viewRuns)
 }
 
 func (r *runReader) varint() int64 {
@@ -307,25 +308,55 @@ func (r *runReader) uvarint() int {
 	return int(v)
 }
 
+// internState returns the states every run has without allocating them.
+func internState(b []byte) string {
+	switch string(b) {
+	case snapshot.StateOpen:
+		return snapshot.StateOpen
+	case snapshot.StateClosed:
+		return snapshot.StateClosed
+	case snapshot.StateFiltered:
+		return snapshot.StateFiltered
+	case snapshot.StateOpenFiltered:
+		return snapshot.StateOpenFiltered
+	case snapshot.HostUp:
+		return snapshot.HostUp
+	case snapshot.HostDown:
+		return snapshot.HostDown
+	}
+	return string(b)
+}
+
 func (r *runReader) bytes() []byte {
 	n := r.uvarint()
 	if r.err != nil || n == 0 {
 		return nil
 	}
-	out := bytes.Clone(r.b[:n]) // the value outlives the transaction
+	out := r.b[:n:n]
+	if !r.view {
+		out = bytes.Clone(out) // the value outlives the transaction
+	}
 	r.b = r.b[n:]
 	return out
 }
 
-func decodeRuns(b []byte) ([]run, error) {
+// decodeRuns decodes a key's runs into memory of their own.
+func decodeRuns(b []byte) ([]run, error) { return decodeRunsIn(b, false) }
+
+// viewRuns decodes a key's runs with their values aliasing b: for runs
+// used and dropped before the transaction ends or writes (bbolt may remap
+// its file on a write).
+func viewRuns(b []byte) ([]run, error) { return decodeRunsIn(b, true) }
+
+func decodeRunsIn(b []byte, view bool) ([]run, error) {
 	if len(b) == 0 || b[0] != valueV1 {
 		return nil, fmt.Errorf("bad runs header")
 	}
-	r := &runReader{b: b[1:]}
+	r := &runReader{b: b[1:], view: view}
 	rs := make([]run, r.uvarint())
 	for i := range rs {
 		rs[i].First, rs[i].Last, rs[i].End = r.varint(), r.varint(), r.varint()
-		rs[i].State = string(r.bytes())
+		rs[i].State = internState(r.bytes())
 		if n := r.uvarint(); n > 0 {
 			rs[i].Hist = make([]value, n)
 			for j := range rs[i].Hist {

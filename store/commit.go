@@ -66,14 +66,12 @@ func (s *Store) Commit(ctx context.Context, c Commit) error {
 		}
 	}
 	err := s.update(func(tx *bolt.Tx) error {
-		var runs *targetRuns
 		if c.Snapshot != nil {
-			var err error
-			if runs, err = commitSnapshot(tx, c.Snapshot, blob, obs); err != nil {
+			if err := commitSnapshot(tx, c.Snapshot, blob, obs); err != nil {
 				return err
 			}
 		}
-		if err := putChanges(tx, c, runs); err != nil {
+		if err := putChanges(tx, c); err != nil {
 			return err
 		}
 		if err := putOutbox(tx, c.Outbox); err != nil {
@@ -118,32 +116,6 @@ func validSnapshot(sn *snapshot.Snapshot) error {
 	return nil
 }
 
-// targetRuns is every host and port key of one target with its runs,
-// as read at the start of a commit.
-type targetRuns struct {
-	hosts map[string][]run
-	ports map[string][]run // by string(portKey)
-}
-
-func loadRuns(tx *bolt.Tx, target string) (*targetRuns, error) {
-	tr := &targetRuns{hosts: map[string][]run{}, ports: map[string][]run{}}
-	for _, b := range []struct {
-		name []byte
-		into map[string][]run
-	}{{bucketHosts, tr.hosts}, {bucketPorts, tr.ports}} {
-		p := prefix(target)
-		c := tx.Bucket(b.name).Cursor()
-		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-			rs, err := decodeRuns(v)
-			if err != nil {
-				return nil, fmt.Errorf("decode %s key %q: %w", b.name, k, err)
-			}
-			b.into[string(k)] = rs
-		}
-	}
-	return tr, nil
-}
-
 func currentRun(rs []run) *run {
 	if n := len(rs); n > 0 && rs[n-1].End == 0 {
 		return &rs[n-1]
@@ -153,22 +125,18 @@ func currentRun(rs []run) *run {
 
 // commitSnapshot stores sn; blob is its encoding when incomplete, obs its
 // observations when complete.
-func commitSnapshot(tx *bolt.Tx, sn *snapshot.Snapshot, blob []byte, obs *observations) (*targetRuns, error) {
+func commitSnapshot(tx *bolt.Tx, sn *snapshot.Snapshot, blob []byte, obs *observations) error {
 	ts := nanos(sn.StartedAt)
 	key := scanKey(sn.Target, ts)
 	scans := tx.Bucket(bucketScans)
 	if scans.Get(key) != nil {
-		return nil, fmt.Errorf("a scan of %s started at %s is already stored", sn.Target, sn.StartedAt)
+		return fmt.Errorf("a scan of %s started at %s is already stored", sn.Target, sn.StartedAt)
 	}
 	var hd head
 	if v := tx.Bucket(bucketTargets).Get([]byte(sn.Target)); v != nil {
 		if err := decode(v, &hd); err != nil {
-			return nil, fmt.Errorf("decode head of %s: %w", sn.Target, err)
+			return fmt.Errorf("decode head of %s: %w", sn.Target, err)
 		}
-	}
-	runs, err := loadRuns(tx, sn.Target)
-	if err != nil {
-		return nil, err
 	}
 	rec := scanRecord{
 		ID:       sn.ID,
@@ -179,8 +147,8 @@ func commitSnapshot(tx *bolt.Tx, sn *snapshot.Snapshot, blob []byte, obs *observ
 		Open:     sn.OpenPorts(),
 	}
 	if sn.Complete && ts > hd.LastComplete {
-		if err := advanceRuns(tx, ts, obs, runs, hd.LastComplete); err != nil {
-			return nil, err
+		if err := advanceRuns(tx, sn.Target, ts, obs, hd.LastComplete); err != nil {
+			return err
 		}
 		hd.LastComplete = ts
 	} else {
@@ -190,33 +158,33 @@ func commitSnapshot(tx *bolt.Tx, sn *snapshot.Snapshot, blob []byte, obs *observ
 		if blob == nil {
 			var err error
 			if blob, err = encodeBlob(sn); err != nil {
-				return nil, fmt.Errorf("encode snapshot: %w", err)
+				return fmt.Errorf("encode snapshot: %w", err)
 			}
 		}
 		if err := tx.Bucket(bucketBlobs).Put(key, blob); err != nil {
-			return nil, fmt.Errorf("put blob: %w", err)
+			return fmt.Errorf("put blob: %w", err)
 		}
 	}
 	hd.Last = max(hd.Last, ts)
 	v, err := encode(rec)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := scans.Put(key, v); err != nil {
-		return nil, fmt.Errorf("put scan: %w", err)
+		return fmt.Errorf("put scan: %w", err)
 	}
 	if sn.ID != snapshot.NewID(sn.Target, sn.StartedAt) {
 		if err := tx.Bucket(bucketIDs).Put([]byte(sn.ID), key); err != nil {
-			return nil, fmt.Errorf("put id: %w", err)
+			return fmt.Errorf("put id: %w", err)
 		}
 	}
 	if v, err = encode(hd); err != nil {
-		return nil, err
+		return err
 	}
 	if err := tx.Bucket(bucketTargets).Put([]byte(sn.Target), v); err != nil {
-		return nil, fmt.Errorf("put head: %w", err)
+		return fmt.Errorf("put head: %w", err)
 	}
-	return runs, nil
+	return nil
 }
 
 type observation struct {
@@ -254,62 +222,73 @@ func observe(sn *snapshot.Snapshot) (*observations, error) {
 	return o, nil
 }
 
-// advanceRuns moves the runs of a target to its complete scan started at ts
+// advanceRuns moves the runs of target to its complete scan started at ts
 // with observations obs, which it consumes. Only keys whose state or value
-// differs from their current run are rewritten.
-func advanceRuns(tx *bolt.Tx, ts int64, obs *observations, tr *targetRuns, prevComplete int64) error {
+// differs from their current run are rewritten. It walks the target's keys
+// with a cursor, each key's runs decoded in place and dropped unless the
+// key changes, so a commit holds what changed, not the target's history.
+func advanceRuns(tx *bolt.Tx, target string, ts int64, obs *observations, prevComplete int64) error {
+	p := prefix(target)
 	for _, b := range []struct {
-		name     []byte
-		existing map[string][]run
-		seen     map[string]observation
-	}{{bucketHosts, tr.hosts, obs.hosts}, {bucketPorts, tr.ports, obs.ports}} {
+		name []byte
+		seen map[string]observation
+	}{{bucketHosts, obs.hosts}, {bucketPorts, obs.ports}} {
 		bk := tx.Bucket(b.name)
 		// Host and port keys are written in key order with pages filled
 		// (see putSorted); a baseline's are all new.
 		bk.FillPercent = runsFillPercent
-		var puts []keyRuns
-		put := func(k string, rs []run) error {
-			puts = append(puts, keyRuns{k, rs})
-			return nil
+		var puts []keyValue
+		put := func(k []byte, rs []run) {
+			// Encoded at once: rs may alias the page the cursor is on.
+			puts = append(puts, keyValue{string(k), encodeRuns(rs)})
 		}
-		for k, rs := range b.existing {
-			cur := currentRun(rs)
-			if cur == nil {
-				continue
+		c := bk.Cursor()
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			rs, err := viewRuns(v)
+			if err != nil {
+				return fmt.Errorf("decode %s key %q: %w", b.name, k, err)
 			}
-			o, ok := b.seen[k]
+			o, ok := b.seen[string(k)]
+			if ok {
+				delete(b.seen, string(k))
+			}
+			cur := currentRun(rs)
 			switch {
+			case cur == nil:
+				if ok { // back after its runs ended
+					put(k, append(rs, newRun(ts, o)))
+				}
 			case ok && o.state == cur.State:
 				if !bytes.Equal(o.value, cur.current()) {
 					cur.Hist = append(cur.Hist, value{At: ts, V: o.value})
-					if err := put(k, rs); err != nil {
-						return err
-					}
+					put(k, rs)
 				}
-				delete(b.seen, k)
-				continue
 			default:
 				cur.Last, cur.End = prevComplete, ts
-			}
-			if err := put(k, rs); err != nil {
-				return err
+				if ok {
+					rs = append(rs, newRun(ts, o))
+				}
+				put(k, rs)
 			}
 		}
 		for k, o := range b.seen {
-			nr := run{First: ts, State: o.state}
-			if o.value != nil {
-				nr.Hist = []value{{At: ts, V: o.value}}
-			}
-			rs := append(b.existing[k], nr)
-			if err := put(k, rs); err != nil {
-				return err
-			}
+			puts = append(puts, keyValue{k, encodeRuns([]run{newRun(ts, o)})})
 		}
 		if err := putSorted(bk, b.name, puts); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// newRun is the run a key starts at ts in the state (and with the value)
+// of o.
+func newRun(ts int64, o observation) run {
+	nr := run{First: ts, State: o.state}
+	if o.value != nil {
+		nr.Hist = []value{{At: ts, V: o.value}}
+	}
+	return nr
 }
 
 // runsFillPercent is how full bbolt packs the pages of the hosts and ports
@@ -319,26 +298,26 @@ func advanceRuns(tx *bolt.Tx, ts int64, obs *observations, tr *targetRuns, prevC
 // half-filled pages would double the store's size for nothing.
 const runsFillPercent = 0.95
 
-type keyRuns struct {
-	key  string
-	runs []run
+type keyValue struct {
+	key   string
+	value []byte
 }
 
 // putSorted writes puts in key order. bbolt keeps a transaction's writes
 // in a sorted in-memory node per page; in map order every insert shifts
 // the node's tail, which made a 98,304-port baseline's commit quadratic
 // (57 s); in key order each insert is an append.
-func putSorted(bk *bolt.Bucket, name []byte, puts []keyRuns) error {
-	slices.SortFunc(puts, func(a, b keyRuns) int { return strings.Compare(a.key, b.key) })
+func putSorted(bk *bolt.Bucket, name []byte, puts []keyValue) error {
+	slices.SortFunc(puts, func(a, b keyValue) int { return strings.Compare(a.key, b.key) })
 	for _, p := range puts {
-		if err := bk.Put([]byte(p.key), encodeRuns(p.runs)); err != nil {
+		if err := bk.Put([]byte(p.key), p.value); err != nil {
 			return fmt.Errorf("put %s: %w", name, err)
 		}
 	}
 	return nil
 }
 
-func putChanges(tx *bolt.Tx, c Commit, tr *targetRuns) error {
+func putChanges(tx *bolt.Tx, c Commit) error {
 	b := tx.Bucket(bucketChanges)
 	for _, ch := range c.Changes {
 		if ch.Target == "" && c.Snapshot != nil {
@@ -356,8 +335,12 @@ func putChanges(tx *bolt.Tx, c Commit, tr *targetRuns) error {
 		if ch.Snapshot == "" && c.Snapshot != nil {
 			ch.Snapshot = c.Snapshot.ID
 		}
-		if ch.FirstSeen.IsZero() && tr != nil && ch.Address != "" {
-			ch.FirstSeen = firstSeen(tr, ch, c.Snapshot)
+		if ch.FirstSeen.IsZero() && c.Snapshot != nil && ch.Address != "" {
+			fs, err := firstSeen(tx, ch, c.Snapshot)
+			if err != nil {
+				return err
+			}
+			ch.FirstSeen = fs
 		}
 		seq, err := b.NextSequence()
 		if err != nil {
@@ -375,22 +358,27 @@ func putChanges(tx *bolt.Tx, c Commit, tr *targetRuns) error {
 }
 
 // firstSeen is when the host or port of ch entered the state it was in
-// before this scan (for closures), or this scan's start (for openings).
-func firstSeen(tr *targetRuns, ch snapshot.Change, sn *snapshot.Snapshot) time.Time {
-	var rs []run
+// before this scan (for closures), or this scan's start (for openings),
+// read from its runs as this transaction wrote them: a run that this scan
+// ended has End == this scan.
+func firstSeen(tx *bolt.Tx, ch snapshot.Change, sn *snapshot.Snapshot) (time.Time, error) {
+	bucket, key := bucketHosts, hostKey(ch.Target, ch.Address)
 	if ch.Port != 0 {
-		rs = tr.ports[string(portKey(ch.Target, ch.Address, ch.Port, ch.Protocol))]
-	} else {
-		rs = tr.hosts[string(hostKey(ch.Target, ch.Address))]
+		bucket, key = bucketPorts, portKey(ch.Target, ch.Address, ch.Port, ch.Protocol)
 	}
-	// tr was read before the scan was applied, but advanceRuns updated the
-	// runs in place: a run that this scan ended has End == this scan.
+	var rs []run
+	if v := tx.Bucket(bucket).Get(key); v != nil {
+		var err error
+		if rs, err = viewRuns(v); err != nil {
+			return time.Time{}, fmt.Errorf("decode %s key %q: %w", bucket, key, err)
+		}
+	}
 	ts := nanos(sn.StartedAt)
 	for i := len(rs) - 1; i >= 0; i-- {
 		r := rs[i]
 		if r.First < ts && (r.End == 0 || r.End == ts) {
-			return fromNanos(r.First)
+			return fromNanos(r.First), nil
 		}
 	}
-	return sn.StartedAt
+	return sn.StartedAt, nil
 }

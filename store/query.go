@@ -182,10 +182,14 @@ func load(tx *bolt.Tx, target string, started int64, rec scanRecord) (*snapshot.
 		Complete: rec.Complete, Quality: rec.Quality, Hosts: []snapshot.Host{},
 	}
 	index := map[string]int{}
+	// Services are decoded once per distinct encoding and shared, as the
+	// daemon shares them (snapshot.ShareServices): an estate's ports
+	// carry a few services, not one copy each.
+	services := map[string]*snapshot.Service{}
 	p := prefix(target)
 	c := tx.Bucket(bucketHosts).Cursor()
 	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-		rs, err := decodeRuns(v)
+		rs, err := viewRuns(v)
 		if err != nil {
 			return nil, fmt.Errorf("decode host %q: %w", k, err)
 		}
@@ -206,7 +210,7 @@ func load(tx *bolt.Tx, target string, started int64, rec scanRecord) (*snapshot.
 	}
 	c = tx.Bucket(bucketPorts).Cursor()
 	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-		rs, err := decodeRuns(v)
+		rs, err := viewRuns(v)
 		if err != nil {
 			return nil, fmt.Errorf("decode port %q: %w", k, err)
 		}
@@ -220,9 +224,12 @@ func load(tx *bolt.Tx, target string, started int64, rec scanRecord) (*snapshot.
 			}
 			pt := snapshot.Port{Port: port, Protocol: proto, State: rs[i].State}
 			if v := rs[i].valueAt(started); v != nil {
-				pt.Service = new(snapshot.Service)
-				if err := json.Unmarshal(v, pt.Service); err != nil {
-					return nil, fmt.Errorf("decode service of %q: %w", k, err)
+				if pt.Service = services[string(v)]; pt.Service == nil {
+					pt.Service = new(snapshot.Service)
+					if err := json.Unmarshal(v, pt.Service); err != nil {
+						return nil, fmt.Errorf("decode service of %q: %w", k, err)
+					}
+					services[string(v)] = pt.Service
 				}
 			}
 			hi, ok := index[addr]
