@@ -18,7 +18,7 @@ func Compare(a, b *snapshot.Snapshot, p Policy) []snapshot.Change {
 	p = p.withDefaults()
 	st := NewState()
 	st.seed(a, p)
-	st.Verdicts = keys(verdicts(stateView(st), p))
+	st.Verdicts = keys(verdicts(stateView(st, p), p))
 	res := Diff(a, b, st, p)
 	accepted := make([]bool, len(res.Pending))
 	for i := range accepted {

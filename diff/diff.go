@@ -57,7 +57,7 @@ func Diff(prev, cur *snapshot.Snapshot, st *State, p Policy) Result {
 	}
 	if !st.Baselined && prev != nil && prev.Complete && prev.Target == cur.Target {
 		st.seed(prev, p)
-		st.Verdicts = keys(verdicts(stateView(st), p))
+		st.Verdicts = keys(verdicts(stateView(st, p), p))
 	}
 	prevID := ""
 	if prev != nil {
@@ -113,7 +113,7 @@ func (st *State) reportOpen(h snapshot.Host) {
 	for _, pt := range h.Ports {
 		if pt.State == snapshot.StateOpen {
 			ps := &portState{Open: true}
-			ps.setService(pt.Service)
+			ps.setService(pt.Service, st)
 			st.Ports[portKey{h.Address, pt.Port, pt.Protocol}.String()] = ps
 		}
 	}
@@ -131,7 +131,7 @@ func keys(cs []snapshot.Change) map[string]bool {
 // ones that did not hold before. Verdicts that stopped holding are
 // forgotten only when resolve is set (a complete scan).
 func (st *State) newVerdicts(p Policy, resolve bool) []snapshot.Change {
-	now := verdicts(stateView(st), p)
+	now := verdicts(stateView(st, p), p)
 	var out []snapshot.Change
 	for _, c := range now {
 		k := verdictKey(c)
@@ -339,13 +339,14 @@ func (d *differ) service(pk portKey, ps *portState, pt *snapshot.Port) {
 	if !ps.knowsService() || ps.Tentative && !weak {
 		// The first detection is not a change, nor is the first
 		// conclusive one after inconclusive ones.
-		ps.setService(svc)
+		ps.setService(svc, d.st)
 		return
 	}
 	known := ps.known()
-	before := ps.asPort(pk)
 	after := *pt
-	c := snapshot.Change{Address: pk.addr, Port: pk.port, Protocol: pk.proto, Before: before, After: &after}
+	// Before is built when a change is made (change): most ports of a
+	// scan are unchanged, and the copy of the reported service is not.
+	c := snapshot.Change{Address: pk.addr, Port: pk.port, Protocol: pk.proto, After: &after}
 	switch {
 	case svc.Name != known.Name || svc.Product != known.Product:
 		c.Kind = snapshot.ServiceChanged
@@ -367,6 +368,9 @@ func (d *differ) service(pk portKey, ps *portState, pt *snapshot.Port) {
 		return
 	}
 	ps.Weak = 0
+	if c.Kind != "" || (svc.Cert != nil && svc.Cert.Fingerprint != "" && ps.certFP() != "" && svc.Cert.Fingerprint != ps.certFP()) {
+		c.Before = ps.asPort(pk)
+	}
 	if c.Kind != "" {
 		d.change(c)
 	}
@@ -374,7 +378,7 @@ func (d *differ) service(pk portKey, ps *portState, pt *snapshot.Port) {
 		c.Kind, c.Detail = snapshot.CertChanged, ""
 		d.change(c)
 	}
-	ps.setService(svc)
+	ps.setService(svc, d.st)
 	// Reported: what follows compares with it, conclusive or not.
 	ps.Tentative = false
 }
@@ -410,7 +414,7 @@ func (pd *Pending) apply() {
 	}
 	ps.Open = pd.Open
 	if svc := pd.Change.After; pd.Open && svc != nil && svc.Service != nil {
-		ps.setService(svc.Service)
+		ps.setService(svc.Service, st)
 	}
 	if !pd.Open {
 		ps.Service = nil

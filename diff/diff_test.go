@@ -3,6 +3,7 @@ package diff
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
@@ -465,7 +466,37 @@ func TestStateFormat1(t *testing.T) {
 	require.Equal(t, "ab12", res.Changes[0].Before.Service.Cert.Fingerprint)
 	b, err := res.State.MarshalBinary()
 	require.NoError(t, err)
-	require.Contains(t, string(b), `"v":2`)
+	require.Contains(t, string(b), `"v":3`)
+}
+
+// TestStateServiceTable: a state stores each distinct service once, the
+// ports referring to it, and reads back equal, the ports sharing one copy;
+// a format 2 state (the service inline per port) still reads, and a port
+// referring past the table is an error.
+func TestStateServiceTable(t *testing.T) {
+	hosts := map[string][]string{}
+	for i := range 200 {
+		hosts[fmt.Sprintf("198.18.0.%d", i+1)] = []string{"22/ssh/OpenSSH/9.2p1", "80/http/nginx/1.22.1"}
+	}
+	res := Diff(nil, buildSnapshot(t, 1, step{Hosts: hosts}), nil, Policy{})
+	b, err := res.State.MarshalBinary()
+	require.NoError(t, err)
+	require.Equal(t, 1, strings.Count(string(b), `"OpenSSH"`), "the service is stored once")
+	require.Equal(t, 1, strings.Count(string(b), `"nginx"`))
+	st, err := UnmarshalState(b)
+	require.NoError(t, err)
+	require.Len(t, st.Ports, 400)
+	a, c := st.Ports["198.18.0.1|22/tcp"], st.Ports["198.18.0.2|22/tcp"]
+	require.Equal(t, "ssh OpenSSH 9.2p1", a.Service.Describe())
+	require.Same(t, a.Service, c.Service, "ports share the decoded service")
+	require.Equal(t, "http nginx 1.22.1", st.Ports["198.18.0.200|80/tcp"].Service.Describe())
+
+	v2, err := UnmarshalState([]byte(`{"v":2,"b":true,"h":{"198.18.0.2":{}},"p":{"198.18.0.2|22/tcp":{"o":true,"s":{"name":"ssh","product":"OpenSSH","version":"9.2p1","info":"","tunnel":"","cpe":[]}}}}`))
+	require.NoError(t, err)
+	require.Equal(t, "ssh OpenSSH 9.2p1", v2.Ports["198.18.0.2|22/tcp"].Service.Describe())
+
+	_, err = UnmarshalState([]byte(`{"v":3,"b":true,"p":{"198.18.0.2|22/tcp":{"o":true,"si":2}},"sv":[{"name":"ssh"}]}`))
+	require.ErrorContains(t, err, "service 2 of 1")
 }
 
 // tcp is a policy list of TCP ports.

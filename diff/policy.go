@@ -87,23 +87,50 @@ func (p Policy) Validate() error {
 	return nil
 }
 
-// view is the exposure a policy is judged on: the up hosts and their open
-// ports, without the hosts that answer on every port.
+// view is the exposure a policy is judged on: of the up hosts, without
+// those that answer on every port, the open ports the policy has a rule
+// for, and which ports are open anywhere. Only the ports a verdict can
+// name are kept, so judging an estate of 100,000 open ports under a
+// policy of a few rules holds a few ports, not the estate.
 type view struct {
-	hosts []string                   // up, sorted
-	ports map[string][]snapshot.Port // open ports by host, sorted
+	hosts        []string                   // with kept ports, sorted
+	ports        map[string][]snapshot.Port // kept open ports by host, sorted
+	openAnywhere map[spec.ProtoPort]bool
 }
 
-func snapshotView(s *snapshot.Snapshot, allOpen map[string]bool) view {
-	v := view{ports: map[string][]snapshot.Port{}}
+// judged reports whether a verdict of p can name the open port pp.
+func (p Policy) judged(pp spec.ProtoPort) bool {
+	if _, ok := p.Versions[pp]; ok {
+		return true
+	}
+	return slices.Contains(p.NeverOpen, pp) || (p.ExpectOpenSet && !slices.Contains(p.Open, pp))
+}
+
+// add records the open port pt of addr, built by port only when p judges it.
+func (v *view) add(addr string, pp spec.ProtoPort, p Policy, port func() snapshot.Port) {
+	v.openAnywhere[pp] = true
+	if !p.judged(pp) {
+		return
+	}
+	if _, ok := v.ports[addr]; !ok {
+		v.hosts = append(v.hosts, addr)
+	}
+	v.ports[addr] = append(v.ports[addr], port())
+}
+
+func newView() view {
+	return view{ports: map[string][]snapshot.Port{}, openAnywhere: map[spec.ProtoPort]bool{}}
+}
+
+func snapshotView(s *snapshot.Snapshot, allOpen map[string]bool, p Policy) view {
+	v := newView()
 	for _, h := range s.Hosts {
 		if h.State != snapshot.HostUp || allOpen[h.Address] {
 			continue
 		}
-		v.hosts = append(v.hosts, h.Address)
 		for _, pt := range h.Ports {
 			if pt.State == snapshot.StateOpen {
-				v.ports[h.Address] = append(v.ports[h.Address], pt)
+				v.add(h.Address, protoPort(pt), p, func() snapshot.Port { return pt })
 			}
 		}
 	}
@@ -111,22 +138,21 @@ func snapshotView(s *snapshot.Snapshot, allOpen map[string]bool) view {
 	return v
 }
 
-func stateView(st *State) view {
-	v := view{ports: map[string][]snapshot.Port{}}
-	for addr, h := range st.Hosts {
-		if !h.Down && !st.AllOpen[addr] {
-			v.hosts = append(v.hosts, addr)
-		}
-	}
+func stateView(st *State, p Policy) view {
+	v := newView()
 	for ks, ps := range st.Ports {
+		if !ps.Open {
+			continue
+		}
 		k, ok := parsePortKey(ks)
-		if !ok || !ps.Open || st.AllOpen[k.addr] {
+		if !ok || st.AllOpen[k.addr] {
 			continue
 		}
 		if h := st.Hosts[k.addr]; h == nil || h.Down {
 			continue
 		}
-		v.ports[k.addr] = append(v.ports[k.addr], *ps.asPort(k))
+		v.add(k.addr, spec.ProtoPort{Proto: cmp.Or(k.proto, spec.ProtoTCP), Port: k.port}, p,
+			func() snapshot.Port { return *ps.asPort(k) })
 	}
 	v.sort()
 	return v
@@ -170,12 +196,10 @@ func verdictKey(c snapshot.Change) string {
 // verdicts lists the policy verdicts that hold in v, in a stable order.
 func verdicts(v view, p Policy) []snapshot.Change {
 	var out []snapshot.Change
-	openAnywhere := map[spec.ProtoPort]bool{}
 	for _, addr := range v.hosts {
 		for _, pt := range v.ports[addr] {
 			pt := pt
 			pp := protoPort(pt)
-			openAnywhere[pp] = true
 			c := snapshot.Change{Address: addr, Port: pt.Port, Protocol: pt.Protocol, After: &pt}
 			switch {
 			case slices.Contains(p.NeverOpen, pp):
@@ -201,7 +225,7 @@ func verdicts(v view, p Policy) []snapshot.Change {
 		want := slices.Clone(p.Open)
 		slices.SortFunc(want, spec.ProtoPort.Compare)
 		for _, pp := range slices.Compact(want) {
-			if !openAnywhere[pp] {
+			if !v.openAnywhere[pp] {
 				out = append(out, snapshot.Change{Kind: snapshot.ExpectedMissing, Port: pp.Port, Protocol: pp.Proto,
 					Detail: fmt.Sprintf("port %s of expect.open is open on no host", pp.Label())})
 			}
@@ -260,7 +284,7 @@ func Evaluate(cur *snapshot.Snapshot, p Policy) []snapshot.Change {
 		all[a] = true
 	}
 	var out []snapshot.Change
-	for _, c := range verdicts(snapshotView(cur, all), p) {
+	for _, c := range verdicts(snapshotView(cur, all, p), p) {
 		// A scan cut short is no evidence that a port is missing.
 		if cur.Complete || c.Kind != snapshot.ExpectedMissing {
 			out = append(out, c)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,9 +14,10 @@ import (
 )
 
 // stateVersion is the format of MarshalBinary. Format 1 kept only the name,
-// product, version and certificate fingerprint of a port's service;
-// UnmarshalState still reads it.
-const stateVersion = 2
+// product, version and certificate fingerprint of a port's service, format
+// 2 each port's service in full; format 3 keeps each distinct service once
+// (stateWire). UnmarshalState still reads them all.
+const stateVersion = 3
 
 // State is what the diff of one target remembers between scans: the
 // reported view (what the changes so far have told the user: which hosts are
@@ -38,6 +40,9 @@ type State struct {
 
 	// The scan being diffed, for changes made by Confirm.
 	scan scanRef
+	// copies are the state's own copies of the services it was given
+	// (own), by the given Service.
+	copies map[*snapshot.Service]*snapshot.Service
 }
 
 type scanRef struct {
@@ -84,9 +89,60 @@ func NewState() *State {
 		Verdicts: map[string]bool{}, AllOpen: map[string]bool{}}
 }
 
+// stateWire is the stored form of a State: each distinct service once in
+// Services, the ports referring to it by index, so a target of 100,000
+// open ports running a few services stores a few services.
+type stateWire struct {
+	V         int                   `json:"v"`
+	Baselined bool                  `json:"b,omitempty"`
+	Hosts     map[string]*hostState `json:"h,omitempty"`
+	Ports     map[string]*portWire  `json:"p,omitempty"`
+	Verdicts  map[string]bool       `json:"c,omitempty"`
+	AllOpen   map[string]bool       `json:"a,omitempty"`
+	Services  []*snapshot.Service   `json:"sv,omitempty"`
+}
+
+type portWire struct {
+	portState
+	// Service is a state of format 2 or older, which kept each port's
+	// service inline; it shadows portState's.
+	Service *snapshot.Service `json:"s,omitempty"`
+	// SI is 1 + the index of the port's service in Services, 0 for none.
+	SI int `json:"si,omitempty"`
+}
+
 // MarshalBinary encodes the state for store.Commit's DiffState.
 func (s *State) MarshalBinary() ([]byte, error) {
-	return json.Marshal(s)
+	w := stateWire{V: s.V, Baselined: s.Baselined, Hosts: s.Hosts, Verdicts: s.Verdicts, AllOpen: s.AllOpen,
+		Ports: make(map[string]*portWire, len(s.Ports))}
+	index := map[*snapshot.Service]int{}
+	byValue := map[string]int{}
+	ports := make([]portWire, len(s.Ports)) // one allocation for all
+	i := 0
+	for k, ps := range s.Ports {
+		pw := &ports[i]
+		i++
+		pw.portState = *ps
+		pw.portState.Service = nil
+		if sv := ps.Service; sv != nil {
+			si, ok := index[sv]
+			if !ok {
+				b, err := json.Marshal(sv)
+				if err != nil {
+					return nil, fmt.Errorf("diff: encode state: %w", err)
+				}
+				if si, ok = byValue[string(b)]; !ok {
+					w.Services = append(w.Services, sv)
+					si = len(w.Services)
+					byValue[string(b)] = si
+				}
+				index[sv] = si
+			}
+			pw.SI = si
+		}
+		w.Ports[k] = pw
+	}
+	return json.Marshal(w)
 }
 
 // UnmarshalState decodes MarshalBinary's bytes; nil or empty bytes give a
@@ -96,11 +152,26 @@ func UnmarshalState(b []byte) (*State, error) {
 	if len(b) == 0 {
 		return st, nil
 	}
-	if err := json.Unmarshal(b, st); err != nil {
+	var w stateWire
+	if err := json.Unmarshal(b, &w); err != nil {
 		return nil, fmt.Errorf("diff: decode state: %w", err)
 	}
-	if st.V != 1 && st.V != stateVersion {
-		return nil, fmt.Errorf("diff: state format %d, want %d", st.V, stateVersion)
+	if w.V < 1 || w.V > stateVersion {
+		return nil, fmt.Errorf("diff: state format %d, want %d", w.V, stateVersion)
+	}
+	st.Baselined, st.Hosts, st.Verdicts, st.AllOpen = w.Baselined, w.Hosts, w.Verdicts, w.AllOpen
+	st.Ports = make(map[string]*portState, len(w.Ports))
+	for k, pw := range w.Ports {
+		ps := &pw.portState
+		switch {
+		case pw.SI > 0 && pw.SI <= len(w.Services):
+			ps.Service = w.Services[pw.SI-1]
+		case pw.SI != 0:
+			return nil, fmt.Errorf("diff: decode state: port %s: service %d of %d", k, pw.SI, len(w.Services))
+		default:
+			ps.Service = pw.Service
+		}
+		st.Ports[k] = ps
 	}
 	st.V = stateVersion
 	st.init()
@@ -176,24 +247,28 @@ func (p *portState) prune(now time.Time, window time.Duration) {
 	}
 }
 
-// UnmarshalJSON reads both formats of a port: format 1 kept the service's
-// facts in fields of their own.
-func (p *portState) UnmarshalJSON(b []byte) error {
+// UnmarshalJSON reads every format of a port: format 3 refers to the
+// state's service table (SI), format 2 kept the service inline, format 1
+// kept the service's facts in fields of their own.
+func (w *portWire) UnmarshalJSON(b []byte) error {
 	type plain portState
 	v := struct {
 		*plain
-		Name    string `json:"n"`
-		Product string `json:"pr"`
-		Version string `json:"v"`
-		Cert    string `json:"x"`
-	}{plain: (*plain)(p)}
+		Service *snapshot.Service `json:"s"`
+		SI      int               `json:"si"`
+		Name    string            `json:"n"`
+		Product string            `json:"pr"`
+		Version string            `json:"v"`
+		Cert    string            `json:"x"`
+	}{plain: (*plain)(&w.portState)}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
-	if p.Service == nil && (v.Name != "" || v.Product != "" || v.Version != "" || v.Cert != "") {
-		p.Service = &snapshot.Service{Name: v.Name, Product: v.Product, Version: v.Version}
+	w.Service, w.SI = v.Service, v.SI
+	if w.Service == nil && (v.Name != "" || v.Product != "" || v.Version != "" || v.Cert != "") {
+		w.Service = &snapshot.Service{Name: v.Name, Product: v.Product, Version: v.Version}
 		if v.Cert != "" {
-			p.Service.Cert = &snapshot.Cert{Fingerprint: v.Cert}
+			w.Service.Cert = &snapshot.Cert{Fingerprint: v.Cert}
 		}
 	}
 	return nil
@@ -201,11 +276,16 @@ func (p *portState) UnmarshalJSON(b []byte) error {
 
 // setService records the service as reported, as tentative when the
 // detection was inconclusive.
-func (p *portState) setService(svc *snapshot.Service) {
+func (p *portState) setService(svc *snapshot.Service, st *State) {
 	if svc == nil {
 		return
 	}
-	p.Service = cloneService(svc)
+	if p.Service == nil || !reflect.DeepEqual(*p.Service, *svc) {
+		// The state keeps its own copy, one per distinct service it was
+		// given (an unchanged one stays shared with the states it was
+		// cloned from: the state never changes a Service in place).
+		p.Service = st.own(svc)
+	}
 	p.Tentative, p.Weak = inconclusive(svc, nil), 0
 }
 
@@ -228,6 +308,21 @@ func (p *portState) certFP() string {
 func (p *portState) knowsService() bool {
 	k := p.known()
 	return k.Name != "" || k.Product != "" || k.Version != ""
+}
+
+// own returns the state's copy of svc: one copy per Service the state was
+// given, so that the ports of a snapshot that share a Service share the
+// state's copy too.
+func (s *State) own(svc *snapshot.Service) *snapshot.Service {
+	if c, ok := s.copies[svc]; ok && reflect.DeepEqual(*c, *svc) {
+		return c
+	}
+	if s.copies == nil {
+		s.copies = map[*snapshot.Service]*snapshot.Service{}
+	}
+	c := cloneService(svc)
+	s.copies[svc] = c
+	return c
 }
 
 // cloneService copies svc deeply: the state must not share memory with the

@@ -101,7 +101,7 @@ func BenchmarkEstateJob(b *testing.B) {
 		b.Fatal(err)
 	}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	deps := jobDeps{store: st, scan: estateScan, differ: &portDiffer{}, collector: newPortCollector(config.DefaultSeriesBudget),
+	deps := jobDeps{store: st, scan: estateScan, differ: diffWithConfirm{}, collector: newPortCollector(config.DefaultSeriesBudget),
 		metrics: m, logger: discardLogger(), now: func() time.Time { return now }, detections: newSVDetections()}
 	tg := &config.Target{Name: "estate"}
 	tg.ServiceDetection = config.ServiceDetection{Enabled: true, Refresh: model.Duration(24 * time.Hour)}

@@ -341,24 +341,47 @@ func (r *runReader) bytes() []byte {
 }
 
 // decodeRuns decodes a key's runs into memory of their own.
-func decodeRuns(b []byte) ([]run, error) { return decodeRunsIn(b, false) }
+func decodeRuns(b []byte) ([]run, error) { return decodeRunsIn(b, false, nil) }
 
 // viewRuns decodes a key's runs with their values aliasing b: for runs
 // used and dropped before the transaction ends or writes (bbolt may remap
 // its file on a write).
-func viewRuns(b []byte) ([]run, error) { return decodeRunsIn(b, true) }
+func viewRuns(b []byte) ([]run, error) { return decodeRunsIn(b, true, nil) }
 
-func decodeRunsIn(b []byte, view bool) ([]run, error) {
+// runScratch is the memory viewRuns of key after key reuses: a walk over
+// a target's keys decodes each into the same runs.
+type runScratch struct{ runs []run }
+
+// view is viewRuns into the scratch's memory, valid until the next call.
+func (sc *runScratch) view(b []byte) ([]run, error) {
+	rs, err := decodeRunsIn(b, true, sc.runs)
+	if err == nil {
+		sc.runs = rs
+	}
+	return rs, err
+}
+
+func decodeRunsIn(b []byte, view bool, scratch []run) ([]run, error) {
 	if len(b) == 0 || b[0] != valueV1 {
 		return nil, fmt.Errorf("bad runs header")
 	}
 	r := &runReader{b: b[1:], view: view}
-	rs := make([]run, r.uvarint())
+	n := r.uvarint()
+	rs := scratch[:0]
+	if cap(rs) < n {
+		rs = make([]run, 0, n)
+	}
+	rs = rs[:n]
 	for i := range rs {
+		hist := rs[i].Hist[:0]
+		rs[i] = run{}
 		rs[i].First, rs[i].Last, rs[i].End = r.varint(), r.varint(), r.varint()
 		rs[i].State = internState(r.bytes())
 		if n := r.uvarint(); n > 0 {
-			rs[i].Hist = make([]value, n)
+			if cap(hist) < n {
+				hist = make([]value, n)
+			}
+			rs[i].Hist = hist[:n]
 			for j := range rs[i].Hist {
 				rs[i].Hist[j].At = r.varint()
 				rs[i].Hist[j].V = r.bytes()

@@ -242,9 +242,10 @@ func advanceRuns(tx *bolt.Tx, target string, ts int64, obs *observations, prevCo
 			// Encoded at once: rs may alias the page the cursor is on.
 			puts = append(puts, keyValue{string(k), encodeRuns(rs)})
 		}
+		var scratch runScratch
 		c := bk.Cursor()
 		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-			rs, err := viewRuns(v)
+			rs, err := scratch.view(v)
 			if err != nil {
 				return fmt.Errorf("decode %s key %q: %w", b.name, k, err)
 			}

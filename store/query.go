@@ -186,10 +186,11 @@ func load(tx *bolt.Tx, target string, started int64, rec scanRecord) (*snapshot.
 	// daemon shares them (snapshot.ShareServices): an estate's ports
 	// carry a few services, not one copy each.
 	services := map[string]*snapshot.Service{}
+	var scratch runScratch
 	p := prefix(target)
 	c := tx.Bucket(bucketHosts).Cursor()
 	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-		rs, err := viewRuns(v)
+		rs, err := scratch.view(v)
 		if err != nil {
 			return nil, fmt.Errorf("decode host %q: %w", k, err)
 		}
@@ -210,7 +211,7 @@ func load(tx *bolt.Tx, target string, started int64, rec scanRecord) (*snapshot.
 	}
 	c = tx.Bucket(bucketPorts).Cursor()
 	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-		rs, err := viewRuns(v)
+		rs, err := scratch.view(v)
 		if err != nil {
 			return nil, fmt.Errorf("decode port %q: %w", k, err)
 		}
