@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -280,7 +279,7 @@ func (p *portState) setService(svc *snapshot.Service, st *State) {
 	if svc == nil {
 		return
 	}
-	if p.Service == nil || !reflect.DeepEqual(*p.Service, *svc) {
+	if !p.Service.Equal(svc) {
 		// The state keeps its own copy, one per distinct service it was
 		// given (an unchanged one stays shared with the states it was
 		// cloned from: the state never changes a Service in place).
@@ -314,7 +313,7 @@ func (p *portState) knowsService() bool {
 // given, so that the ports of a snapshot that share a Service share the
 // state's copy too.
 func (s *State) own(svc *snapshot.Service) *snapshot.Service {
-	if c, ok := s.copies[svc]; ok && reflect.DeepEqual(*c, *svc) {
+	if c, ok := s.copies[svc]; ok && c.Equal(svc) {
 		return c
 	}
 	if s.copies == nil {

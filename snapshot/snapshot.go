@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -215,6 +216,30 @@ type Cert struct {
 	NotBefore   time.Time `json:"not_before"`
 	NotAfter    time.Time `json:"not_after"`
 	Fingerprint string    `json:"sha256"`
+}
+
+// Equal reports whether s and o say the same, field by field (a nil CPE
+// list and an empty one apart, as their encodings are); two nil services
+// are equal.
+func (s *Service) Equal(o *Service) bool {
+	if s == nil || o == nil {
+		return s == o
+	}
+	if s.Name != o.Name || s.Product != o.Product || s.Version != o.Version || s.Info != o.Info ||
+		s.Tunnel != o.Tunnel || s.Incomplete != o.Incomplete || s.Fingerprint != o.Fingerprint ||
+		(s.CPE == nil) != (o.CPE == nil) || !slices.Equal(s.CPE, o.CPE) {
+		return false
+	}
+	return s.Cert.equal(o.Cert)
+}
+
+func (c *Cert) equal(o *Cert) bool {
+	if c == nil || o == nil {
+		return c == o
+	}
+	return c.Subject == o.Subject && c.Issuer == o.Issuer && c.Fingerprint == o.Fingerprint &&
+		c.NotBefore.Equal(o.NotBefore) && c.NotAfter.Equal(o.NotAfter) &&
+		(c.SANs == nil) == (o.SANs == nil) && slices.Equal(c.SANs, o.SANs)
 }
 
 // NewID returns the snapshot id of docs/architecture.md: target/unix-nanos.

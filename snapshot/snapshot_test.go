@@ -1,6 +1,8 @@
 package snapshot
 
 import (
+	"time"
+
 	"encoding/json"
 	"strings"
 	"testing"
@@ -75,4 +77,35 @@ func TestShareServices(t *testing.T) {
 	require.Same(t, withCert, s.Hosts[1].Ports[1].Service, "a service with a certificate is its own")
 	got, _ := json.Marshal(s)
 	require.JSONEq(t, string(b), string(got), "sharing changes nothing a reader sees")
+}
+
+// TestServiceEqual: every field of a service and of its certificate
+// counts, and a nil CPE list is not an empty one.
+func TestServiceEqual(t *testing.T) {
+	base := func() *Service {
+		return &Service{Name: "http", Product: "nginx", Version: "1.22.1", Info: "i", Tunnel: "ssl", CPE: []string{"cpe:/a:x"},
+			Cert: &Cert{Subject: "CN=a", Issuer: "CN=b", SANs: []string{"a"}, NotAfter: time.Unix(2e9, 0), Fingerprint: "ab"}}
+	}
+	require.True(t, base().Equal(base()))
+	require.True(t, (*Service)(nil).Equal(nil))
+	require.False(t, base().Equal(nil))
+	for name, change := range map[string]func(*Service){
+		"name": func(s *Service) { s.Name = "https" }, "product": func(s *Service) { s.Product = "Apache" },
+		"version": func(s *Service) { s.Version = "1.24" }, "info": func(s *Service) { s.Info = "" },
+		"tunnel": func(s *Service) { s.Tunnel = "" }, "incomplete": func(s *Service) { s.Incomplete = true },
+		"fingerprint": func(s *Service) { s.Fingerprint = "NULL:x" }, "cpe": func(s *Service) { s.CPE[0] = "cpe:/a:y" },
+		"cpe nil": func(s *Service) { s.CPE = nil }, "cert": func(s *Service) { s.Cert = nil },
+		"cert sha": func(s *Service) { s.Cert.Fingerprint = "cd" }, "cert sans": func(s *Service) { s.Cert.SANs = nil },
+		"not after": func(s *Service) { s.Cert.NotAfter = time.Unix(3e9, 0) }, "subject": func(s *Service) { s.Cert.Subject = "" },
+	} {
+		s := base()
+		change(s)
+		require.False(t, base().Equal(s), name)
+		require.False(t, s.Equal(base()), name)
+	}
+	empty := base()
+	empty.CPE = []string{}
+	nilCPE := base()
+	nilCPE.CPE = nil
+	require.False(t, empty.Equal(nilCPE))
 }
