@@ -507,3 +507,24 @@ func tcp(ports ...uint16) []spec.ProtoPort {
 	}
 	return out
 }
+
+// TestDiffOwned: DiffOwned reports what Diff does and keeps the state it
+// was handed as the result's, where Diff leaves its state unchanged.
+func TestDiffOwned(t *testing.T) {
+	s1 := buildSnapshot(t, 1, step{Hosts: map[string][]string{"198.18.0.2": {"22/ssh/OpenSSH/9.2p1"}}})
+	s2 := buildSnapshot(t, 2, step{Hosts: map[string][]string{"198.18.0.2": {"22/ssh/OpenSSH/9.6p1"}}})
+	base := Diff(nil, s1, nil, Policy{}).State
+	b, err := base.MarshalBinary()
+	require.NoError(t, err)
+	a, err := UnmarshalState(b)
+	require.NoError(t, err)
+	o, err := UnmarshalState(b)
+	require.NoError(t, err)
+	copied, owned := Diff(s1, s2, a, Policy{}), DiffOwned(s1, s2, o, Policy{})
+	require.Equal(t, copied.Changes, owned.Changes)
+	require.Len(t, owned.Changes, 1)
+	require.Same(t, o, owned.State)
+	require.NotSame(t, a, copied.State)
+	require.Equal(t, "ssh OpenSSH 9.2p1", a.Ports["198.18.0.2|22/tcp"].Service.Describe(), "Diff left its state as it was")
+	require.Equal(t, "ssh OpenSSH 9.6p1", o.Ports["198.18.0.2|22/tcp"].Service.Describe())
+}

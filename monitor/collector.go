@@ -85,6 +85,17 @@ func (c *portCollector) set(s *snapshot.Snapshot) {
 	c.mu.Unlock()
 }
 
+// get is the latest complete snapshot of target set, nil for none. It is
+// shared: no one changes it.
+func (c *portCollector) get(target string) *snapshot.Snapshot {
+	if c == nil {
+		return nil
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.latest[target]
+}
+
 // retain forgets every target not in keep.
 func (c *portCollector) retain(keep map[string]bool) {
 	c.mu.Lock()

@@ -134,3 +134,37 @@ func BenchmarkEstateJob(b *testing.B) {
 	b.ReportMetric(float64(peak)/1e6, "rescan-peak-MB")
 	b.ReportMetric(float64(kept)/1e6, "kept-MB")
 }
+
+// TestPreviousFromCollector: a job takes the previous complete snapshot
+// from the collector only while the store says it is still the latest;
+// otherwise (an import or another writer committed since) from the store.
+func TestPreviousFromCollector(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "exposure.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	mk := func(n int) *snapshot.Snapshot {
+		s := testSnapshot("web", true, openPort(uint16(22+n), nil))
+		s.StartedAt, s.FinishedAt = at.Add(time.Duration(n)*time.Minute), at.Add(time.Duration(n)*time.Minute+time.Second)
+		s.ID = snapshot.NewID("web", s.StartedAt)
+		if err := st.Commit(context.Background(), store.Commit{Snapshot: s}); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	first, second := mk(1), mk(2)
+	c := newPortCollector(10)
+	j := &scanJob{d: jobDeps{store: st, collector: c}, t: &config.Target{Name: "web"}}
+	c.set(second)
+	got, err := j.previous()
+	if err != nil || got != second {
+		t.Fatalf("previous = %p, %v; want the collector's %p", got, err, second)
+	}
+	c.set(first)
+	got, err = j.previous()
+	if err != nil || got == first || got.ID != second.ID || got.Hosts[0].Ports[0].Port != 24 {
+		t.Fatalf("previous = %+v, %v; want the store's %s", got, err, second.ID)
+	}
+}

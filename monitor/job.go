@@ -40,6 +40,7 @@ type differ interface {
 // jobStore is the part of the store a job uses.
 type jobStore interface {
 	LatestComplete(target string) (*snapshot.Snapshot, error)
+	LatestCompleteID(target string) (string, error)
 	DiffState(target string) ([]byte, error)
 	Commit(ctx context.Context, c store.Commit) error
 }
@@ -152,7 +153,7 @@ func (j *scanJob) scan() {
 	j.out = scanOutcome{Target: name, Started: j.started, Result: resultSuccess}
 
 	if sd := j.t.ServiceDetection; sd.Enabled && j.d.detections != nil {
-		j.prev, j.prevErr = j.d.store.LatestComplete(name)
+		j.prev, j.prevErr = j.previous()
 		j.prevRead = true
 		switch {
 		case j.prevErr == nil:
@@ -183,6 +184,18 @@ func (j *scanJob) scan() {
 	}
 	snap.Sort()
 	j.snap, j.err = snap, err
+}
+
+// previous is the target's previous complete snapshot: the collector's
+// copy when the store says it is still the latest (a re-scan of an estate
+// then does not decode its 100,000 ports again), else the store's.
+func (j *scanJob) previous() (*snapshot.Snapshot, error) {
+	if s := j.d.collector.get(j.t.Name); s != nil {
+		if id, err := j.d.store.LatestCompleteID(j.t.Name); err == nil && id == s.ID {
+			return s, nil
+		}
+	}
+	return j.d.store.LatestComplete(j.t.Name)
 }
 
 // fail records err and marks the scan incomplete.
@@ -221,7 +234,7 @@ func (j *scanJob) diff() {
 	}
 	prev, err := j.prev, j.prevErr
 	if !j.prevRead {
-		prev, err = j.d.store.LatestComplete(j.t.Name)
+		prev, err = j.previous()
 	}
 	j.prev = nil // not kept past the diff
 	switch {

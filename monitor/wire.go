@@ -147,7 +147,7 @@ func (w diffWithConfirm) diff(ctx context.Context, prev, cur *snapshot.Snapshot,
 		st = nil
 	}
 	p := policyOf(t, g)
-	res := diff.Diff(prev, cur, st, p)
+	res := diff.DiffOwned(prev, cur, st, p) // st is this call's own
 	changes := res.Changes
 	if len(res.Pending) > 0 {
 		e, err := w.engines.forTarget(t, w.bind)

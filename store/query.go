@@ -67,27 +67,52 @@ func (s *Store) At(target string, t time.Time) (*snapshot.Snapshot, error) {
 func (s *Store) find(target string, t int64, complete bool) (*snapshot.Snapshot, error) {
 	var out *snapshot.Snapshot
 	err := s.view(func(tx *bolt.Tx) error {
-		p := prefix(target)
-		c := tx.Bucket(bucketScans).Cursor()
-		for k, v := seekAtOrBefore(c, scanKey(target, t)); k != nil && bytes.HasPrefix(k, p); k, v = c.Prev() {
-			var rec scanRecord
-			if err := decode(v, &rec); err != nil {
-				return fmt.Errorf("decode scan %q: %w", k, err)
-			}
-			if complete && !rec.Complete {
-				continue
-			}
-			_, started, _ := splitScanKey(k)
-			var err error
-			out, err = load(tx, target, started, rec)
+		started, rec, err := findRecord(tx, target, t, complete)
+		if err != nil {
 			return err
 		}
-		return ErrNotFound
+		out, err = load(tx, target, started, rec)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: scan of %s: %w", target, err)
 	}
 	return out, nil
+}
+
+// LatestCompleteID is the id of LatestComplete's snapshot, read without
+// the snapshot: a caller holding that snapshot already (the daemon keeps
+// each target's latest) checks it is still the latest.
+func (s *Store) LatestCompleteID(target string) (string, error) {
+	var id string
+	err := s.view(func(tx *bolt.Tx) error {
+		_, rec, err := findRecord(tx, target, math.MaxInt64, true)
+		id = rec.ID
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("store: scan of %s: %w", target, err)
+	}
+	return id, nil
+}
+
+// findRecord is the record of target's last scan (complete when complete
+// is set) started at or before t, and its start.
+func findRecord(tx *bolt.Tx, target string, t int64, complete bool) (int64, scanRecord, error) {
+	p := prefix(target)
+	c := tx.Bucket(bucketScans).Cursor()
+	for k, v := seekAtOrBefore(c, scanKey(target, t)); k != nil && bytes.HasPrefix(k, p); k, v = c.Prev() {
+		var rec scanRecord
+		if err := decode(v, &rec); err != nil {
+			return 0, scanRecord{}, fmt.Errorf("decode scan %q: %w", k, err)
+		}
+		if complete && !rec.Complete {
+			continue
+		}
+		_, started, _ := splitScanKey(k)
+		return started, rec, nil
+	}
+	return 0, scanRecord{}, ErrNotFound
 }
 
 // seekAtOrBefore positions c on the last key <= k.
