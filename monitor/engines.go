@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -268,18 +269,39 @@ func annotateMissingUDP(ctx context.Context, det annotator, snap *snapshot.Snaps
 // after a restart every open port is detected once in full, which is the
 // safe side.
 
-// svKey names one port of one host.
+// svKey names one port of one host, without pointers (a map of an
+// estate's keys is not scanned by the GC): the address's 16 bytes (an
+// IPv4 address as IPv4-mapped), the port and the protocol.
 type svKey struct {
-	addr  string
+	addr  [16]byte
 	port  uint16
-	proto string
+	proto uint8
 }
 
-// svEntry is a port's last full detection: when (unix nanoseconds) and
-// its cheap fingerprint.
+const (
+	svTCP uint8 = iota
+	svUDP
+)
+
+func newSVKey(addr string, port uint16, proto string) (svKey, bool) {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return svKey{}, false
+	}
+	k := svKey{addr: a.As16(), port: port, proto: svTCP}
+	if proto == spec.ProtoUDP {
+		k.proto = svUDP
+	}
+	return k, true
+}
+
+// svEntry is a port's last detection: when it ran in full (unix
+// nanoseconds; -1 while it is this job's), its cheap fingerprint and the
+// service it found, shared with the target's latest snapshot.
 type svEntry struct {
 	at    int64
 	check service.Check
+	svc   *snapshot.Service
 }
 
 // svDetections holds the detections of every target, for the daemon's
@@ -293,21 +315,21 @@ func newSVDetections() *svDetections {
 	return &svDetections{m: map[string]map[svKey]svEntry{}}
 }
 
-// svReuse is one job's reuse plan: the services it offers for a cheap
-// check, by port, and what detection did on each port.
+// svReuse is one job's reuse plan: the target's detections as the job
+// found them (read only: record replaces them after the job), which of
+// them it may keep, and what detection did on each port (next, which
+// becomes the target's detections).
 type svReuse struct {
-	keep map[svKey]reused
+	target  string
+	last    map[svKey]svEntry
+	now     int64
+	refresh time.Duration
 	// pool shares the services detected as they come (done), so that
 	// an estate's ports do not each hold a copy of the same few.
 	pool snapshot.ServicePool
 
-	mu      sync.Mutex
-	results map[svKey]svEntry
-}
-
-type reused struct {
-	svc   *snapshot.Service
-	entry svEntry
+	mu   sync.Mutex
+	next map[svKey]svEntry
 }
 
 // refreshDue reports whether a port detected at (unix nanos) is due for
@@ -323,9 +345,8 @@ func refreshDue(target string, k svKey, at, now int64, refresh time.Duration) bo
 	h := fnv.New64a()
 	h.Write([]byte(target))
 	h.Write([]byte{0})
-	h.Write([]byte(k.addr))
-	h.Write([]byte{byte(k.port >> 8), byte(k.port), 0})
-	h.Write([]byte(k.proto))
+	h.Write(k.addr[:])
+	h.Write([]byte{byte(k.port >> 8), byte(k.port), k.proto})
 	off := int64(h.Sum64() % uint64(refresh))
 	return floorDiv(now+off, int64(refresh)) != floorDiv(at+off, int64(refresh))
 }
@@ -338,115 +359,132 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// plan returns the job's reuse plan: the services of prev (the previous
-// complete snapshot; nil for none) whose last full detection left a
-// fingerprint and is not due for refresh at now. A plan is returned even
-// when it keeps nothing, so the job learns the fingerprints of its
+// plan returns the job's reuse plan. prev is the previous complete
+// snapshot (nil for none): without one nothing is kept. A plan is returned
+// even when it keeps nothing, so the job learns the fingerprints of its
 // detections.
 func (d *svDetections) plan(target string, prev *snapshot.Snapshot, now time.Time, refresh time.Duration) *svReuse {
-	r := &svReuse{keep: map[svKey]reused{}, results: map[svKey]svEntry{}}
+	r := &svReuse{target: target, now: now.UnixNano(), refresh: refresh}
 	if prev == nil || !prev.Complete || refresh <= 0 {
+		r.next = map[svKey]svEntry{}
 		return r
 	}
 	d.mu.Lock()
-	entries := d.m[target]
+	r.last = d.m[target]
 	d.mu.Unlock()
-	if len(entries) == 0 {
-		return r
-	}
-	for _, h := range prev.Hosts {
-		for _, p := range h.Ports {
-			if p.State != snapshot.StateOpen || p.Service == nil {
-				continue
-			}
-			k := svKey{h.Address, p.Port, p.Protocol}
-			e, ok := entries[k]
-			if !ok || (p.Protocol == spec.ProtoTCP && !e.check.Valid()) || refreshDue(target, k, e.at, now.UnixNano(), refresh) {
-				continue
-			}
-			r.keep[k] = reused{p.Service, e}
-		}
-	}
+	r.next = make(map[svKey]svEntry, len(r.last))
 	return r
+}
+
+// kept is the entry of a port the job may keep: detected before, with a
+// fingerprint (TCP), and not due for its refresh.
+func (r *svReuse) kept(k svKey) (svEntry, bool) {
+	e, ok := r.last[k]
+	if !ok || e.svc == nil || (k.proto == svTCP && !e.check.Valid()) || refreshDue(r.target, k, e.at, r.now, r.refresh) {
+		return svEntry{}, false
+	}
+	return e, true
 }
 
 // prior offers the kept service of a TCP port for its cheap check.
 func (r *svReuse) prior(addr string, port uint16) (service.Prior, bool) {
-	k, ok := r.keep[svKey{addr, port, "tcp"}]
+	k, ok := newSVKey(addr, port, spec.ProtoTCP)
 	if !ok {
 		return service.Prior{}, false
 	}
-	return service.Prior{Service: k.svc, Check: k.entry.check}, true
+	e, ok := r.kept(k)
+	if !ok {
+		return service.Prior{}, false
+	}
+	return service.Prior{Service: e.svc, Check: e.check}, true
 }
 
 // applyUDP copies the kept services of the open UDP ports of snap that
 // have none onto them, and keeps their entries.
 func (r *svReuse) applyUDP(snap *snapshot.Snapshot) {
-	for hi := range snap.Hosts {
-		h := &snap.Hosts[hi]
-		for pi := range h.Ports {
-			p := &h.Ports[pi]
-			if p.Protocol != spec.ProtoUDP || p.State != snapshot.StateOpen || p.Service != nil {
-				continue
-			}
-			k := svKey{h.Address, p.Port, p.Protocol}
-			if kept, ok := r.keep[k]; ok {
-				p.Service = kept.svc
-				if r.results != nil {
-					r.results[k] = kept.entry
-				}
+	snap.EachOpenPort(func(h *snapshot.Host, p *snapshot.Port) {
+		if p.Protocol != spec.ProtoUDP || p.Service != nil {
+			return
+		}
+		k, ok := newSVKey(h.Address, p.Port, p.Protocol)
+		if !ok {
+			return
+		}
+		if e, ok := r.kept(k); ok {
+			p.Service = e.svc
+			if r.next != nil {
+				r.next[k] = e
 			}
 		}
-	}
+	})
 }
 
 // done learns one port's outcome: a kept service keeps its entry, a full
 // detection gets a new one, stamped with the job's start by record.
 func (r *svReuse) done(o service.Detected) {
 	o.Port.Service = r.pool.Share(o.Port.Service)
-	if r.results == nil {
+	k, ok := newSVKey(o.Address, o.Port.Port, o.Port.Protocol)
+	if r.next == nil || !ok {
 		return
 	}
-	k := svKey{o.Address, o.Port.Port, o.Port.Protocol}
-	e := svEntry{check: o.Check}
+	e := svEntry{at: -1, check: o.Check} // detected in this job
 	if o.Kept {
-		e = r.keep[k].entry
-	} else {
-		e.at = -1 // detected in this job
+		e, _ = r.kept(k)
 	}
 	r.mu.Lock()
-	r.results[k] = e
+	r.next[k] = e
 	r.mu.Unlock()
 }
 
-// record replaces the target's detections from a complete snapshot: a
+// record makes the target's detections those of a complete snapshot: a
 // port whose service passed its check keeps its entry, any other service
 // was detected in this scan, started at now. Ports without a service are
 // forgotten. It returns how many services r kept and how many it saw
 // detected in full.
 func (d *svDetections) record(target string, snap *snapshot.Snapshot, r *svReuse, now time.Time) (kept, full int) {
-	entries := make(map[svKey]svEntry, snap.OpenPorts())
-	for _, h := range snap.Hosts {
-		for _, p := range h.Ports {
-			if p.State != snapshot.StateOpen || p.Service == nil {
-				continue
-			}
-			k := svKey{h.Address, p.Port, p.Protocol}
-			e := svEntry{at: now.UnixNano()}
-			if r != nil {
-				if got, ok := r.results[k]; ok && got.at >= 0 {
-					e = got
-					kept++
-				} else if ok {
-					e.check = got.check
-					full++
-				}
-			}
-			entries[k] = e
+	var next map[svKey]svEntry
+	if r != nil {
+		next = r.next
+	}
+	if next == nil {
+		next = make(map[svKey]svEntry, snap.OpenPorts())
+	}
+	with := 0
+	snap.EachOpenPort(func(h *snapshot.Host, p *snapshot.Port) {
+		if p.Service == nil {
+			return
 		}
+		k, ok := newSVKey(h.Address, p.Port, p.Protocol)
+		if !ok {
+			return
+		}
+		with++
+		e, ok := next[k]
+		switch {
+		case !ok: // found outside done (UDP detection)
+			e = svEntry{at: now.UnixNano()}
+		case e.at < 0:
+			e.at = now.UnixNano()
+			full++
+		default:
+			kept++
+		}
+		e.svc = p.Service
+		next[k] = e
+	})
+	if len(next) != with {
+		// Entries of ports the snapshot has no service on (cut short
+		// after done): keep only the snapshot's.
+		only := make(map[svKey]svEntry, with)
+		snap.EachOpenPort(func(h *snapshot.Host, p *snapshot.Port) {
+			if k, ok := newSVKey(h.Address, p.Port, p.Protocol); ok && p.Service != nil {
+				only[k] = next[k]
+			}
+		})
+		next = only
 	}
 	d.mu.Lock()
-	d.m[target] = entries
+	d.m[target] = next
 	d.mu.Unlock()
 	return kept, full
 }

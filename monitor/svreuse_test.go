@@ -152,7 +152,7 @@ func TestIncrementalServiceDetection(t *testing.T) {
 	// point of the hour its hash picks (TestRefreshSpread), and the
 	// listeners' ports are random: start where neither port comes due
 	// within those minutes, so that the steps see only the cheap check.
-	keys := map[string]svKey{"a": {"127.0.0.1", a.port(), "tcp"}, "b": {"127.0.0.1", b.port(), "tcp"}}
+	keys := map[string]svKey{"a": mustSVKey(t, "127.0.0.1", a.port(), "tcp"), "b": mustSVKey(t, "127.0.0.1", b.port(), "tcp")}
 	for quiet := false; !quiet; {
 		quiet = true
 		for _, k := range keys {
@@ -216,6 +216,13 @@ func TestIncrementalServiceDetection(t *testing.T) {
 	require.Equal(t, []int{0, 2}, []int{r.kept, r.full}, "refresh 0 detects every open port")
 }
 
+func mustSVKey(t *testing.T, addr string, port uint16, proto string) svKey {
+	t.Helper()
+	k, ok := newSVKey(addr, port, proto)
+	require.True(t, ok, addr)
+	return k
+}
+
 // TestRefreshSpread checks that refreshDue spreads the full detections of
 // ports detected together: 2,000 ports of a baseline, scanned every 15
 // minutes with refresh 24h, each come due exactly once in the next 24h,
@@ -226,7 +233,7 @@ func TestRefreshSpread(t *testing.T) {
 	at := make([]int64, ports)
 	keys := make([]svKey, ports)
 	for i := range keys {
-		keys[i] = svKey{fmt.Sprintf("198.18.%d.%d", i/256, i%256), 443, "tcp"}
+		keys[i] = mustSVKey(t, fmt.Sprintf("198.18.%d.%d", i/256, i%256), 443, "tcp")
 		at[i] = base
 	}
 	scans := int(refresh / every)
