@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"github.com/exposure-monitor/exposure/alert"
@@ -111,8 +112,18 @@ func runScan(ctx context.Context, d jobDeps, t *config.Target, g config.Global, 
 	j.commit()
 	j.publish()
 	j.report()
+	if j.out.OpenPorts >= freeAfterPorts {
+		// What a large scan held (snapshot, diff state, commit) is
+		// garbage now: collect it and return it to the system rather
+		// than keep the peak until the runtime's scavenger gets to it.
+		debug.FreeOSMemory()
+	}
 	return j.out
 }
+
+// freeAfterPorts is the size of scan (open ports) after which a job
+// returns its memory at once.
+const freeAfterPorts = 10000
 
 // scanJob is the state of one runScan, passed from step to step. Any step
 // may set err and clear snap.Complete: what follows then treats the scan as
