@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -34,6 +36,7 @@ func TestDaemonRefusesBadInput(t *testing.T) {
 			2, "web config"},
 		{"address in use", []string{"daemon", "--storage.path", db, "--web.listen-address", busy.Addr().String()}, 1, "address already in use"},
 		{"unknown flag", []string{"daemon", "--bogus"}, 2, "bogus"},
+		{"bad memory limit", []string{"daemon", "--memory.limit", "lots"}, 2, "memory.limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -44,4 +47,26 @@ func TestDaemonRefusesBadInput(t *testing.T) {
 			require.Empty(t, stdout.String())
 		})
 	}
+}
+
+// TestDaemonMemoryLimit: --memory.limit becomes the runtime's soft memory
+// limit, unless GOMEMLIMIT is set.
+func TestDaemonMemoryLimit(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	missing := filepath.Join(t.TempDir(), "nope.yml")
+	limitAfter := func(args ...string) int64 {
+		debug.SetMemoryLimit(math.MaxInt64)
+		var stdout, stderr bytes.Buffer
+		require.Equal(t, 2, run(append([]string{"daemon", "--config.file", missing}, args...), &stdout, &stderr), stderr.String())
+		return debug.SetMemoryLimit(-1)
+	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+		t.Skip("GOMEMLIMIT is set, so the flag does not apply")
+	}
+	require.Equal(t, int64(100<<20), limitAfter(), "the default")
+	require.Equal(t, int64(64<<20), limitAfter("--memory.limit", "64MiB"))
+	require.Equal(t, int64(math.MaxInt64), limitAfter("--memory.limit", "0"), "0 is off")
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	require.Equal(t, int64(math.MaxInt64), limitAfter("--memory.limit", "64MiB"), "GOMEMLIMIT wins")
 }
