@@ -51,9 +51,9 @@ type APIError struct {
 // apiStore is what the API reads; *store.Store provides it with read
 // transactions, which run alongside the daemon's writes.
 type apiStore interface {
+	latestStore
 	Targets() ([]string, error)
 	ChangesLimit(target string, from, to time.Time, limit int) ([]snapshot.Change, error)
-	LatestComplete(target string) (*snapshot.Snapshot, error)
 	At(target string, t time.Time) (*snapshot.Snapshot, error)
 	Snapshot(id string) (*snapshot.Snapshot, error)
 	Scans(target string, limit int) ([]store.ScanInfo, error)
@@ -82,14 +82,16 @@ var _ apiStore = (*store.Store)(nil)
 // Bad parameters answer 400, unknown targets and ids 404, both with a JSON
 // body {"error": "..."}. now is the clock durations are taken back from.
 func APIHandler(s *store.Store, logger *slog.Logger, now func() time.Time) http.Handler {
-	return newAPI(s, logger, now)
+	return newAPI(s, nil, logger, now)
 }
 
-func newAPI(s apiStore, logger *slog.Logger, now func() time.Time) http.Handler {
+// newAPI is APIHandler reading the latest snapshots from latest, the
+// daemon's collector, where it holds them (nil: always from s).
+func newAPI(s apiStore, latest *portCollector, logger *slog.Logger, now func() time.Time) http.Handler {
 	if now == nil {
 		now = time.Now
 	}
-	a := &api{store: s, logger: logger, now: now}
+	a := &api{store: s, latest: latest, logger: logger, now: now}
 	mux := http.NewServeMux()
 	for path, h := range map[string]http.HandlerFunc{
 		"/api/v1/changes":   a.changes,
@@ -110,6 +112,7 @@ func newAPI(s apiStore, logger *slog.Logger, now func() time.Time) http.Handler 
 
 type api struct {
 	store  apiStore
+	latest *portCollector
 	logger *slog.Logger
 	now    func() time.Time
 }
@@ -325,7 +328,7 @@ func (a *api) snapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if at.IsZero() {
-		sn, err = a.store.LatestComplete(target)
+		sn, err = latestComplete(a.store, a.latest, target)
 		if errors.Is(err, store.ErrNotFound) {
 			err = notFound(fmt.Sprintf("target %q has no complete scan", target))
 		}

@@ -35,6 +35,6 @@ func (d *daemonState) routes() http.Handler {
 	mux.HandleFunc("POST /-/reload", reload)
 	mux.HandleFunc("PUT /-/reload", reload)
 	mux.HandleFunc("GET /{$}", d.statusPage)
-	mux.Handle("/api/", APIHandler(d.store, d.logger, d.opts.Now)) // read-only JSON, api.go
+	mux.Handle("/api/", newAPI(d.store, d.collector, d.logger, d.opts.Now)) // read-only JSON, api.go
 	return mux
 }

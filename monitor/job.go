@@ -40,8 +40,7 @@ type differ interface {
 
 // jobStore is the part of the store a job uses.
 type jobStore interface {
-	LatestComplete(target string) (*snapshot.Snapshot, error)
-	LatestCompleteID(target string) (string, error)
+	latestStore
 	DiffState(target string) ([]byte, error)
 	Commit(ctx context.Context, c store.Commit) error
 }
@@ -201,12 +200,25 @@ func (j *scanJob) scan() {
 // copy when the store says it is still the latest (a re-scan of an estate
 // then does not decode its 100,000 ports again), else the store's.
 func (j *scanJob) previous() (*snapshot.Snapshot, error) {
-	if s := j.d.collector.get(j.t.Name); s != nil {
-		if id, err := j.d.store.LatestCompleteID(j.t.Name); err == nil && id == s.ID {
+	return latestComplete(j.d.store, j.d.collector, j.t.Name)
+}
+
+// latestStore is the part of the store latestComplete reads.
+type latestStore interface {
+	LatestComplete(target string) (*snapshot.Snapshot, error)
+	LatestCompleteID(target string) (string, error)
+}
+
+// latestComplete is target's latest complete snapshot: c's copy while the
+// store names it as the latest (no decoding of an estate's ports), else
+// the store's.
+func latestComplete(st latestStore, c *portCollector, target string) (*snapshot.Snapshot, error) {
+	if s := c.get(target); s != nil {
+		if id, err := st.LatestCompleteID(target); err == nil && id == s.ID {
 			return s, nil
 		}
 	}
-	return j.d.store.LatestComplete(j.t.Name)
+	return st.LatestComplete(target)
 }
 
 // fail records err and marks the scan incomplete.
