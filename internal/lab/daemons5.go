@@ -38,9 +38,9 @@ func UnpackedVersion(pkg string) (string, error) {
 	return v, nil
 }
 
-var (
-	vsftpdBin     = unpacked("vsftpd", "usr/sbin/vsftpd")
-	postfixMaster = unpacked("postfix", "usr/lib/postfix/sbin/master")
+const (
+	vsftpdBin     = unpackedRoot + "/vsftpd/usr/sbin/vsftpd"
+	postfixMaster = unpackedRoot + "/postfix/usr/lib/postfix/sbin/master"
 )
 
 // FifthDaemons returns the fifth group of real daemons: vsftpd and Postfix,
