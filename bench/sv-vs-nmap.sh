@@ -6,6 +6,7 @@
 #   sudo bench/sv-vs-nmap.sh --services # the second daemon group (lab.ServiceDaemons)
 #   sudo bench/sv-vs-nmap.sh --windows  # the third (lab.WindowsDaemons: Samba, xrdp, ...)
 #   sudo bench/sv-vs-nmap.sh --fourth   # the fourth (lab.FourthDaemons: telnetd, Prosody, OpenVPN, ...)
+#   sudo bench/sv-vs-nmap.sh --fifth    # the fifth (lab.FifthDaemons: vsftpd, Postfix)
 #   sudo bench/sv-vs-nmap.sh --all      # the whole lab: every group on a host of its own
 #
 # It brings up a lab host with every daemon of internal/lab (labctl), runs
@@ -30,9 +31,10 @@ case "${1:-}" in
 --services) group=--service-daemons ;;
 --windows) group=--windows-daemons ;;
 --fourth) group=--fourth-daemons ;;
---all) group=--all-groups HOSTS=4 ;;
+--fifth) group=--fifth-daemons ;;
+--all) group=--all-groups HOSTS=5 ;;
 "") ;;
-*) echo "sv-vs-nmap: unknown argument ${1}; want --services, --windows, --fourth or --all" >&2; exit 2 ;;
+*) echo "sv-vs-nmap: unknown argument ${1}; want --services, --windows, --fourth, --fifth or --all" >&2; exit 2 ;;
 esac
 
 NAME=sv-vs-nmap

@@ -39,10 +39,10 @@ type DaemonGroup struct {
 }
 
 // DaemonGroups returns the TCP daemon groups in order: Daemons,
-// ServiceDaemons, WindowsDaemons and FourthDaemons, the whole lab of
-// service detection.
+// ServiceDaemons, WindowsDaemons, FourthDaemons and FifthDaemons, the
+// whole lab of service detection.
 func DaemonGroups() []DaemonGroup {
-	return []DaemonGroup{{"daemons", Daemons()}, {"services", ServiceDaemons()}, {"windows", WindowsDaemons()}, {"fourth", FourthDaemons()}}
+	return []DaemonGroup{{"daemons", Daemons()}, {"services", ServiceDaemons()}, {"windows", WindowsDaemons()}, {"fourth", FourthDaemons()}, {"fifth", FifthDaemons()}}
 }
 
 // DaemonByName returns the daemon of any of DaemonGroups() with that name.

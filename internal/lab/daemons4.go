@@ -15,10 +15,11 @@ import (
 // FourthDaemons returns the fourth group of real daemons: remote access,
 // messaging and data services the other groups do not run (a telnet
 // daemon under inetd, Prosody's XMPP, OpenVPN over TCP, Apache ZooKeeper,
-// InfluxDB). vsftpd and Postfix are not here: Debian's packages conflict
-// with proftpd-basic and exim4 (ftp-server, mail-transport-agent), which
-// the first group runs. Like the other groups, each uses only files under
-// the lab's directory; they run on a host of their own.
+// InfluxDB). vsftpd and Postfix, whose Debian packages conflict with the
+// first group's proftpd-basic and exim4, are the fifth group
+// (FifthDaemons), run from unpacked packages. Like the other groups, each
+// uses only files under the lab's directory; they run on a host of their
+// own.
 func FourthDaemons() []Daemon {
 	return []Daemon{
 		{Name: "telnetd", Services: map[uint16]string{23: "telnet"}, Ports: []uint16{23}, Binaries: []string{"inetutils-inetd", "telnetd", "sh", "mount"}, prepare: prepareTelnetd},

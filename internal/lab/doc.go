@@ -26,8 +26,9 @@
 // test serves ports of many hosts from its own process. Real daemons run
 // under `ip netns exec` with configuration and data under the lab's
 // directory, in groups whose ports overlap, each for a host of its own
-// (DaemonGroups): Daemons, ServiceDaemons, WindowsDaemons and
-// FourthDaemons over TCP, UDPDaemons over UDP. Daemons whose pid or socket
+// (DaemonGroups): Daemons, ServiceDaemons, WindowsDaemons, FourthDaemons
+// and FifthDaemons (vsftpd and Postfix, from packages unpacked under
+// /opt/exposure-lab) over TCP, UDPDaemons over UDP. Daemons whose pid or socket
 // path is compiled in under /run get a tmpfs there, in the mount namespace
 // ip netns exec gives each command (telnetd's inetd gets a resolv.conf
 // there too, so its reverse lookups fail at once). A daemon that listens

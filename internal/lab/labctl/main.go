@@ -37,6 +37,7 @@ type options struct {
 	services  bool
 	windows   bool
 	fourth    bool
+	fifth     bool
 	allGroups bool
 	udp       bool
 	loss      float64
@@ -93,7 +94,8 @@ func main() {
 	up.Flag("service-daemons", "Start the second daemon group (ngircd, haproxy, varnish, tomcat, ...) on the first host, instead of --daemons.").BoolVar(&o.services)
 	up.Flag("windows-daemons", "Start the third daemon group (smbd, xrdp, slapd, krb5kdc, rpcbind, cupsd, ngircd over TLS) on the first host, instead of --daemons.").BoolVar(&o.windows)
 	up.Flag("fourth-daemons", "Start the fourth daemon group (telnetd under inetd, prosody, openvpn over TCP, zookeeper, influxdb) on the first host, instead of --daemons.").BoolVar(&o.fourth)
-	up.Flag("all-groups", "Start every TCP daemon group, each on a host of its own (hosts 1, 2, 3, 4 in the order daemons, services, windows, fourth).").BoolVar(&o.allGroups)
+	up.Flag("fifth-daemons", "Start the fifth daemon group (vsftpd, postfix, from their unpacked packages) on the first host, instead of --daemons.").BoolVar(&o.fifth)
+	up.Flag("all-groups", "Start every TCP daemon group, each on a host of its own (hosts 1 to 5 in the order daemons, services, windows, fourth, fifth).").BoolVar(&o.allGroups)
 	up.Flag("udp-daemons", "Start the UDP daemons (lab.UDPDaemons: named, snmpd, tftpd, memcached -U, ntpsec, freeradius, openvpn, rpcbind, nmbd, krb5kdc, charon, coturn) on the first host, instead of --daemons.").BoolVar(&o.udp)
 	up.Flag("loss", "Drop this fraction of incoming packets on every host (iptables statistic).").Default("0").Float64Var(&o.loss)
 	up.Flag("open-ports", `Ports every host listens on: a list like "22,80" plus "rand:N" for N ports per host chosen from nmap's top 100 by --seed.`).Default("rand:3").StringVar(&o.openPorts)
@@ -149,6 +151,8 @@ func (o options) daemonsFor(i int) []lab.Daemon {
 		return lab.WindowsDaemons()
 	case o.fourth:
 		return lab.FourthDaemons()
+	case o.fifth:
+		return lab.FifthDaemons()
 	case o.udp:
 		return lab.UDPDaemons()
 	case o.daemons:
