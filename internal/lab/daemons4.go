@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -135,27 +136,37 @@ bind-address = "127.0.0.1:8088"
 // it accepts clients before it serves them ("This ZooKeeper instance is
 // not currently serving requests").
 func zookeeperServing(ctx context.Context, h *Host) error {
-	addr := netip.AddrPortFrom(h.addr, 2181).String()
+	return pollReply(ctx, netip.AddrPortFrom(h.addr, 2181), []byte("srvr"), time.Second, "Zookeeper version: ", "zookeeper not serving")
+}
+
+// pollReply connects to addr every 100 ms, sends send (when not empty) and
+// reads the reply (at most 512 bytes; the first line when send is empty),
+// until the reply starts with prefix or ctx ends; the error says what,
+// with the last reply.
+func pollReply(ctx context.Context, addr netip.AddrPort, send []byte, wait time.Duration, prefix, what string) error {
 	var last string
 	for {
 		var d net.Dialer
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
-		c, err := d.DialContext(dctx, "tcp", addr)
+		c, err := d.DialContext(dctx, "tcp", addr.String())
 		cancel()
 		if err == nil {
-			_ = c.SetDeadline(time.Now().Add(time.Second))
-			if _, err = c.Write([]byte("srvr")); err == nil {
-				b, _ := io.ReadAll(io.LimitReader(c, 512))
+			_ = c.SetDeadline(time.Now().Add(wait))
+			r := io.LimitReader(c, 512)
+			if len(send) == 0 {
+				last, _ = bufio.NewReader(r).ReadString('\n')
+			} else if _, err = c.Write(send); err == nil {
+				b, _ := io.ReadAll(r)
 				last = string(b)
 			}
 			c.Close()
-			if strings.HasPrefix(last, "Zookeeper version: ") {
+			if strings.HasPrefix(last, prefix) {
 				return nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("zookeeper not serving: %w (last reply %q, error %v)", ctx.Err(), tail(last, 200), err)
+			return fmt.Errorf("%s: %w (last reply %q, error %v)", what, ctx.Err(), tail(last, 200), err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -1,11 +1,8 @@
 package lab
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/user"
@@ -220,26 +217,9 @@ func lookupGroup(name string) (int, error) {
 func greets(prefix string, ports ...uint16) func(ctx context.Context, h *Host) error {
 	return func(ctx context.Context, h *Host) error {
 		for _, port := range ports {
-			addr := netip.AddrPortFrom(h.addr, port).String()
-			var last string
-			for {
-				var d net.Dialer
-				dctx, cancel := context.WithTimeout(ctx, time.Second)
-				c, err := d.DialContext(dctx, "tcp", addr)
-				cancel()
-				if err == nil {
-					_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-					last, _ = bufio.NewReader(io.LimitReader(c, 512)).ReadString('\n')
-					c.Close()
-					if strings.HasPrefix(last, prefix) {
-						break
-					}
-				}
-				select {
-				case <-ctx.Done():
-					return fmt.Errorf("port %d sent no %q greeting: %w (last reply %q, error %v)", port, prefix, ctx.Err(), tail(last, 200), err)
-				case <-time.After(100 * time.Millisecond):
-				}
+			if err := pollReply(ctx, netip.AddrPortFrom(h.addr, port), nil, 2*time.Second, prefix,
+				fmt.Sprintf("port %d sent no %q greeting", port, prefix)); err != nil {
+				return err
 			}
 		}
 		return nil

@@ -27,13 +27,7 @@ func upstream(t *testing.T, pkg string) string {
 // and checks each port's service, product and version against the
 // installed packages, over IPv4 and, where the daemon listens there, IPv6.
 func TestLabServiceBreadth(t *testing.T) {
-	l := lab.New(t)
-	h := l.AddHost("sv2")
-	var names []string
-	for _, d := range lab.ServiceDaemons() {
-		names = append(names, d.Name)
-	}
-	lab.Start(t, h, names...)
+	h := startGroup(t, "sv2", lab.ServiceDaemons())
 
 	ngircd := upstream(t, "ngircd")
 	varnish := installed(t, `varnish-([\d.]+)`, "varnishd", "-V")

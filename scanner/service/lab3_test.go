@@ -19,13 +19,7 @@ import (
 // not reveal the package's version the test demands none, so a version
 // made up from the protocol's features fails it.
 func TestLabWindowsEstate(t *testing.T) {
-	l := lab.New(t)
-	h := l.AddHost("win")
-	var names []string
-	for _, d := range lab.WindowsDaemons() {
-		names = append(names, d.Name)
-	}
-	lab.Start(t, h, names...)
+	h := startGroup(t, "win", lab.WindowsDaemons())
 
 	// The packages are the products named below; each must be installed
 	// (upstream fails the test otherwise) even where its reply hides the

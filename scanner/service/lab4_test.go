@@ -17,13 +17,7 @@ import (
 // X-Influxdb-Version); telnetd, Prosody and OpenVPN do not, and the test
 // demands none there.
 func TestLabFourthGroup(t *testing.T) {
-	l := lab.New(t)
-	h := l.AddHost("four")
-	var names []string
-	for _, d := range lab.FourthDaemons() {
-		names = append(names, d.Name)
-	}
-	lab.Start(t, h, names...)
+	h := startGroup(t, "four", lab.FourthDaemons())
 
 	// Each package must be installed (upstream fails the test otherwise)
 	// even where its reply hides the version.

@@ -20,13 +20,7 @@ import (
 // its greeting, Postfix's Debian banner does not, and the test demands
 // none there.
 func TestLabFifthGroup(t *testing.T) {
-	l := lab.New(t)
-	h := l.AddHost("five")
-	var names []string
-	for _, d := range lab.FifthDaemons() {
-		names = append(names, d.Name)
-	}
-	lab.Start(t, h, names...)
+	h := startGroup(t, "five", lab.FifthDaemons())
 
 	version := func(pkg string) string {
 		v, err := lab.UnpackedVersion(pkg)

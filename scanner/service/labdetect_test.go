@@ -24,6 +24,18 @@ func (k labKey) smb() bool { return k.port == 139 || k.port == 445 }
 
 // labDetector is a detector bound to h's lab interface with the default
 // intensity and a 10 s timeout per port, as the daemon-group tests use.
+// startGroup starts every daemon of group on a new lab host of its own.
+func startGroup(t *testing.T, host string, group []lab.Daemon) *lab.Host {
+	t.Helper()
+	h := lab.New(t).AddHost(host)
+	names := make([]string, 0, len(group))
+	for _, d := range group {
+		names = append(names, d.Name)
+	}
+	lab.Start(t, h, names...)
+	return h
+}
+
 func labDetector(t *testing.T, h *lab.Host) *Detector {
 	t.Helper()
 	bind, err := netif.New(h.Lab().Interface())
