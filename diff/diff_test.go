@@ -490,6 +490,11 @@ func TestStateServiceTable(t *testing.T) {
 	require.Equal(t, "ssh OpenSSH 9.2p1", a.Service.Describe())
 	require.Same(t, a.Service, c.Service, "ports share the decoded service")
 	require.Equal(t, "http nginx 1.22.1", st.Ports["198.18.0.200|80/tcp"].Service.Describe())
+	for range 5 { // the table's order is not the map's: the same state, the same bytes
+		again, err := st.MarshalBinary()
+		require.NoError(t, err)
+		require.Equal(t, string(b), string(again))
+	}
 
 	v2, err := UnmarshalState([]byte(`{"v":2,"b":true,"h":{"198.18.0.2":{}},"p":{"198.18.0.2|22/tcp":{"o":true,"s":{"name":"ssh","product":"OpenSSH","version":"9.2p1","info":"","tunnel":"","cpe":[]}}}}`))
 	require.NoError(t, err)

@@ -110,12 +110,34 @@ type portWire struct {
 	SI int `json:"si,omitempty"`
 }
 
-// MarshalBinary encodes the state for store.Commit's DiffState.
+// MarshalBinary encodes the state for store.Commit's DiffState. The same
+// state encodes to the same bytes (the table is in the order of the
+// services' encodings), so an unchanged scan stores nothing new.
 func (s *State) MarshalBinary() ([]byte, error) {
 	w := stateWire{V: s.V, Baselined: s.Baselined, Hosts: s.Hosts, Verdicts: s.Verdicts, AllOpen: s.AllOpen,
 		Ports: make(map[string]*portWire, len(s.Ports))}
-	index := map[*snapshot.Service]int{}
-	byValue := map[string]int{}
+	// The distinct services, by encoding, and each one's index in the
+	// table.
+	encoded := map[*snapshot.Service]string{}
+	byValue := map[string]*snapshot.Service{}
+	for _, ps := range s.Ports {
+		if sv := ps.Service; sv != nil {
+			if _, ok := encoded[sv]; !ok {
+				b, err := json.Marshal(sv)
+				if err != nil {
+					return nil, fmt.Errorf("diff: encode state: %w", err)
+				}
+				encoded[sv] = string(b)
+				byValue[string(b)] = sv
+			}
+		}
+	}
+	order := slices.Sorted(maps.Keys(byValue))
+	index := make(map[string]int, len(order))
+	for i, e := range order {
+		w.Services = append(w.Services, byValue[e])
+		index[e] = i + 1
+	}
 	ports := make([]portWire, len(s.Ports)) // one allocation for all
 	i := 0
 	for k, ps := range s.Ports {
@@ -124,20 +146,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		pw.portState = *ps
 		pw.portState.Service = nil
 		if sv := ps.Service; sv != nil {
-			si, ok := index[sv]
-			if !ok {
-				b, err := json.Marshal(sv)
-				if err != nil {
-					return nil, fmt.Errorf("diff: encode state: %w", err)
-				}
-				if si, ok = byValue[string(b)]; !ok {
-					w.Services = append(w.Services, sv)
-					si = len(w.Services)
-					byValue[string(b)] = si
-				}
-				index[sv] = si
-			}
-			pw.SI = si
+			pw.SI = index[encoded[sv]]
 		}
 		w.Ports[k] = pw
 	}
