@@ -168,3 +168,73 @@ func TestPreviousFromCollector(t *testing.T) {
 		t.Fatalf("previous = %+v, %v; want the store's %s", got, err, second.ID)
 	}
 }
+
+// TestUnchangedJobKeepsDiffState: with the real differ, an unchanged scan
+// leaves the stored diff state byte for byte as it was (so the commit
+// does not rewrite it), and the store grows by well under 1 KB a scan.
+func TestUnchangedJobKeepsDiffState(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "exposure.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs := []*snapshot.Service{
+		{Name: "ssh", Product: "OpenSSH", Version: "9.2p1", CPE: []string{"cpe:/a:openbsd:openssh:9.2p1"}},
+		{Name: "http", Product: "nginx", Version: "1.22.1", CPE: []string{}},
+		{Name: "http", Product: "Apache httpd", Version: "2.4.62", CPE: []string{}},
+	}
+	scan := func(_ context.Context, tg *config.Target) (*snapshot.Snapshot, error) {
+		snap := &snapshot.Snapshot{Target: tg.Name, Complete: true}
+		for i := range 250 {
+			h := snapshot.Host{Address: fmt.Sprintf("198.18.0.%d", i+1), State: snapshot.HostUp}
+			for j, port := range []uint16{22, 80, 443, 8080} {
+				sv := *svcs[(i+j)%len(svcs)] // a copy per port, as detection makes them
+				h.Ports = append(h.Ports, snapshot.Port{Port: port, Protocol: "tcp", State: snapshot.StateOpen, Service: &sv})
+			}
+			snap.Hosts = append(snap.Hosts, h)
+		}
+		return snap, nil
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	deps := jobDeps{store: st, scan: scan, differ: diffWithConfirm{}, collector: newPortCollector(100),
+		metrics: m, logger: discardLogger(), now: func() time.Time { return now }}
+	tg := &config.Target{Name: "dc"}
+	run := func() {
+		now = now.Add(15 * time.Minute)
+		if out := runScan(context.Background(), deps, tg, config.Global{}, planInfo{}); out.Result != resultSuccess || out.Changes != 0 {
+			t.Fatalf("%s: %d changes, %s", out.Result, out.Changes, out.Err)
+		}
+	}
+	run()
+	run()
+	state, err := st.DiffState("dc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	size0, err := st.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 30
+	for range n {
+		run()
+		again, err := st.DiffState("dc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(again) != string(state) {
+			t.Fatalf("an unchanged scan changed the stored diff state (%d -> %d bytes)", len(state), len(again))
+		}
+	}
+	size1, err := st.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if per := float64(size1-size0) / n; per > 1024 {
+		t.Fatalf("%.0f bytes a scan", per)
+	}
+}
