@@ -41,6 +41,7 @@ type differ interface {
 // jobStore is the part of the store a job uses.
 type jobStore interface {
 	latestStore
+	ReleaseCache() error
 	DiffState(target string) ([]byte, error)
 	Commit(ctx context.Context, c store.Commit) error
 }
@@ -112,12 +113,20 @@ func runScan(ctx context.Context, d jobDeps, t *config.Target, g config.Global, 
 	j.publish()
 	j.report()
 	if j.out.OpenPorts >= freeAfterPorts {
-		// What a large scan held (snapshot, diff state, commit) is
-		// garbage now: collect it and return it to the system rather
-		// than keep the peak until the runtime's scavenger gets to it.
-		debug.FreeOSMemory()
+		releaseMemory(j.d.store, j.d.logger)
 	}
 	return j.out
+}
+
+// releaseMemory returns what a large scan or load held: the heap's
+// garbage (the scan's snapshot, diff state and commit) to the system
+// rather than keep the peak until the runtime's scavenger gets to it, and
+// the database pages it touched to the page cache (store.ReleaseCache).
+func releaseMemory(st interface{ ReleaseCache() error }, logger *slog.Logger) {
+	debug.FreeOSMemory()
+	if err := st.ReleaseCache(); err != nil {
+		logger.Warn("cannot release the database's pages", "err", err)
+	}
 }
 
 // freeAfterPorts is the size of scan (open ports) after which a job

@@ -272,6 +272,7 @@ func (d *daemonState) preload(rc *runtimeConfig) {
 	for _, t := range rc.targets {
 		d.preloadTarget(t.Name)
 	}
+	releaseMemory(d.store, d.logger)
 }
 
 func (d *daemonState) preloadTarget(name string) {
