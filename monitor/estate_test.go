@@ -59,6 +59,22 @@ func estateScan(ctx context.Context, tg *config.Target) (*snapshot.Snapshot, err
 	return snap, nil
 }
 
+// jobStoreAndMetrics opens a real store in a temporary directory and the
+// job metrics, for tests that run jobs.
+func jobStoreAndMetrics(tb testing.TB) (*store.Store, *metrics) {
+	tb.Helper()
+	st, err := store.Open(filepath.Join(tb.TempDir(), "exposure.db"), store.Options{NoSync: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st, m
+}
+
 // peakHeap samples the live heap every few milliseconds until stop.
 func peakHeap() (stop func() uint64) {
 	var (
@@ -91,15 +107,7 @@ func peakHeap() (stop func() uint64) {
 // re-scans. It reports the peak live heap of a re-scan and the live heap
 // the daemon keeps after it.
 func BenchmarkEstateJob(b *testing.B) {
-	st, err := store.Open(filepath.Join(b.TempDir(), "exposure.db"), store.Options{NoSync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	m, err := newMetrics(prometheus.NewRegistry())
-	if err != nil {
-		b.Fatal(err)
-	}
+	st, m := jobStoreAndMetrics(b)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	deps := jobDeps{store: st, scan: estateScan, differ: diffWithConfirm{}, collector: newPortCollector(config.DefaultSeriesBudget),
 		metrics: m, logger: discardLogger(), now: func() time.Time { return now }, detections: newSVDetections()}
@@ -140,11 +148,7 @@ func BenchmarkEstateJob(b *testing.B) {
 // from the collector only while the store says it is still the latest;
 // otherwise (an import or another writer committed since) from the store.
 func TestPreviousFromCollector(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "exposure.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st, _ := jobStoreAndMetrics(t)
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	mk := func(n int) *snapshot.Snapshot {
 		s := testSnapshot("web", true, openPort(uint16(22+n), nil))
@@ -174,15 +178,7 @@ func TestPreviousFromCollector(t *testing.T) {
 // leaves the stored diff state byte for byte as it was (so the commit
 // does not rewrite it), and the store grows by well under 1 KB a scan.
 func TestUnchangedJobKeepsDiffState(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "exposure.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	m, err := newMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, m := jobStoreAndMetrics(t)
 	svcs := []*snapshot.Service{
 		{Name: "ssh", Product: "OpenSSH", Version: "9.2p1", CPE: []string{"cpe:/a:openbsd:openssh:9.2p1"}},
 		{Name: "http", Product: "nginx", Version: "1.22.1", CPE: []string{}},

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -87,12 +86,8 @@ func (b *bannerPort) take() int {
 // again once within service_detection.refresh, and refresh 0 detects every
 // port in full every scan.
 func TestIncrementalServiceDetection(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "exposure.db"), store.Options{NoSync: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
+	st, m := jobStoreAndMetrics(t)
 	det, err := service.New(service.Options{Intensity: 7, Timeout: 3 * time.Second, Logger: discardLogger()})
-	require.NoError(t, err)
-	m, err := newMetrics(prometheus.NewRegistry())
 	require.NoError(t, err)
 
 	a, b := newBannerPort(t), newBannerPort(t)
@@ -309,12 +304,8 @@ func (m *memcacheUDP) take() int {
 // service_detection.refresh, and is probed every scan with refresh 0.
 func TestIncrementalServiceDetectionUDP(t *testing.T) {
 	srv := newMemcacheUDP(t)
-	st, err := store.Open(filepath.Join(t.TempDir(), "exposure.db"), store.Options{NoSync: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
+	st, m := jobStoreAndMetrics(t)
 	det, err := service.New(service.Options{Intensity: 7, Timeout: 3 * time.Second, Logger: discardLogger()})
-	require.NoError(t, err)
-	m, err := newMetrics(prometheus.NewRegistry())
 	require.NoError(t, err)
 	scan := func(ctx context.Context, tg *config.Target) (*snapshot.Snapshot, error) {
 		h := snapshot.Host{Address: "127.77.0.1", State: snapshot.HostUp, Ports: []snapshot.Port{
