@@ -9,14 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/exposure-monitor/exposure/config"
 	"github.com/exposure-monitor/exposure/scanner/service"
 	"github.com/exposure-monitor/exposure/snapshot"
-	"github.com/exposure-monitor/exposure/store"
 	"github.com/prometheus/common/model"
 )
 
