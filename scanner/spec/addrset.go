@@ -145,17 +145,53 @@ func (s *AddrSet) String() string {
 		return ""
 	}
 	var b strings.Builder
-	for i, x := range s.r {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(x.lo.addr().String())
-		if x.hi != x.lo {
-			b.WriteByte('-')
-			b.WriteString(x.hi.addr().String())
+	for _, x := range s.r {
+		// A range that crosses into or out of the IPv4 block is written as one range per family,
+		// so that the text parses back ("198.18.0.1-2001:2::1" is not a range).
+		for _, part := range splitFamilies(x) {
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(part.lo.addr().String())
+			if part.hi != part.lo {
+				b.WriteByte('-')
+				b.WriteString(part.hi.addr().String())
+			}
 		}
 	}
 	return b.String()
+}
+
+// v4Block is the IPv4 addresses' place in the address space, ::ffff:0:0/96.
+var v4Block = addrRange{u128{0, 0xffff << 32}, u128{0, 0xffff<<32 | 0xffffffff}}
+
+// splitFamilies cuts r at the edges of v4Block, so that each part lies in one address family.
+func splitFamilies(r addrRange) []addrRange {
+	var out []addrRange
+	if r.lo.cmp(v4Block.lo) < 0 {
+		out = append(out, addrRange{r.lo, minU128(r.hi, v4Block.lo.sub1())})
+	}
+	if lo, hi := maxU128Of(r.lo, v4Block.lo), minU128(r.hi, v4Block.hi); lo.cmp(hi) <= 0 {
+		out = append(out, addrRange{lo, hi})
+	}
+	if r.hi.cmp(v4Block.hi) > 0 {
+		out = append(out, addrRange{maxU128Of(r.lo, v4Block.hi.add1()), r.hi})
+	}
+	return out
+}
+
+func minU128(x, y u128) u128 {
+	if x.cmp(y) < 0 {
+		return x
+	}
+	return y
+}
+
+func maxU128Of(x, y u128) u128 {
+	if x.cmp(y) > 0 {
+		return x
+	}
+	return y
 }
 
 // Index returns the position of a in the set's ascending order, the i with At(i) == a, and whether a

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -298,4 +299,39 @@ func TestAddrSetOf(t *testing.T) {
 	require.False(t, nilSet.Contains(netip.MustParseAddr("198.18.0.1")))
 	require.Equal(t, "", nilSet.Name(netip.MustParseAddr("198.18.0.1")))
 	require.Panics(t, func() { s.At(3) })
+}
+
+// TestAddrSetStringSplitsFamilies: a range that runs across the IPv4 block (::ffff:0:0/96) is
+// written as one range per family, and the text parses back to the same set.
+func TestAddrSetStringSplitsFamilies(t *testing.T) {
+	for _, c := range []struct{ hosts, exclude, want string }{
+		{"::/0", "198.18.0.44",
+			"::-::fffe:ffff:ffff,0.0.0.0-198.18.0.43,198.18.0.45-255.255.255.255,::1:0:0:0-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"},
+		{"::ffff:0:0/95", "", "::fffe:0:0-::fffe:ffff:ffff,0.0.0.0-255.255.255.255"},
+		{"198.18.0.0/31", "", "198.18.0.0-198.18.0.1"},
+	} {
+		var excl []string
+		if c.exclude != "" {
+			excl = []string{c.exclude}
+		}
+		spec, err := ParseTargets([]string{c.hosts}, excl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, err := spec.Resolve(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := set.String(); got != c.want {
+			t.Errorf("%s minus %q: String() = %q, want %q", c.hosts, c.exclude, got, c.want)
+		}
+		again, err := ParseTargets(strings.Split(set.String(), ","), nil)
+		if err != nil {
+			t.Fatalf("%q does not parse back: %v", set.String(), err)
+		}
+		set2, err := again.Resolve(t.Context(), nil)
+		if err != nil || set2.String() != set.String() || set2.Len() != set.Len() {
+			t.Errorf("round trip %q -> %q (%v)", set.String(), set2.String(), err)
+		}
+	}
 }
