@@ -15,18 +15,26 @@
 #     port_opened with its service;
 #   - the database size after each scan.
 #
+# With --profile DIR the daemon runs with --debug.pprof, and DIR gets heap
+# profiles (go tool pprof DIR/heap-*.pb.gz): one every 10 s of the baseline
+# and of the re-scan, each named by the daemon's RSS then (heap-scanN-RSSKB),
+# one at idle (heap-idle), and /proc's smaps_rollup and memory metrics with
+# them.
+#
 # Needs root, iproute2, iptables, jq and curl.
 #
-# Usage: sudo bench/daemon-scale.sh [--bits N] [--interval 4m]
+# Usage: sudo bench/daemon-scale.sh [--bits N] [--interval 4m] [--profile DIR]
 set -euo pipefail
 
 BITS=16
 INTERVAL=4m
+PROFILE=
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--bits) BITS=$2; shift 2 ;;
 	--interval) INTERVAL=$2; shift 2 ;;
-	*) echo "usage: $0 [--bits N] [--interval DURATION]" >&2; exit 2 ;;
+	--profile) PROFILE=$(realpath -m "$2"); shift 2 ;;
+	*) echo "usage: $0 [--bits N] [--interval DURATION] [--profile DIR]" >&2; exit 2 ;;
 	esac
 done
 
@@ -72,16 +80,31 @@ receivers:
   - name: log
     log: {}
 YAML
-daemon_up "$WORK/exposure.yml" "$WORK/exposure.db"
+if [ -n "$PROFILE" ]; then
+	mkdir -p "$PROFILE"
+	daemon_up "$WORK/exposure.yml" "$WORK/exposure.db" --debug.pprof
+else
+	daemon_up "$WORK/exposure.yml" "$WORK/exposure.db"
+fi
+
+# profile NAME: the daemon's heap profile, smaps_rollup and memory
+# metrics into $PROFILE (nothing without --profile).
+profile() {
+	[ -n "$PROFILE" ] || return 0
+	curl -sf "$durl/debug/pprof/heap" -o "$PROFILE/heap-$1.pb.gz" || true
+	cat "/proc/$dpid/smaps_rollup" >"$PROFILE/smaps-$1.txt" 2>/dev/null || true
+	curl -sf "$durl/metrics" | grep -E '^(go_memstats_|go_gc_|process_resident)' >"$PROFILE/metrics-$1.txt" || true
+}
 
 metric() { # metric SERIES: its value on /metrics, 0 when absent
 	curl -sf "$durl/metrics" | awk -v s="$1" 'index($0, s) == 1 { v = $NF } END { print v + 0 }'
 }
 scans() { metric 'exposure_scans_total{result="success",target="estate"}'; }
 await_scan() { # await_scan N: wait (at most 30 min) for the N-th successful scan
-	for _ in $(seq 1 1800); do
+	for i in $(seq 1 1800); do
 		[ "$(scans)" -ge "$1" ] && return 0
 		kill -0 "$dpid" 2>/dev/null || { tail -20 "$work/daemon.log" >&2; exit 1; }
+		[ $((i % 10)) = 0 ] && profile "scan$1-$(rss_kb "$dpid")"
 		sleep 1
 	done
 	echo "daemon-scale: scan $1 did not finish" >&2; exit 1
@@ -99,6 +122,7 @@ kept=$(metric 'exposure_service_detections_total{result="kept",target="estate"}'
 full=$(metric 'exposure_service_detections_total{result="full",target="estate"}')
 sleep $((t2 + 60 - $(date +%s) > 0 ? t2 + 60 - $(date +%s) : 0))
 idle=$(rss_kb "$dpid")
+profile idle
 
 check_route
 kill -USR1 "$LABPID" # opens $EXTRA

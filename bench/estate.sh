@@ -6,8 +6,9 @@
 #       SECOND_OCTET_COUNT*256 hosts: 80/tcp (nginx 1.22.1) open on every
 #       host, 22/tcp (OpenSSH 9.2p1) on every other one
 #   build_exposure                  # $work/exposure, as `make build` ships it
-#   daemon_up CONFIG DB             # starts the daemon on a free loopback port:
-#                                   # $dpid, $durl; stopped at exit
+#   daemon_up CONFIG DB [FLAG...]   # starts the daemon on a free loopback port
+#                                   # with the extra flags: $dpid, $durl;
+#                                   # stopped at exit
 #   rss_kb PID                      # resident set size now
 #   peak_kb PID                     # peak resident set size (VmHWM)
 #   cpu_s PID                       # user+system CPU seconds so far
@@ -48,10 +49,11 @@ trap estate_cleanup EXIT
 
 daemon_up() {
   local cfg=$1 db=$2 port
+  shift 2
   port=$(shuf -i 20000-60000 -n 1)
   while ss -Htln "sport = :$port" | grep -q .; do port=$(shuf -i 20000-60000 -n 1); done
   durl="http://127.0.0.1:$port"
-  "$work/exposure" daemon --config.file "$cfg" --storage.path "$db" --web.listen-address "127.0.0.1:$port" \
+  "$work/exposure" daemon --config.file "$cfg" --storage.path "$db" --web.listen-address "127.0.0.1:$port" "$@" \
     >"$work/daemon.log" 2>&1 &
   dpid=$!
   for _ in $(seq 1 300); do

@@ -313,6 +313,14 @@ func TestDaemonServesMetricsHealthAndStatus(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, code)
 	code, _ = get(t, td.url+"/-/reload")
 	require.Equal(t, http.StatusMethodNotAllowed, code)
+	code, _ = get(t, td.url+"/debug/pprof/heap")
+	require.Equal(t, http.StatusNotFound, code, "profiles only with --debug.pprof")
+	td.d.opts.Pprof = true
+	rec := httptest.NewRecorder()
+	td.d.routes().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/heap?debug=1", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Contains(t, rec.Body.String(), "heap profile:")
+	td.d.opts.Pprof = false
 
 	td.stop(t)
 	require.Equal(t, []string{"READY=1", "STOPPING=1"}, td.notified())

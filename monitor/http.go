@@ -3,6 +3,7 @@ package monitor
 import (
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -36,5 +37,12 @@ func (d *daemonState) routes() http.Handler {
 	mux.HandleFunc("PUT /-/reload", reload)
 	mux.HandleFunc("GET /{$}", d.statusPage)
 	mux.Handle("/api/", newAPI(d.store, d.collector, d.logger, d.opts.Now)) // read-only JSON, api.go
+	if d.opts.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index) // heap, allocs, goroutine ... by name
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }

@@ -33,6 +33,7 @@ func daemonCommand(app *kingpin.Application) (string, runFunc) {
 	configFile := cmd.Flag("config.file", "Configuration file; empty runs the embedded default.").PlaceHolder("PATH").String()
 	storagePath := cmd.Flag("storage.path", "Database file (default: $STATE_DIRECTORY/exposure.db under systemd, else ./data/exposure.db).").PlaceHolder("PATH").String()
 	memoryLimit := cmd.Flag("memory.limit", "Soft limit of the daemon's Go memory (the runtime's memory limit): near it the garbage collector runs more often, so a large estate's scan peaks near its live data rather than at twice it; 0 turns it off. GOMEMLIMIT, when set, wins.").Default(defaultMemoryLimit).PlaceHolder("SIZE").String()
+	pprofOn := cmd.Flag("debug.pprof", "Serve Go's runtime profiles (heap, CPU, goroutines) under /debug/pprof/ on the web interface, for `go tool pprof`.").Bool()
 	webFlags := kingpinflag.AddFlags(cmd, defaultListenAddress)
 	return cmd.FullCommand(), func(ctx context.Context, e *env) error {
 		limit, err := units.ParseBase2Bytes(*memoryLimit)
@@ -53,6 +54,7 @@ func daemonCommand(app *kingpin.Application) (string, runFunc) {
 			Registry:    reg,
 			Logger:      e.logger,
 			Reload:      hup,
+			Pprof:       *pprofOn,
 		})
 		var ce *monitor.ConfigError
 		if errors.As(err, &ce) {
