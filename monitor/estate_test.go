@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
@@ -233,5 +234,74 @@ func TestUnchangedJobKeepsDiffState(t *testing.T) {
 	}
 	if per := float64(size1-size0) / n; per > 1024 {
 		t.Fatalf("%.0f bytes a scan", per)
+	}
+}
+
+// releaseProbe is a job store whose ReleaseCache, which a large job calls
+// right after its garbage collection (releaseMemory), runs at first.
+type releaseProbe struct {
+	jobStore
+	at func()
+}
+
+func (p releaseProbe) ReleaseCache() error {
+	p.at()
+	return p.jobStore.ReleaseCache()
+}
+
+// TestReleaseAfterJobFreesTheJob: when a large job returns its memory, the
+// job is already garbage: the previous snapshot (replaced in the
+// collector) and the job's reuse plan are collected by that GC, not kept
+// until the next one, which an idle daemon may not run for hours.
+func TestReleaseAfterJobFreesTheJob(t *testing.T) {
+	st, m := jobStoreAndMetrics(t)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var (
+		snaps []weak.Pointer[snapshot.Snapshot]
+		plans []weak.Pointer[svReuse]
+	)
+	scan := func(ctx context.Context, tg *config.Target) (*snapshot.Snapshot, error) {
+		snap := &snapshot.Snapshot{Target: tg.Name, Complete: true}
+		for i := range freeAfterPorts {
+			h := snapshot.Host{Address: fmt.Sprintf("198.18.%d.%d", i>>8, i&0xff), State: snapshot.HostUp,
+				Ports: []snapshot.Port{{Port: 80, Protocol: "tcp", State: snapshot.StateOpen,
+					Service: &snapshot.Service{Name: "http", Product: "nginx", Version: "1.22.1"}}}}
+			snap.Hosts = append(snap.Hosts, h)
+		}
+		r := reuseFrom(ctx)
+		if r == nil {
+			t.Fatal("no reuse plan")
+		}
+		snaps, plans = append(snaps, weak.Make(snap)), append(plans, weak.Make(r))
+		return snap, nil
+	}
+	released := 0
+	probe := releaseProbe{jobStore: st, at: func() {
+		released++
+		// The GC of releaseMemory has run. Everything but the latest
+		// snapshot (the collector's) is unreachable.
+		for i, w := range snaps[:len(snaps)-1] {
+			if w.Value() != nil {
+				t.Errorf("release %d: the snapshot of job %d is still reachable", released, i+1)
+			}
+		}
+		for i, w := range plans {
+			if w.Value() != nil {
+				t.Errorf("release %d: the reuse plan of job %d is still reachable", released, i+1)
+			}
+		}
+	}}
+	deps := jobDeps{store: probe, scan: scan, differ: diffWithConfirm{}, collector: newPortCollector(100),
+		metrics: m, logger: discardLogger(), now: func() time.Time { return now }, detections: newSVDetections()}
+	tg := &config.Target{Name: "estate"}
+	tg.ServiceDetection = config.ServiceDetection{Enabled: true, Refresh: model.Duration(24 * time.Hour)}
+	for range 3 {
+		now = now.Add(5 * time.Minute)
+		if out := runScan(context.Background(), deps, tg, config.Global{}, planInfo{}); out.Result != resultSuccess {
+			t.Fatalf("%s: %s", out.Result, out.Err)
+		}
+	}
+	if released != 3 {
+		t.Fatalf("released %d times, want 3 (one per job of %d open ports)", released, freeAfterPorts)
 	}
 }

@@ -103,6 +103,16 @@ type planInfo struct {
 // transaction. A failed or cut-short scan is stored as incomplete and never
 // diffed, so missing ports are not reported as closed.
 func runScan(ctx context.Context, d jobDeps, t *config.Target, g config.Global, pi planInfo) scanOutcome {
+	out := runJob(ctx, d, t, g, pi)
+	// The job is unreachable here: its previous snapshot, reuse plan,
+	// diff state and commit are garbage that releaseMemory can return.
+	if out.OpenPorts >= freeAfterPorts {
+		releaseMemory(d.store, d.logger)
+	}
+	return out
+}
+
+func runJob(ctx context.Context, d jobDeps, t *config.Target, g config.Global, pi planInfo) scanOutcome {
 	j := &scanJob{ctx: ctx, d: d, t: t, g: g, pi: pi}
 	j.scan()
 	j.loadState()
@@ -112,9 +122,6 @@ func runScan(ctx context.Context, d jobDeps, t *config.Target, g config.Global, 
 	j.commit()
 	j.publish()
 	j.report()
-	if j.out.OpenPorts >= freeAfterPorts {
-		releaseMemory(j.d.store, j.d.logger)
-	}
 	return j.out
 }
 
