@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 
@@ -16,6 +17,10 @@ const netlinkTimeout = 2 * time.Second
 
 // querySeq is the sequence number of the one query on each socket.
 const querySeq = 1
+
+// recvBufs are routeVia's receive buffers: a bound -sV checks the route of
+// every connection it dials.
+var recvBufs = sync.Pool{New: func() any { b := make([]byte, 8192); return &b }}
 
 // routeVia asks the kernel whether a route through interface idx covers dst:
 // RTM_GETROUTE with RTM_F_FIB_MATCH returns the routing table entry a packet
@@ -55,7 +60,9 @@ func routeVia(dst netip.Addr, idx int) (bool, error) {
 	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return false, fmt.Errorf("rtnetlink send: %w", err)
 	}
-	buf := make([]byte, 8192)
+	bp := recvBufs.Get().(*[]byte)
+	defer recvBufs.Put(bp)
+	buf := *bp
 	for range 16 {
 		n, _, err := unix.Recvfrom(fd, buf, 0)
 		if err == unix.EINTR {

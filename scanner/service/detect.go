@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"errors"
@@ -265,10 +266,17 @@ func (d *Detector) eachOpenPort(ctx context.Context, s *snapshot.Snapshot, proto
 	}
 }
 
+// readBufSize is the read buffer a probe starts with; most replies fit.
+const readBufSize = 4096
+
+// readBufs are the probes' read buffers: a -sV of an estate runs hundreds
+// of thousands of probes, each of which would otherwise allocate one.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, readBufSize); return &b }}
+
 // runProbe sends one probe on a fresh connection and reads the reply,
 // matching after every read so a recognised reply ends the wait at once.
-func (d *Detector) runProbe(ctx context.Context, dial dialFunc, idx int, p *Probe) outcome {
-	o := outcome{idx: idx}
+func (d *Detector) runProbe(ctx context.Context, dial dialFunc, idx int, p *Probe) (o outcome) {
+	o.idx = idx
 	wait := p.TotalWait
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -288,7 +296,17 @@ func (d *Detector) runProbe(ctx context.Context, dial dialFunc, idx int, p *Prob
 			return o
 		}
 	}
-	buf := make([]byte, 0, 4096)
+	bp := readBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		// The reply leaves in a copy of its own size; the read buffer
+		// goes back for the next probe unless it grew.
+		o.data = bytes.Clone(o.data)
+		if cap(buf) == readBufSize {
+			*bp = buf[:0]
+			readBufs.Put(bp)
+		}
+	}()
 	for len(buf) < maxResponse {
 		if cap(buf)-len(buf) < 1024 {
 			buf = slices.Grow(buf, min(len(buf), maxResponse-len(buf)))
