@@ -236,11 +236,16 @@ func annotateMissingUDP(ctx context.Context, det annotator, snap *snapshot.Snaps
 		return
 	}
 	det.AnnotateUDP(ctx, sub)
+	r := reuseFrom(ctx)
 	for i, h := range sub.Hosts {
 		for j, p := range h.Ports {
 			if p.Service != nil {
 				src := back[i][j]
-				snap.Hosts[src.host].Ports[src.port].Service = p.Service
+				dst := &snap.Hosts[src.host].Ports[src.port]
+				dst.Service = p.Service
+				if r != nil {
+					r.detected(h.Address, dst, service.Check{})
+				}
 			}
 		}
 	}
@@ -296,19 +301,27 @@ func newSVKey(addr string, port uint16, proto string) (svKey, bool) {
 }
 
 // svEntry is a port's last detection: when it ran in full (unix
-// nanoseconds; -1 while it is this job's), its cheap fingerprint and the
-// service it found, shared with the target's latest snapshot.
+// nanoseconds), its cheap fingerprint and the service it found, shared
+// with the target's latest snapshot; mark is the record that last saw the
+// port (see record).
 type svEntry struct {
 	at    int64
 	check service.Check
 	svc   *snapshot.Service
+	mark  uint32
 }
 
 // svDetections holds the detections of every target, for the daemon's
-// lifetime. Safe for concurrent jobs.
+// lifetime. Safe for concurrent jobs. A job owns its target's detections
+// from plan to record (or restore): it reads them without a lock and
+// record updates them in place, so a re-scan of an estate holds one map
+// of its ports, not the old one and a new one. A second job of the same
+// target meanwhile (a run by hand while the scheduled one is running)
+// finds none and detects every port in full.
 type svDetections struct {
-	mu sync.Mutex
-	m  map[string]map[svKey]svEntry
+	mu    sync.Mutex
+	m     map[string]map[svKey]svEntry
+	marks uint32
 }
 
 func newSVDetections() *svDetections {
@@ -316,9 +329,8 @@ func newSVDetections() *svDetections {
 }
 
 // svReuse is one job's reuse plan: the target's detections as the job
-// found them (read only: record replaces them after the job), which of
-// them it may keep, and what detection did on each port (next, which
-// becomes the target's detections).
+// found them (owned by the job, read only until record), and the ports
+// it detected in full (fresh, which done and annotateMissingUDP fill).
 type svReuse struct {
 	target  string
 	last    map[svKey]svEntry
@@ -328,8 +340,8 @@ type svReuse struct {
 	// an estate's ports do not each hold a copy of the same few.
 	pool snapshot.ServicePool
 
-	mu   sync.Mutex
-	next map[svKey]svEntry
+	mu    sync.Mutex
+	fresh map[svKey]service.Check
 }
 
 // refreshDue reports whether a port detected at (unix nanos) is due for
@@ -359,21 +371,35 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// plan returns the job's reuse plan. prev is the previous complete
-// snapshot (nil for none): without one nothing is kept. A plan is returned
-// even when it keeps nothing, so the job learns the fingerprints of its
-// detections.
+// plan returns the job's reuse plan and hands it the target's detections.
+// prev is the previous complete snapshot (nil for none): without one
+// nothing is kept. A plan is returned even when it keeps nothing, so the
+// job learns the fingerprints of its detections.
 func (d *svDetections) plan(target string, prev *snapshot.Snapshot, now time.Time, refresh time.Duration) *svReuse {
-	r := &svReuse{target: target, now: now.UnixNano(), refresh: refresh}
-	if prev == nil || !prev.Complete || refresh <= 0 {
-		r.next = map[svKey]svEntry{}
-		return r
-	}
+	r := &svReuse{target: target, now: now.UnixNano(), refresh: refresh, fresh: map[svKey]service.Check{}}
 	d.mu.Lock()
 	r.last = d.m[target]
+	delete(d.m, target)
 	d.mu.Unlock()
-	r.next = make(map[svKey]svEntry, len(r.last))
+	if prev == nil || !prev.Complete || refresh <= 0 {
+		r.last = nil // nothing to keep; record starts afresh
+	}
 	return r
+}
+
+// restore gives back the detections of a job that records nothing (its
+// scan incomplete, its commit failed), unless another job has recorded
+// since.
+func (d *svDetections) restore(r *svReuse) {
+	if d == nil || r == nil || r.last == nil {
+		return
+	}
+	d.mu.Lock()
+	if _, ok := d.m[r.target]; !ok {
+		d.m[r.target] = r.last
+	}
+	d.mu.Unlock()
+	r.last = nil
 }
 
 // kept is the entry of a port the job may keep: detected before, with a
@@ -400,55 +426,59 @@ func (r *svReuse) prior(addr string, port uint16) (service.Prior, bool) {
 }
 
 // applyUDP copies the kept services of the open UDP ports of snap that
-// have none onto them, and keeps their entries.
+// have none onto them.
 func (r *svReuse) applyUDP(snap *snapshot.Snapshot) {
 	snap.EachOpenPort(func(h *snapshot.Host, p *snapshot.Port) {
 		if p.Protocol != spec.ProtoUDP || p.Service != nil {
 			return
 		}
-		k, ok := newSVKey(h.Address, p.Port, p.Protocol)
-		if !ok {
-			return
-		}
-		if e, ok := r.kept(k); ok {
-			p.Service = e.svc
-			if r.next != nil {
-				r.next[k] = e
+		if k, ok := newSVKey(h.Address, p.Port, p.Protocol); ok {
+			if e, ok := r.kept(k); ok {
+				p.Service = e.svc
 			}
 		}
 	})
 }
 
-// done learns one port's outcome: a kept service keeps its entry, a full
-// detection gets a new one, stamped with the job's start by record.
+// done learns one port's outcome: a full detection is fresh, with its
+// fingerprint; a kept service keeps its entry.
 func (r *svReuse) done(o service.Detected) {
 	o.Port.Service = r.pool.Share(o.Port.Service)
-	k, ok := newSVKey(o.Address, o.Port.Port, o.Port.Protocol)
-	if r.next == nil || !ok {
+	if !o.Kept {
+		r.detected(o.Address, o.Port, o.Check)
+	}
+}
+
+// detected notes that the service of p was detected in full in this job.
+func (r *svReuse) detected(addr string, p *snapshot.Port, check service.Check) {
+	k, ok := newSVKey(addr, p.Port, p.Protocol)
+	if !ok || r.fresh == nil { // no plan: nothing to learn
 		return
 	}
-	e := svEntry{at: -1, check: o.Check} // detected in this job
-	if o.Kept {
-		e, _ = r.kept(k)
-	}
 	r.mu.Lock()
-	r.next[k] = e
+	r.fresh[k] = check
 	r.mu.Unlock()
 }
 
-// record makes the target's detections those of a complete snapshot: a
-// port whose service passed its check keeps its entry, any other service
-// was detected in this scan, started at now. Ports without a service are
-// forgotten. It returns how many services r kept and how many it saw
+// record makes the target's detections those of a complete snapshot, in
+// place in the job's map: a port detected in full in this job (fresh) is
+// stamped with now, a kept one keeps its entry, a port with a service
+// and neither (no plan) is stamped with now. Ports without a service are
+// forgotten. It returns how many services were kept and how many were
 // detected in full.
 func (d *svDetections) record(target string, snap *snapshot.Snapshot, r *svReuse, now time.Time) (kept, full int) {
-	var next map[svKey]svEntry
+	var m map[svKey]svEntry
+	var fresh map[svKey]service.Check
 	if r != nil {
-		next = r.next
+		m, fresh, r.last = r.last, r.fresh, nil
 	}
-	if next == nil {
-		next = make(map[svKey]svEntry, snap.OpenPorts())
+	if m == nil {
+		m = make(map[svKey]svEntry, snap.OpenPorts())
 	}
+	d.mu.Lock()
+	d.marks++
+	mark := d.marks
+	d.mu.Unlock()
 	with := 0
 	snap.EachOpenPort(func(h *snapshot.Host, p *snapshot.Port) {
 		if p.Service == nil {
@@ -459,32 +489,27 @@ func (d *svDetections) record(target string, snap *snapshot.Snapshot, r *svReuse
 			return
 		}
 		with++
-		e, ok := next[k]
-		switch {
-		case !ok: // found outside done (UDP detection)
-			e = svEntry{at: now.UnixNano()}
-		case e.at < 0:
-			e.at = now.UnixNano()
-			full++
-		default:
+		e, had := m[k]
+		if check, ok := fresh[k]; ok || !had {
+			e = svEntry{at: now.UnixNano(), check: check}
+			if ok {
+				full++
+			}
+		} else {
 			kept++
 		}
-		e.svc = p.Service
-		next[k] = e
+		e.svc, e.mark = p.Service, mark
+		m[k] = e
 	})
-	if len(next) != with {
-		// Entries of ports the snapshot has no service on (cut short
-		// after done): keep only the snapshot's.
-		only := make(map[svKey]svEntry, with)
-		snap.EachOpenPort(func(h *snapshot.Host, p *snapshot.Port) {
-			if k, ok := newSVKey(h.Address, p.Port, p.Protocol); ok && p.Service != nil {
-				only[k] = next[k]
+	if len(m) != with {
+		for k, e := range m { // ports closed, or cut short after done
+			if e.mark != mark {
+				delete(m, k)
 			}
-		})
-		next = only
+		}
 	}
 	d.mu.Lock()
-	d.m[target] = next
+	d.m[target] = m
 	d.mu.Unlock()
 	return kept, full
 }

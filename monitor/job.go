@@ -390,6 +390,7 @@ func (j *scanJob) publish() {
 	if j.commitErr != nil {
 		out.Result = resultFailed
 		out.Err = cleanError(fmt.Errorf("commit: %w", j.commitErr))
+		j.d.detections.restore(j.reuse)
 		return
 	}
 	out.Changes = len(j.dr.Changes)
@@ -398,6 +399,8 @@ func (j *scanJob) publish() {
 		kept, full := j.d.detections.record(j.t.Name, j.snap, j.reuse, j.started)
 		j.d.metrics.svDetections.WithLabelValues(j.t.Name, svKept).Add(float64(kept))
 		j.d.metrics.svDetections.WithLabelValues(j.t.Name, svFull).Add(float64(full))
+	} else {
+		j.d.detections.restore(j.reuse)
 	}
 	j.d.collector.set(j.snap)
 	for _, c := range j.dr.Changes {

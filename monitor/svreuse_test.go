@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -338,4 +339,85 @@ func TestIncrementalServiceDetectionUDP(t *testing.T) {
 	tg.ServiceDetection.Refresh = 0
 	n, _ = run()
 	require.Positive(t, n, "refresh 0 probes every scan")
+}
+
+// TestDetectionsOwnedByJob: a job owns its target's detections from plan
+// to record or restore. record updates the map in place (a re-scan holds
+// one map of the estate's ports, not two) and drops ports that closed; a
+// second job of the target meanwhile keeps nothing; a job that records
+// nothing gives the detections back.
+func TestDetectionsOwnedByJob(t *testing.T) {
+	d := newSVDetections()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const refresh = 24 * time.Hour
+	snapOf := func(ports ...uint16) *snapshot.Snapshot {
+		s := &snapshot.Snapshot{Target: "t", Complete: true}
+		h := snapshot.Host{Address: "198.18.0.1", State: snapshot.HostUp}
+		for _, p := range ports {
+			h.Ports = append(h.Ports, snapshot.Port{Port: p, Protocol: "tcp", State: snapshot.StateOpen})
+		}
+		s.Hosts = []snapshot.Host{h}
+		return s
+	}
+	// detect runs a job's detection on s: a kept service where the plan
+	// offers one, a full detection elsewhere.
+	detect := func(r *svReuse, s *snapshot.Snapshot) {
+		s.EachOpenPort(func(h *snapshot.Host, p *snapshot.Port) {
+			if pr, ok := r.prior(h.Address, p.Port); ok {
+				p.Service = pr.Service
+				r.done(service.Detected{Address: h.Address, Port: p, Check: pr.Check, Kept: true})
+				return
+			}
+			p.Service = &snapshot.Service{Name: "ssh", Product: "OpenSSH"}
+			r.done(service.Detected{Address: h.Address, Port: p, Check: service.Check{Probe: "NULL", Sum: uint64(p.Port)}})
+		})
+	}
+	mapID := func() uintptr {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return reflect.ValueOf(d.m["t"]).Pointer()
+	}
+
+	base := snapOf(22, 80, 443)
+	r := d.plan("t", nil, now, refresh)
+	detect(r, base)
+	kept, full := d.record("t", base, r, now)
+	require.Equal(t, [2]int{0, 3}, [2]int{kept, full}, "baseline: kept, full")
+	id := mapID()
+
+	now = now.Add(5 * time.Minute)
+	r = d.plan("t", base, now, refresh)
+	other := d.plan("t", base, now, refresh) // a run by hand meanwhile
+	_, ok := other.prior("198.18.0.1", 22)
+	require.False(t, ok, "a second job of the target must not read the detections the first one owns")
+	next := snapOf(22, 80) // 443 closed
+	detect(r, next)
+	kept, full = d.record("t", next, r, now)
+	require.Equal(t, [2]int{2, 0}, [2]int{kept, full}, "re-scan: kept, full")
+	require.Equal(t, id, mapID(), "the re-scan must update the detections in place")
+	d.mu.Lock()
+	require.Len(t, d.m["t"], 2, "the closed port is forgotten")
+	d.mu.Unlock()
+
+	// An incomplete job records nothing and gives the detections back.
+	now = now.Add(5 * time.Minute)
+	r = d.plan("t", next, now, refresh)
+	d.restore(r)
+	r = d.plan("t", next, now, refresh)
+	_, ok = r.prior("198.18.0.1", 80)
+	require.True(t, ok, "after restore the next job keeps the service")
+
+	// A port detected outside done (UDP detection) counts as detected in
+	// full, stamped with this job.
+	udp := snapOf(22, 80)
+	udp.Hosts[0].Ports = append(udp.Hosts[0].Ports, snapshot.Port{Port: 53, Protocol: "udp", State: snapshot.StateOpen,
+		Service: &snapshot.Service{Name: "domain"}})
+	detect(r, udp)
+	r.detected("198.18.0.1", &udp.Hosts[0].Ports[2], service.Check{})
+	kept, full = d.record("t", udp, r, now)
+	require.Equal(t, [2]int{2, 1}, [2]int{kept, full}, "with UDP: kept, full")
+	k, _ := newSVKey("198.18.0.1", 53, "udp")
+	d.mu.Lock()
+	require.Equal(t, now.UnixNano(), d.m["t"][k].at)
+	d.mu.Unlock()
 }
