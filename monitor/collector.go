@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/exposure-monitor/exposure/internal/textsafe"
 	"github.com/exposure-monitor/exposure/snapshot"
@@ -29,14 +30,20 @@ type portCollector struct {
 	budget int
 }
 
-// targetSeries are one target's per-port metrics, by kind, and how many
-// of each kind the snapshot has. Only as many are built as the series
-// budget could ever let through (see build): a target of 98,304 open ports
-// keeps 10,000 metrics, not 200,000.
+// targetSeries are where one target's per-port series are in its
+// snapshot, by kind, and how many of each kind the snapshot has. Only as
+// many are listed as the series budget could ever let through (see
+// build), 8 bytes each: a target of 98,304 open ports lists 10,000. The
+// metrics themselves are made at each scrape (about 600 bytes a series,
+// garbage once it is written) instead of living between scrapes.
 type targetSeries struct {
-	portOpen, serviceInfo, certExpiry []prometheus.Metric
-	nOpen, nInfo, nCert               int
+	snap                *snapshot.Snapshot
+	open, info, cert    []portAt
+	nOpen, nInfo, nCert int
 }
+
+// portAt is a port of a snapshot: host and port index.
+type portAt struct{ host, port uint32 }
 
 var _ prometheus.Collector = (*portCollector)(nil)
 
@@ -140,24 +147,129 @@ func (c *portCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.RUnlock()
 
 	left, dropped := budget, 0
-	emit := func(ms []prometheus.Metric, total int) {
-		n := min(len(ms), max(left, 0))
-		for _, m := range ms[:n] {
-			ch <- m
+	labels := newLabelPairs()
+	emit := func(ts *targetSeries, at []portAt, total int, kind func(*labelPairs, *snapshot.Snapshot, portAt) prometheus.Metric) {
+		n := min(len(at), max(left, 0))
+		for _, a := range at[:n] {
+			ch <- kind(labels, ts.snap, a)
 		}
 		left -= n
 		dropped += total - n
 	}
 	for _, ts := range all {
-		emit(ts.portOpen, ts.nOpen)
+		emit(ts, ts.open, ts.nOpen, c.portOpenMetric)
 	}
 	for _, ts := range all {
-		emit(ts.serviceInfo, ts.nInfo)
+		emit(ts, ts.info, ts.nInfo, c.serviceInfoMetric)
 	}
 	for _, ts := range all {
-		emit(ts.certExpiry, ts.nCert)
+		emit(ts, ts.cert, ts.nCert, c.certExpiryMetric)
 	}
 	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.GaugeValue, float64(dropped))
+}
+
+// portSeries is one per-port gauge, made at a scrape (one allocation)
+// from label pairs that the scrape's series share (labelPairs): a const
+// metric would copy and validate every label of every series, and keep
+// about 1 KB a series between scrapes.
+type portSeries struct {
+	desc  *prometheus.Desc
+	value float64
+	gauge dto.Gauge
+	addr  dto.LabelPair
+	pairs [6]*dto.LabelPair // sorted by name, as the registry checks
+	n     int
+}
+
+// newPortSeries is a series with its host's address pair first and the
+// other pairs after it.
+func newPortSeries(desc *prometheus.Desc, value float64, h *snapshot.Host, rest ...*dto.LabelPair) *portSeries {
+	m := &portSeries{desc: desc, value: value, n: 1 + len(rest)}
+	// The address points into the snapshot (which no one changes)
+	// rather than at a copy.
+	m.addr.Name, m.addr.Value = &labelAddress, &h.Address
+	m.pairs[0] = &m.addr
+	copy(m.pairs[1:], rest)
+	return m
+}
+
+var labelAddress, labelPort = "address", "port"
+
+func (m *portSeries) Desc() *prometheus.Desc { return m.desc }
+
+func (m *portSeries) Write(out *dto.Metric) error {
+	out.Label = m.pairs[:m.n]
+	m.gauge.Value = &m.value
+	out.Gauge = &m.gauge
+	return nil
+}
+
+// labelPairs are one scrape's label pairs, shared by the series that
+// have them: a target, protocol, port, service or product is the same
+// pair in thousands of series. The registry only reads them.
+type labelPairs struct {
+	byValue map[[2]string]*dto.LabelPair
+	ports   map[uint16]*dto.LabelPair
+}
+
+func newLabelPairs() *labelPairs {
+	return &labelPairs{byValue: map[[2]string]*dto.LabelPair{}, ports: map[uint16]*dto.LabelPair{}}
+}
+
+// get is the pair of name and value; clean says the value came from the
+// network (cleanLabel).
+func (l *labelPairs) get(name, value string, clean bool) *dto.LabelPair {
+	k := [2]string{name, value}
+	if p, ok := l.byValue[k]; ok {
+		return p
+	}
+	v := value
+	if clean {
+		v = cleanLabel(value)
+	}
+	p := &dto.LabelPair{Name: new(name), Value: &v}
+	l.byValue[k] = p
+	return p
+}
+
+func (l *labelPairs) port(port uint16) *dto.LabelPair {
+	if p, ok := l.ports[port]; ok {
+		return p
+	}
+	p := &dto.LabelPair{Name: &labelPort, Value: new(strconv.Itoa(int(port)))}
+	l.ports[port] = p
+	return p
+}
+
+// The per-port series' labels, in name order.
+
+func (c *portCollector) portOpenMetric(l *labelPairs, s *snapshot.Snapshot, a portAt) prometheus.Metric {
+	h := &s.Hosts[a.host]
+	p := &h.Ports[a.port]
+	name := ""
+	if sv := p.Service; sv != nil {
+		name = sv.Name
+		if sv.Tunnel != "" && name != "" {
+			name = sv.Tunnel + "/" + name
+		}
+	}
+	return newPortSeries(c.portOpen, 1, h,
+		l.port(p.Port), l.get("protocol", p.Protocol, false), l.get("service", name, true), l.get("target", s.Target, false))
+}
+
+func (c *portCollector) serviceInfoMetric(l *labelPairs, s *snapshot.Snapshot, a portAt) prometheus.Metric {
+	h := &s.Hosts[a.host]
+	p := &h.Ports[a.port]
+	return newPortSeries(c.serviceInfo, 1, h,
+		l.port(p.Port), l.get("product", p.Service.Product, true), l.get("protocol", p.Protocol, false),
+		l.get("target", s.Target, false), l.get("version", p.Service.Version, true))
+}
+
+func (c *portCollector) certExpiryMetric(l *labelPairs, s *snapshot.Snapshot, a portAt) prometheus.Metric {
+	h := &s.Hosts[a.host]
+	p := &h.Ports[a.port]
+	return newPortSeries(c.certExpiry, float64(p.Service.Cert.NotAfter.Unix()), h,
+		l.port(p.Port), l.get("protocol", p.Protocol, false), l.get("target", s.Target, false))
 }
 
 // build makes the per-port metrics of one snapshot that a scrape under
@@ -166,49 +278,43 @@ func (c *portCollector) Collect(ch chan<- prometheus.Metric) {
 // service_info at most budget less its own port_open count can be emitted,
 // and so on. The rest is only counted.
 func (c *portCollector) build(s *snapshot.Snapshot, budget int) *targetSeries {
-	ts := &targetSeries{}
+	ts := &targetSeries{snap: s}
 	hasInfo := func(sv *snapshot.Service) bool { return sv != nil && (sv.Product != "" || sv.Version != "") }
 	hasCert := func(sv *snapshot.Service) bool { return sv != nil && sv.Cert != nil && !sv.Cert.NotAfter.IsZero() }
-	s.EachOpenPort(func(_ *snapshot.Host, p *snapshot.Port) {
-		ts.nOpen++
-		if hasInfo(p.Service) {
-			ts.nInfo++
+	for _, h := range s.Hosts {
+		for _, p := range h.Ports {
+			if p.State != snapshot.StateOpen {
+				continue
+			}
+			ts.nOpen++
+			if hasInfo(p.Service) {
+				ts.nInfo++
+			}
+			if hasCert(p.Service) {
+				ts.nCert++
+			}
 		}
-		if hasCert(p.Service) {
-			ts.nCert++
-		}
-	})
+	}
 	maxOpen, maxInfo := budget, budget-ts.nOpen
 	maxCert := maxInfo - ts.nInfo
-	s.EachOpenPort(func(h *snapshot.Host, p *snapshot.Port) {
-		sv := p.Service
-		open := len(ts.portOpen) < maxOpen
-		info := hasInfo(sv) && len(ts.serviceInfo) < maxInfo
-		cert := hasCert(sv) && len(ts.certExpiry) < maxCert
-		if !open && !info && !cert {
-			return
-		}
-		port := strconv.Itoa(int(p.Port))
-		if open {
-			name := ""
-			if sv != nil {
-				name = sv.Name
-				if sv.Tunnel != "" && name != "" {
-					name = sv.Tunnel + "/" + name
-				}
+	for hi, h := range s.Hosts {
+		for pi, p := range h.Ports {
+			if p.State != snapshot.StateOpen {
+				continue
 			}
-			ts.portOpen = append(ts.portOpen, prometheus.MustNewConstMetric(c.portOpen, prometheus.GaugeValue, 1,
-				s.Target, h.Address, port, p.Protocol, cleanLabel(name)))
+			a := portAt{uint32(hi), uint32(pi)}
+			if len(ts.open) < maxOpen {
+				ts.open = append(ts.open, a)
+			}
+			if hasInfo(p.Service) && len(ts.info) < maxInfo {
+				ts.info = append(ts.info, a)
+			}
+			if hasCert(p.Service) && len(ts.cert) < maxCert {
+				ts.cert = append(ts.cert, a)
+			}
 		}
-		if info {
-			ts.serviceInfo = append(ts.serviceInfo, prometheus.MustNewConstMetric(c.serviceInfo, prometheus.GaugeValue, 1,
-				s.Target, h.Address, port, p.Protocol, cleanLabel(sv.Product), cleanLabel(sv.Version)))
-		}
-		if cert {
-			ts.certExpiry = append(ts.certExpiry, prometheus.MustNewConstMetric(c.certExpiry, prometheus.GaugeValue,
-				float64(sv.Cert.NotAfter.Unix()), s.Target, h.Address, port, p.Protocol))
-		}
-	})
+	}
+	ts.open, ts.info, ts.cert = slices.Clip(ts.open), slices.Clip(ts.info), slices.Clip(ts.cert)
 	return ts
 }
 

@@ -183,8 +183,8 @@ func TestPortCollectorBuildsOnlyBudget(t *testing.T) {
 	c := newPortCollector(20)
 	c.set(testSnapshot("a", true, ports...))
 	ts := c.series["a"]
-	require.Len(t, ts.portOpen, 20)
-	require.Empty(t, ts.serviceInfo, "no service_info can be emitted before the target's 50 port_open")
+	require.Len(t, ts.open, 20)
+	require.Empty(t, ts.info, "no service_info can be emitted before the target's 50 port_open")
 	require.Equal(t, []int{50, 50, 0}, []int{ts.nOpen, ts.nInfo, ts.nCert})
 	dropped := func() float64 {
 		reg := prometheus.NewRegistry()
