@@ -14,8 +14,9 @@ import (
 	"github.com/exposure-monitor/exposure/snapshot"
 )
 
-// Commit is everything one scan produces, written in one transaction so a
-// crash leaves either all of it or none.
+// Commit is everything one scan produces, written in one transaction (a
+// scan of more hosts and ports than a batch stages its runs first, see
+// defaultCommitBatch) so a crash leaves either all of it or none.
 type Commit struct {
 	// Snapshot is the scan; nil when only changes, outbox entries or diff
 	// state are written.
@@ -65,9 +66,18 @@ func (s *Store) Commit(ctx context.Context, c Commit) error {
 			return fmt.Errorf("store: commit %s: %w", c.Snapshot.ID, err)
 		}
 	}
+	// A large complete scan writes its runs in batches first (stageRuns);
+	// staged is the head they advanced from.
+	staged := noStage
+	if obs != nil && obs.n > s.commitBatch {
+		var err error
+		if staged, err = s.stage(c.Snapshot, obs); err != nil {
+			return fmt.Errorf("store: commit %s: %w", c.Snapshot.ID, err)
+		}
+	}
 	err := s.update(func(tx *bolt.Tx) error {
 		if c.Snapshot != nil {
-			if err := commitSnapshot(tx, c.Snapshot, blob, obs); err != nil {
+			if err := commitSnapshot(tx, c.Snapshot, blob, obs, staged); err != nil {
 				return err
 			}
 		}
@@ -89,6 +99,11 @@ func (s *Store) Commit(ctx context.Context, c Commit) error {
 		}
 		return nil
 	})
+	if err != nil && staged != noStage {
+		if rerr := s.rollbackStaged(scanKey(c.Snapshot.Target, nanos(c.Snapshot.StartedAt))); rerr != nil {
+			err = fmt.Errorf("%w (rollback: %v; the next open retries it)", err, rerr)
+		}
+	}
 	if err != nil {
 		if c.Snapshot != nil {
 			return fmt.Errorf("store: commit %s: %w", c.Snapshot.ID, err)
@@ -123,9 +138,40 @@ func currentRun(rs []run) *run {
 	return nil
 }
 
+// noStage is the staged argument of a commit whose runs are not staged.
+const noStage int64 = -1
+
+// stage writes the runs of a large complete scan ahead of its commit
+// (stageRuns) when it advances the target's head, and returns the head's
+// last complete scan it advanced from; noStage when the scan is to be
+// kept whole instead (older than the head), or already stored.
+func (s *Store) stage(sn *snapshot.Snapshot, obs *observations) (int64, error) {
+	ts := nanos(sn.StartedAt)
+	var hd head
+	stored := false
+	if err := s.view(func(tx *bolt.Tx) error {
+		stored = tx.Bucket(bucketScans).Get(scanKey(sn.Target, ts)) != nil
+		v := tx.Bucket(bucketTargets).Get([]byte(sn.Target))
+		if v == nil {
+			return nil
+		}
+		return decode(v, &hd)
+	}); err != nil {
+		return noStage, err
+	}
+	if stored || ts <= hd.LastComplete {
+		return noStage, nil // commitSnapshot says why, or keeps the blob
+	}
+	if err := s.stageRuns(sn.Target, ts, obs, hd.LastComplete); err != nil {
+		return noStage, err
+	}
+	return hd.LastComplete, nil
+}
+
 // commitSnapshot stores sn; blob is its encoding when incomplete, obs its
-// observations when complete.
-func commitSnapshot(tx *bolt.Tx, sn *snapshot.Snapshot, blob []byte, obs *observations) error {
+// observations when complete. staged is the last complete scan its runs
+// were staged against (Store.stage), noStage when they are written here.
+func commitSnapshot(tx *bolt.Tx, sn *snapshot.Snapshot, blob []byte, obs *observations, staged int64) error {
 	ts := nanos(sn.StartedAt)
 	key := scanKey(sn.Target, ts)
 	scans := tx.Bucket(bucketScans)
@@ -146,8 +192,16 @@ func commitSnapshot(tx *bolt.Tx, sn *snapshot.Snapshot, blob []byte, obs *observ
 		HostsUp:  sn.HostsUp(),
 		Open:     sn.OpenPorts(),
 	}
-	if sn.Complete && ts > hd.LastComplete {
-		if err := advanceRuns(tx, sn.Target, ts, obs, hd.LastComplete); err != nil {
+	if staged != noStage {
+		if hd.LastComplete != staged {
+			return fmt.Errorf("another scan of %s was committed while this one was staged", sn.Target)
+		}
+		if err := tx.Bucket(bucketMeta).Delete(keyPending); err != nil {
+			return fmt.Errorf("clear pending: %w", err)
+		}
+		hd.LastComplete = ts
+	} else if sn.Complete && ts > hd.LastComplete {
+		if err := advanceRuns(tx, ts, obs, hd.LastComplete); err != nil {
 			return err
 		}
 		hd.LastComplete = ts
@@ -190,96 +244,6 @@ func commitSnapshot(tx *bolt.Tx, sn *snapshot.Snapshot, blob []byte, obs *observ
 type observation struct {
 	state string
 	value json.RawMessage
-}
-
-// observations are the hosts and ports of one complete scan by run key,
-// with the values their runs keep (hostname, service).
-type observations struct {
-	hosts, ports map[string]observation
-}
-
-func observe(sn *snapshot.Snapshot) (*observations, error) {
-	o := &observations{hosts: map[string]observation{}, ports: map[string]observation{}}
-	// Ports that share a Service (snapshot.ShareServices) share its
-	// encoding too.
-	encoded := map[*snapshot.Service]json.RawMessage{}
-	for _, h := range sn.Hosts {
-		o.hosts[string(hostKey(sn.Target, h.Address))] = observation{h.State, encodeHostValue(h)}
-		for _, p := range h.Ports {
-			var svc json.RawMessage
-			if p.Service != nil {
-				if svc = encoded[p.Service]; svc == nil {
-					var err error
-					if svc, err = json.Marshal(p.Service); err != nil {
-						return nil, fmt.Errorf("encode service: %w", err)
-					}
-					encoded[p.Service] = svc
-				}
-			}
-			o.ports[string(portKey(sn.Target, h.Address, p.Port, p.Protocol))] = observation{p.State, svc}
-		}
-	}
-	return o, nil
-}
-
-// advanceRuns moves the runs of target to its complete scan started at ts
-// with observations obs, which it consumes. Only keys whose state or value
-// differs from their current run are rewritten. It walks the target's keys
-// with a cursor, each key's runs decoded in place and dropped unless the
-// key changes, so a commit holds what changed, not the target's history.
-func advanceRuns(tx *bolt.Tx, target string, ts int64, obs *observations, prevComplete int64) error {
-	p := prefix(target)
-	for _, b := range []struct {
-		name []byte
-		seen map[string]observation
-	}{{bucketHosts, obs.hosts}, {bucketPorts, obs.ports}} {
-		bk := tx.Bucket(b.name)
-		// Host and port keys are written in key order with pages filled
-		// (see putSorted); a baseline's are all new.
-		bk.FillPercent = runsFillPercent
-		var puts []keyValue
-		put := func(k []byte, rs []run) {
-			// Encoded at once: rs may alias the page the cursor is on.
-			puts = append(puts, keyValue{string(k), encodeRuns(rs)})
-		}
-		var scratch runScratch
-		c := bk.Cursor()
-		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-			rs, err := scratch.view(v)
-			if err != nil {
-				return fmt.Errorf("decode %s key %q: %w", b.name, k, err)
-			}
-			o, ok := b.seen[string(k)]
-			if ok {
-				delete(b.seen, string(k))
-			}
-			cur := currentRun(rs)
-			switch {
-			case cur == nil:
-				if ok { // back after its runs ended
-					put(k, append(rs, newRun(ts, o)))
-				}
-			case ok && o.state == cur.State:
-				if !bytes.Equal(o.value, cur.current()) {
-					cur.Hist = append(cur.Hist, value{At: ts, V: o.value})
-					put(k, rs)
-				}
-			default:
-				cur.Last, cur.End = prevComplete, ts
-				if ok {
-					rs = append(rs, newRun(ts, o))
-				}
-				put(k, rs)
-			}
-		}
-		for k, o := range b.seen {
-			puts = append(puts, keyValue{k, encodeRuns([]run{newRun(ts, o)})})
-		}
-		if err := putSorted(bk, b.name, puts); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // newRun is the run a key starts at ts in the state (and with the value)

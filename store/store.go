@@ -88,6 +88,10 @@ type Store struct {
 	// pruneLongest is the longest prune transaction so far, in
 	// nanoseconds, for BenchmarkPruneYear.
 	pruneLongest atomic.Int64
+	// commitBatch bounds the keys of one staged commit transaction
+	// (tests lower it); staged, when set, runs after each (tests).
+	commitBatch int
+	staged      func() error
 }
 
 // migration moves a database from version i to i+1 inside tx.
@@ -153,7 +157,7 @@ func openWith(path string, o Options, migs []migration) (s *Store, err error) {
 	if err != nil {
 		return nil, openError(path, o, err)
 	}
-	s = &Store{db: db, path: path, pruneBatch: defaultPruneBatch}
+	s = &Store{db: db, path: path, pruneBatch: defaultPruneBatch, commitBatch: defaultCommitBatch}
 	defer func() {
 		if err != nil {
 			_ = db.Close()
@@ -161,6 +165,12 @@ func openWith(path string, o Options, migs []migration) (s *Store, err error) {
 	}()
 	if err := s.migrate(o.ReadOnly, migs); err != nil {
 		return nil, err
+	}
+	if !o.ReadOnly {
+		// A scan whose staged commit a crash cut short (see defaultCommitBatch).
+		if err := s.recoverStaged(); err != nil {
+			return nil, fmt.Errorf("store: %s: roll back a staged commit: %w", path, err)
+		}
 	}
 	return s, nil
 }
