@@ -166,8 +166,7 @@ func pruneChanges(tx *bolt.Tx, target string, from []byte, cut int64, batch int)
 // pruneRunsIn is the step that trims the runs of the hosts or ports bucket.
 func pruneRunsIn(name []byte) pruneStep {
 	return func(tx *bolt.Tx, target string, from []byte, cut int64, batch int) ([]byte, int, error) {
-		type kv struct{ k, v []byte }
-		var edits []kv
+		var edits []keyEdit
 		b := tx.Bucket(name)
 		b.FillPercent = runsFillPercent
 		next, err := batchWalk(b, prefix(target), from, batch, func(k, v []byte) (bool, error) {
@@ -183,22 +182,14 @@ func pruneRunsIn(name []byte) pruneStep {
 			if len(kept) > 0 {
 				nv = encodeRuns(kept)
 			}
-			edits = append(edits, kv{bytes.Clone(k), nv})
+			edits = append(edits, keyEdit{bytes.Clone(k), nv})
 			return false, nil
 		})
 		if err != nil {
 			return nil, 0, err
 		}
-		for _, e := range edits {
-			var err error
-			if e.v == nil {
-				err = b.Delete(e.k)
-			} else {
-				err = b.Put(e.k, e.v)
-			}
-			if err != nil {
-				return nil, 0, err
-			}
+		if err := applyEdits(b, edits); err != nil {
+			return nil, 0, err
 		}
 		return next, 0, nil
 	}

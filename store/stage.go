@@ -332,11 +332,7 @@ func (s *Store) rollbackStaged(pending []byte) error {
 		for done := false; !done; {
 			err := s.update(func(tx *bolt.Tx) error {
 				bk := tx.Bucket(name)
-				type edit struct {
-					key []byte
-					val []byte // nil: delete
-				}
-				var edits []edit
+				var edits []keyEdit
 				c := bk.Cursor()
 				k, v := c.Seek(pre)
 				if from != nil {
@@ -355,23 +351,15 @@ func (s *Store) rollbackStaged(pending []byte) error {
 						return fmt.Errorf("decode %s key %q: %w", name, k, err)
 					}
 					if out, changed := unstage(rs, ts); changed {
-						e := edit{key: slices.Clone(k)}
+						e := keyEdit{key: slices.Clone(k)}
 						if len(out) > 0 {
 							e.val = encodeRuns(out)
 						}
 						edits = append(edits, e)
 					}
 				}
-				for _, e := range edits {
-					var err error
-					if e.val == nil {
-						err = bk.Delete(e.key)
-					} else {
-						err = bk.Put(e.key, e.val)
-					}
-					if err != nil {
-						return fmt.Errorf("roll back %s key %q: %w", name, e.key, err)
-					}
+				if err := applyEdits(bk, edits); err != nil {
+					return fmt.Errorf("roll back %s: %w", name, err)
 				}
 				return nil
 			})
@@ -413,4 +401,23 @@ func (s *Store) recoverStaged() error {
 		return err
 	}
 	return s.rollbackStaged(pending)
+}
+
+// keyEdit is a key's new value, or its deletion (val nil), decided while a
+// cursor walked the bucket and applied after (applyEdits).
+type keyEdit struct{ key, val []byte }
+
+func applyEdits(bk *bolt.Bucket, edits []keyEdit) error {
+	for _, e := range edits {
+		var err error
+		if e.val == nil {
+			err = bk.Delete(e.key)
+		} else {
+			err = bk.Put(e.key, e.val)
+		}
+		if err != nil {
+			return fmt.Errorf("key %q: %w", e.key, err)
+		}
+	}
+	return nil
 }
