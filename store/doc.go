@@ -50,6 +50,12 @@
 // in key order into pages packed 95% full (runsFillPercent). An unchanged
 // re-scan of the estate allocates nothing new.
 //
+// A scan of more than defaultCommitBatch hosts and ports stages its runs
+// in transactions of that many keys before the one that writes its scan
+// record, with a pending record that Open rolls back after a crash (see
+// stage.go): a /16 baseline then holds one batch in bbolt's memory, not
+// 163,840 keys and their pages.
+//
 // Prune works in transactions of at most defaultPruneBatch keys of one
 // bucket, so a scan's commit never waits for more than one batch
 // (BenchmarkPruneYear: a year of daily scans of an estate with daily churn,
