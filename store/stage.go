@@ -206,7 +206,15 @@ func (w *runWalk) advance(tx *bolt.Tx, ts, prevComplete int64, limit int) (int, 
 	} else if k, v = c.Seek(w.from); k != nil && bytes.Equal(k, w.from) {
 		k, v = c.Next()
 	}
-	for len(puts) < limit {
+	for walked := 1; len(puts) < limit; walked++ {
+		if walked%releaseEvery == 0 {
+			// The walk reads every page of the target's keys through
+			// bbolt's mapping: let go of those behind it, so that a
+			// re-scan of an estate does not bring the file into the RSS.
+			if err := releaseMapped(tx); err != nil {
+				return 0, err
+			}
+		}
 		if k != nil && !bytes.HasPrefix(k, seq.pre) {
 			k = nil
 		}
@@ -263,6 +271,10 @@ func (w *runWalk) advance(tx *bolt.Tx, ts, prevComplete int64, limit int) (int, 
 	}
 	return len(puts), putSorted(bk, w.bucket, puts)
 }
+
+// releaseEvery is how many keys a walk reads between releases of the
+// mapped pages behind it.
+const releaseEvery = 8192
 
 // walks are the two walks of a complete scan's observations.
 func (o *observations) walks() []*runWalk {
