@@ -301,14 +301,18 @@ func newSVKey(addr string, port uint16, proto string) (svKey, bool) {
 }
 
 // svEntry is a port's last detection: when it ran in full (unix
-// nanoseconds), its cheap fingerprint and the service it found, shared
-// with the target's latest snapshot; mark is the record that last saw the
-// port (see record).
+// nanoseconds), its cheap fingerprint (service.Check, with the probe's
+// name as an index into svDetections' probe names) and the service it
+// found, shared with the target's latest snapshot; mark is the record
+// that last saw the port (see record). 32 bytes: an estate keeps one per
+// open port.
 type svEntry struct {
 	at    int64
-	check service.Check
+	sum   uint64
 	svc   *snapshot.Service
 	mark  uint32
+	probe uint16 // 1 + index into probes; 0 for none
+	tls   bool
 }
 
 // svDetections holds the detections of every target, for the daemon's
@@ -322,16 +326,49 @@ type svDetections struct {
 	mu    sync.Mutex
 	m     map[string]map[svKey]svEntry
 	marks uint32
+	// probes are the names of the probes whose replies fingerprint a
+	// port (a few dozen), and their indices.
+	probes   []string
+	probeIdx map[string]uint16
+}
+
+// entry is a new detection's entry at (unix nanos) with check.
+func (d *svDetections) entry(at int64, c service.Check) svEntry {
+	e := svEntry{at: at, sum: c.Sum, tls: c.TLS}
+	if c.Probe != "" {
+		d.mu.Lock()
+		i, ok := d.probeIdx[c.Probe]
+		if !ok && len(d.probes) < 1<<16-1 {
+			d.probes = append(d.probes, c.Probe)
+			i = uint16(len(d.probes))
+			d.probeIdx[c.Probe] = i
+		}
+		d.mu.Unlock()
+		e.probe = i
+	}
+	return e
+}
+
+// check is the fingerprint of e.
+func (d *svDetections) check(e svEntry) service.Check {
+	c := service.Check{Sum: e.sum, TLS: e.tls}
+	if e.probe > 0 {
+		d.mu.Lock()
+		c.Probe = d.probes[e.probe-1]
+		d.mu.Unlock()
+	}
+	return c
 }
 
 func newSVDetections() *svDetections {
-	return &svDetections{m: map[string]map[svKey]svEntry{}}
+	return &svDetections{m: map[string]map[svKey]svEntry{}, probeIdx: map[string]uint16{}}
 }
 
 // svReuse is one job's reuse plan: the target's detections as the job
 // found them (owned by the job, read only until record), and the ports
 // it detected in full (fresh, which done and annotateMissingUDP fill).
 type svReuse struct {
+	d       *svDetections
 	target  string
 	last    map[svKey]svEntry
 	now     int64
@@ -376,7 +413,7 @@ func floorDiv(a, b int64) int64 {
 // nothing is kept. A plan is returned even when it keeps nothing, so the
 // job learns the fingerprints of its detections.
 func (d *svDetections) plan(target string, prev *snapshot.Snapshot, now time.Time, refresh time.Duration) *svReuse {
-	r := &svReuse{target: target, now: now.UnixNano(), refresh: refresh, fresh: map[svKey]service.Check{}}
+	r := &svReuse{d: d, target: target, now: now.UnixNano(), refresh: refresh, fresh: map[svKey]service.Check{}}
 	d.mu.Lock()
 	r.last = d.m[target]
 	delete(d.m, target)
@@ -406,7 +443,7 @@ func (d *svDetections) restore(r *svReuse) {
 // fingerprint (TCP), and not due for its refresh.
 func (r *svReuse) kept(k svKey) (svEntry, bool) {
 	e, ok := r.last[k]
-	if !ok || e.svc == nil || (k.proto == svTCP && !e.check.Valid()) || refreshDue(r.target, k, e.at, r.now, r.refresh) {
+	if !ok || e.svc == nil || (k.proto == svTCP && !e.tls && e.probe == 0) || refreshDue(r.target, k, e.at, r.now, r.refresh) {
 		return svEntry{}, false
 	}
 	return e, true
@@ -422,7 +459,7 @@ func (r *svReuse) prior(addr string, port uint16) (service.Prior, bool) {
 	if !ok {
 		return service.Prior{}, false
 	}
-	return service.Prior{Service: e.svc, Check: e.check}, true
+	return service.Prior{Service: e.svc, Check: r.d.check(e)}, true
 }
 
 // applyUDP copies the kept services of the open UDP ports of snap that
@@ -491,7 +528,7 @@ func (d *svDetections) record(target string, snap *snapshot.Snapshot, r *svReuse
 		with++
 		e, had := m[k]
 		if check, ok := fresh[k]; ok || !had {
-			e = svEntry{at: now.UnixNano(), check: check}
+			e = d.entry(now.UnixNano(), check)
 			if ok {
 				full++
 			}

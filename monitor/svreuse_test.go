@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -347,6 +348,7 @@ func TestIncrementalServiceDetectionUDP(t *testing.T) {
 // second job of the target meanwhile keeps nothing; a job that records
 // nothing gives the detections back.
 func TestDetectionsOwnedByJob(t *testing.T) {
+	require.LessOrEqual(t, unsafe.Sizeof(svEntry{}), uintptr(32), "an estate keeps one entry per open port")
 	d := newSVDetections()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	const refresh = 24 * time.Hour
