@@ -37,6 +37,9 @@ type Options struct {
 	// ShutdownTimeout bounds the wait for running scans to commit after
 	// cancellation; default 30s.
 	ShutdownTimeout time.Duration
+	// TuneGC runs the garbage collector tighter while no scan runs
+	// (idleGCPercent), unless GOGC is set.
+	TuneGC bool
 	// Pprof serves Go's runtime profiles (net/http/pprof) under
 	// /debug/pprof/ on the web interface, behind the same TLS and auth.
 	Pprof bool

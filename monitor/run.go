@@ -161,6 +161,10 @@ func (d *daemonState) run(ctx context.Context, scanners scannerBuilder) (err err
 	d.preload(rc)
 
 	d.sched = newScheduler(time.Local, cfg.Global.MaxConcurrentScans, d.metrics, d.logger)
+	if d.opts.TuneGC {
+		d.sched.gc = newGCTuner()
+		defer d.sched.gc.restore()
+	}
 	d.generatorURL = generatorURL(listeners, scheme)
 	for _, l := range listeners {
 		d.addrs = append(d.addrs, l.Addr().String())

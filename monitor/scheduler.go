@@ -75,6 +75,9 @@ type scheduler struct {
 	// locks outlive entries: a rescheduled target must not start a second
 	// scan while the one begun under the old schedule is still running.
 	locks map[string]*targetLock
+	// gc switches the collector's target as scans start and end (nil:
+	// never).
+	gc *gcTuner
 }
 
 // targetLock is held by the one run of a target in progress, from the
@@ -230,7 +233,9 @@ func (s *scheduler) runOnce(ctx context.Context, e *entry, lock *targetLock) {
 	}
 	lock.scanning.Store(true)
 	s.metrics.running.Inc()
+	s.gc.scanStarted()
 	defer func() {
+		s.gc.scanEnded()
 		s.metrics.running.Dec()
 		lock.scanning.Store(false)
 		<-sem

@@ -55,6 +55,7 @@ func daemonCommand(app *kingpin.Application) (string, runFunc) {
 			Logger:      e.logger,
 			Reload:      hup,
 			Pprof:       *pprofOn,
+			TuneGC:      true,
 		})
 		var ce *monitor.ConfigError
 		if errors.As(err, &ce) {
