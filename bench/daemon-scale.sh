@@ -18,7 +18,8 @@
 # With --profile DIR the daemon runs with --debug.pprof, and DIR gets heap
 # profiles (go tool pprof DIR/heap-*.pb.gz): one every 10 s of the baseline
 # and of the re-scan, each named by the daemon's RSS then (heap-scanN-RSSKB),
-# one at idle (heap-idle), and /proc's smaps_rollup and memory metrics with
+# one at idle (heap-idle), and /proc's smaps_rollup, the resident kB of each
+# mapping (maps-*.txt) and memory metrics with
 # them.
 #
 # Needs root, iproute2, iptables, jq and curl.
@@ -93,6 +94,10 @@ profile() {
 	[ -n "$PROFILE" ] || return 0
 	curl -sf "$durl/debug/pprof/heap" -o "$PROFILE/heap-$1.pb.gz" || true
 	cat "/proc/$dpid/smaps_rollup" >"$PROFILE/smaps-$1.txt" 2>/dev/null || true
+	# Resident kB per mapping (the binary, the database, anonymous).
+	awk '/^[0-9a-f]+-[0-9a-f]+ / { m = ($6 == "" ? "[anon]" : $6) } /^Rss:/ { r[m] += $2 }
+		END { for (m in r) if (r[m]) printf "%8d kB %s\n", r[m], m }' "/proc/$dpid/smaps" 2>/dev/null |
+		sort -rn >"$PROFILE/maps-$1.txt" || true
 	curl -sf "$durl/metrics" | grep -E '^(go_memstats_|go_gc_|process_resident)' >"$PROFILE/metrics-$1.txt" || true
 }
 

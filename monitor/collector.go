@@ -22,10 +22,12 @@ type portCollector struct {
 	certExpiry  *prometheus.Desc
 	dropped     *prometheus.Desc
 
-	mu     sync.RWMutex
-	latest map[string]*snapshot.Snapshot
-	// series holds the metrics of each latest snapshot, built once when
-	// it is set rather than at every scrape.
+	mu sync.RWMutex
+	// latest holds each target's latest snapshot packed (a host 24
+	// bytes, a port 8; see snapshot.Packed).
+	latest map[string]*snapshot.Packed
+	// series holds where the per-port series of each latest snapshot
+	// are, found once when it is set rather than at every scrape.
 	series map[string]*targetSeries
 	budget int
 }
@@ -37,7 +39,8 @@ type portCollector struct {
 // metrics themselves are made at each scrape (about 600 bytes a series,
 // garbage once it is written) instead of living between scrapes.
 type targetSeries struct {
-	snap                *snapshot.Snapshot
+	snap                *snapshot.Packed
+	target              string
 	open, info, cert    []portAt
 	nOpen, nInfo, nCert int
 }
@@ -61,7 +64,7 @@ func newPortCollector(budget int) *portCollector {
 		dropped: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "series_dropped"),
 			"Per-port series left out of this scrape because global.series_budget was reached.",
 			nil, nil),
-		latest: map[string]*snapshot.Snapshot{},
+		latest: map[string]*snapshot.Packed{},
 		series: map[string]*targetSeries{},
 		budget: budget,
 	}
@@ -85,16 +88,17 @@ func (c *portCollector) set(s *snapshot.Snapshot) {
 	c.mu.RLock()
 	budget := c.budget
 	c.mu.RUnlock()
-	ts := c.build(s, budget)
+	p := snapshot.Pack(s)
+	ts := c.build(p, budget)
 	c.mu.Lock()
-	c.latest[s.Target] = s
+	c.latest[s.Target] = p
 	c.series[s.Target] = ts
 	c.mu.Unlock()
 }
 
-// get is the latest complete snapshot of target set, nil for none. It is
-// shared: no one changes it.
-func (c *portCollector) get(target string) *snapshot.Snapshot {
+// get is the latest complete snapshot of target set, packed, nil for
+// none. It is shared: no one changes it.
+func (c *portCollector) get(target string) *snapshot.Packed {
 	if c == nil {
 		return nil
 	}
@@ -148,10 +152,10 @@ func (c *portCollector) Collect(ch chan<- prometheus.Metric) {
 
 	left, dropped := budget, 0
 	labels := newLabelPairs()
-	emit := func(ts *targetSeries, at []portAt, total int, kind func(*labelPairs, *snapshot.Snapshot, portAt) prometheus.Metric) {
+	emit := func(ts *targetSeries, at []portAt, total int, kind func(*labelPairs, *targetSeries, portAt) prometheus.Metric) {
 		n := min(len(at), max(left, 0))
 		for _, a := range at[:n] {
-			ch <- kind(labels, ts.snap, a)
+			ch <- kind(labels, ts, a)
 		}
 		left -= n
 		dropped += total - n
@@ -173,21 +177,20 @@ func (c *portCollector) Collect(ch chan<- prometheus.Metric) {
 // metric would copy and validate every label of every series, and keep
 // about 1 KB a series between scrapes.
 type portSeries struct {
-	desc  *prometheus.Desc
-	value float64
-	gauge dto.Gauge
-	addr  dto.LabelPair
-	pairs [6]*dto.LabelPair // sorted by name, as the registry checks
-	n     int
+	desc    *prometheus.Desc
+	value   float64
+	gauge   dto.Gauge
+	address string
+	addr    dto.LabelPair
+	pairs   [6]*dto.LabelPair // sorted by name, as the registry checks
+	n       int
 }
 
 // newPortSeries is a series with its host's address pair first and the
 // other pairs after it.
-func newPortSeries(desc *prometheus.Desc, value float64, h *snapshot.Host, rest ...*dto.LabelPair) *portSeries {
-	m := &portSeries{desc: desc, value: value, n: 1 + len(rest)}
-	// The address points into the snapshot (which no one changes)
-	// rather than at a copy.
-	m.addr.Name, m.addr.Value = &labelAddress, &h.Address
+func newPortSeries(desc *prometheus.Desc, value float64, address string, rest ...*dto.LabelPair) *portSeries {
+	m := &portSeries{desc: desc, value: value, address: address, n: 1 + len(rest)}
+	m.addr.Name, m.addr.Value = &labelAddress, &m.address
 	m.pairs[0] = &m.addr
 	copy(m.pairs[1:], rest)
 	return m
@@ -243,9 +246,8 @@ func (l *labelPairs) port(port uint16) *dto.LabelPair {
 
 // The per-port series' labels, in name order.
 
-func (c *portCollector) portOpenMetric(l *labelPairs, s *snapshot.Snapshot, a portAt) prometheus.Metric {
-	h := &s.Hosts[a.host]
-	p := &h.Ports[a.port]
+func (c *portCollector) portOpenMetric(l *labelPairs, ts *targetSeries, a portAt) prometheus.Metric {
+	addr, p := ts.snap.Port(int(a.host), int(a.port))
 	name := ""
 	if sv := p.Service; sv != nil {
 		name = sv.Name
@@ -253,23 +255,21 @@ func (c *portCollector) portOpenMetric(l *labelPairs, s *snapshot.Snapshot, a po
 			name = sv.Tunnel + "/" + name
 		}
 	}
-	return newPortSeries(c.portOpen, 1, h,
-		l.port(p.Port), l.get("protocol", p.Protocol, false), l.get("service", name, true), l.get("target", s.Target, false))
+	return newPortSeries(c.portOpen, 1, addr,
+		l.port(p.Port), l.get("protocol", p.Protocol, false), l.get("service", name, true), l.get("target", ts.target, false))
 }
 
-func (c *portCollector) serviceInfoMetric(l *labelPairs, s *snapshot.Snapshot, a portAt) prometheus.Metric {
-	h := &s.Hosts[a.host]
-	p := &h.Ports[a.port]
-	return newPortSeries(c.serviceInfo, 1, h,
+func (c *portCollector) serviceInfoMetric(l *labelPairs, ts *targetSeries, a portAt) prometheus.Metric {
+	addr, p := ts.snap.Port(int(a.host), int(a.port))
+	return newPortSeries(c.serviceInfo, 1, addr,
 		l.port(p.Port), l.get("product", p.Service.Product, true), l.get("protocol", p.Protocol, false),
-		l.get("target", s.Target, false), l.get("version", p.Service.Version, true))
+		l.get("target", ts.target, false), l.get("version", p.Service.Version, true))
 }
 
-func (c *portCollector) certExpiryMetric(l *labelPairs, s *snapshot.Snapshot, a portAt) prometheus.Metric {
-	h := &s.Hosts[a.host]
-	p := &h.Ports[a.port]
-	return newPortSeries(c.certExpiry, float64(p.Service.Cert.NotAfter.Unix()), h,
-		l.port(p.Port), l.get("protocol", p.Protocol, false), l.get("target", s.Target, false))
+func (c *portCollector) certExpiryMetric(l *labelPairs, ts *targetSeries, a portAt) prometheus.Metric {
+	addr, p := ts.snap.Port(int(a.host), int(a.port))
+	return newPortSeries(c.certExpiry, float64(p.Service.Cert.NotAfter.Unix()), addr,
+		l.port(p.Port), l.get("protocol", p.Protocol, false), l.get("target", ts.target, false))
 }
 
 // build makes the per-port metrics of one snapshot that a scrape under
@@ -277,11 +277,11 @@ func (c *portCollector) certExpiryMetric(l *labelPairs, s *snapshot.Snapshot, a 
 // any service_info, and those before any cert expiry, so of this target's
 // service_info at most budget less its own port_open count can be emitted,
 // and so on. The rest is only counted.
-func (c *portCollector) build(s *snapshot.Snapshot, budget int) *targetSeries {
-	ts := &targetSeries{snap: s}
+func (c *portCollector) build(s *snapshot.Packed, budget int) *targetSeries {
+	ts := &targetSeries{snap: s, target: s.Head().Target}
 	hasInfo := func(sv *snapshot.Service) bool { return sv != nil && (sv.Product != "" || sv.Version != "") }
 	hasCert := func(sv *snapshot.Service) bool { return sv != nil && sv.Cert != nil && !sv.Cert.NotAfter.IsZero() }
-	for _, h := range s.Hosts {
+	for _, h := range s.Hosts() {
 		for _, p := range h.Ports {
 			if p.State != snapshot.StateOpen {
 				continue
@@ -297,7 +297,7 @@ func (c *portCollector) build(s *snapshot.Snapshot, budget int) *targetSeries {
 	}
 	maxOpen, maxInfo := budget, budget-ts.nOpen
 	maxCert := maxInfo - ts.nInfo
-	for hi, h := range s.Hosts {
+	for hi, h := range s.Hosts() {
 		for pi, p := range h.Ports {
 			if p.State != snapshot.StateOpen {
 				continue

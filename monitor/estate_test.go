@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
 
 	"github.com/exposure-monitor/exposure/config"
 	"github.com/exposure-monitor/exposure/scanner/service"
@@ -162,17 +163,28 @@ func TestPreviousFromCollector(t *testing.T) {
 	}
 	first, second := mk(1), mk(2)
 	c := newPortCollector(10)
-	j := &scanJob{d: jobDeps{store: st, collector: c}, t: &config.Target{Name: "web"}}
+	reads := &countingLatest{latestStore: st}
 	c.set(second)
-	got, err := j.previous()
-	if err != nil || got != second {
-		t.Fatalf("previous = %p, %v; want the collector's %p", got, err, second)
-	}
+	got, err := latestComplete(reads, c, "web")
+	require.NoError(t, err)
+	require.Equal(t, second, got, "the collector's copy, unpacked")
+	require.Zero(t, reads.n, "the store's snapshot was decoded")
 	c.set(first)
-	got, err = j.previous()
-	if err != nil || got == first || got.ID != second.ID || got.Hosts[0].Ports[0].Port != 24 {
-		t.Fatalf("previous = %+v, %v; want the store's %s", got, err, second.ID)
+	got, err = latestComplete(reads, c, "web")
+	if err != nil || got.ID != second.ID || got.Hosts[0].Ports[0].Port != 24 || reads.n != 1 {
+		t.Fatalf("previous = %+v, %v (%d store reads); want the store's %s", got, err, reads.n, second.ID)
 	}
+}
+
+// countingLatest counts the snapshots read from the store.
+type countingLatest struct {
+	latestStore
+	n int
+}
+
+func (c *countingLatest) LatestComplete(target string) (*snapshot.Snapshot, error) {
+	c.n++
+	return c.latestStore.LatestComplete(target)
 }
 
 // TestUnchangedJobKeepsDiffState: with the real differ, an unchanged scan

@@ -225,13 +225,13 @@ type latestStore interface {
 	LatestCompleteID(target string) (string, error)
 }
 
-// latestComplete is target's latest complete snapshot: c's copy while the
-// store names it as the latest (no decoding of an estate's ports), else
-// the store's.
+// latestComplete is target's latest complete snapshot: c's copy, unpacked,
+// while the store names it as the latest (no decoding of an estate's
+// ports), else the store's.
 func latestComplete(st latestStore, c *portCollector, target string) (*snapshot.Snapshot, error) {
-	if s := c.get(target); s != nil {
-		if id, err := st.LatestCompleteID(target); err == nil && id == s.ID {
-			return s, nil
+	if p := c.get(target); p != nil {
+		if id, err := st.LatestCompleteID(target); err == nil && id == p.Head().ID {
+			return p.Unpack(), nil
 		}
 	}
 	return st.LatestComplete(target)

@@ -314,15 +314,15 @@ func (c *portCollector) portsPage(target string, offset, limit int) ([]statusPor
 	total := 0
 	for _, name := range names {
 		s := c.latest[name]
-		for i := range s.Hosts {
+		for _, h := range s.Hosts() {
 			n := 0
-			for _, p := range s.Hosts[i].Ports {
+			for _, p := range h.Ports {
 				if p.State == snapshot.StateOpen {
 					n++
 				}
 			}
 			if n > 0 && total+n > offset && len(out) < limit {
-				ps := statusPorts(&snapshot.Snapshot{Target: s.Target, Hosts: s.Hosts[i : i+1]})
+				ps := statusPorts(&snapshot.Snapshot{Target: name, Hosts: []snapshot.Host{*h}})
 				ps = ps[min(len(ps), max(0, offset-total)):]
 				out = append(out, ps[:min(len(ps), limit-len(out))]...)
 			}
