@@ -90,15 +90,24 @@ for p in ${udp_open//,/ }; do
   # Agreement: the same state; for an open port the same service name, the
   # same product where nmap names one and the same version where nmap has
   # one (for a port that did not answer, nmap's name is its port table's).
+  # "worded" is an agreement in other words: nmap's product string holds
+  # exposure's product and version (nmap writes coturn's raw SOFTWARE
+  # attribute, "Coturn-4.6.1 'Gorst'", and joins two SNMP probes' answers
+  # into one product, where exposure names the product and version apart).
   verdict=yes
   if [ "$n" != "$o" ]; then verdict=no
   elif [ "$n" != open ]; then verdict=yes
   elif [ "$n_name" != "$o_name" ]; then verdict=no
-  elif [ -n "$n_product" ] && [ "$n_product" != "$o_product" ]; then verdict=no
+  elif [ -n "$n_product" ] && [ "$n_product" != "$o_product" ]; then
+    verdict=no
+    np=${n_product,,}
+    if [ -n "$o_product" ] && [ -z "$n_version" ] && [[ $np == *"${o_product,,}"* ]] && [[ $np == *"${o_version,,}"* ]]; then
+      verdict=worded
+    fi
   elif [ -n "$n_version" ] && [ "$n_version" != "$o_version" ]; then verdict=no
   fi
   total=$((total + 1))
-  [ "$verdict" = yes ] && agree=$((agree + 1))
+  [ "$verdict" != no ] && agree=$((agree + 1))
   echo "| $p | $n $n_name $n_product $n_version${n_extrainfo:+ ($n_extrainfo)} | $o $o_name $o_product $o_version${o_info:+ ($o_info)} | $verdict |"
 done
 echo "exposure scan --sV -p U:$udp_open: ${ours}s; nmap -sU -sV -p $udp_open: ${theirs}s"
