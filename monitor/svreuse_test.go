@@ -188,13 +188,13 @@ func TestIncrementalServiceDetection(t *testing.T) {
 	fullAt := map[string][]int{}
 	before := map[string]int64{}
 	for name, k := range keys {
-		before[name] = deps.detections.m["web"][k].at
+		before[name] = detectedAt(deps.detections, "web", k)
 	}
 	for i := 1; i <= 30; i++ {
 		r = step(2 * time.Minute)
 		require.Equal(t, 2, r.kept+r.full)
 		for name, k := range keys {
-			if at := deps.detections.m["web"][k].at; at != before[name] {
+			if at := detectedAt(deps.detections, "web", k); at != before[name] {
 				fullAt[name] = append(fullAt[name], i)
 				before[name] = at
 			}
@@ -209,6 +209,14 @@ func TestIncrementalServiceDetection(t *testing.T) {
 	require.Equal(t, []int{0, 2}, []int{r.kept, r.full}, "refresh 0 detects every open port")
 	r = step(time.Minute)
 	require.Equal(t, []int{0, 2}, []int{r.kept, r.full}, "refresh 0 detects every open port")
+}
+
+// detectedAt is when k of target was last detected in full (0 for never).
+func detectedAt(d *svDetections, target string, k svKey) int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, _ := d.m[target].get(k)
+	return e.at
 }
 
 func mustSVKey(t *testing.T, addr string, port uint16, proto string) svKey {
@@ -343,12 +351,13 @@ func TestIncrementalServiceDetectionUDP(t *testing.T) {
 }
 
 // TestDetectionsOwnedByJob: a job owns its target's detections from plan
-// to record or restore. record updates the map in place (a re-scan holds
-// one map of the estate's ports, not two) and drops ports that closed; a
+// to record or restore. record updates the table in place (a re-scan holds
+// one table of the estate's ports, not two) and drops ports that closed; a
 // second job of the target meanwhile keeps nothing; a job that records
 // nothing gives the detections back.
 func TestDetectionsOwnedByJob(t *testing.T) {
 	require.LessOrEqual(t, unsafe.Sizeof(svEntry{}), uintptr(32), "an estate keeps one entry per open port")
+	require.LessOrEqual(t, unsafe.Sizeof(svRecord{}), uintptr(56), "an estate keeps one record per open port")
 	d := newSVDetections()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	const refresh = 24 * time.Hour
@@ -420,6 +429,7 @@ func TestDetectionsOwnedByJob(t *testing.T) {
 	require.Equal(t, [2]int{2, 1}, [2]int{kept, full}, "with UDP: kept, full")
 	k, _ := newSVKey("198.18.0.1", 53, "udp")
 	d.mu.Lock()
-	require.Equal(t, now.UnixNano(), d.m["t"][k].at)
+	e, _ := d.m["t"].get(k)
+	require.Equal(t, now.UnixNano(), e.at)
 	d.mu.Unlock()
 }
